@@ -1,0 +1,102 @@
+"""Hashing throughput of every hasher, decode included, on the same JPEGs, in one run.
+
+    .venv/bin/python ../shared/corpus/build_corpus.py corpus      # once, ~40 s
+    .venv/bin/python benchmarks/hash_speed.py --corpus corpus [--images 200] [--repeat 3]
+
+Each row hashes the same files from disk (read + decode + hash), single process,
+best of ``--repeat`` passes after one warm-up pass. Besides our registry's hashers it
+times the peer libraries called the way their users call them (``PIL.Image.open`` then
+``imagehash.phash`` / ``pdqhash.compute``), and ``forbild`` with reduced-size JPEG
+decoding switched off, to measure what draft decoding buys. Ratios are against
+imagehash's own ``phash``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import imagehash
+import numpy as np
+import pdqhash
+from PIL import Image
+
+from robusthash import available_methods, get_hasher, load_pil
+
+REFERENCE = "imagehash.phash (peer, plain)"
+
+
+def peer_phash(path: Path) -> object:
+    with Image.open(path) as im:
+        return imagehash.phash(im)
+
+
+def peer_pdq(path: Path) -> object:
+    with Image.open(path) as im:
+        return pdqhash.compute(np.asarray(im.convert("RGB")))
+
+
+def forbild_without_draft(path: Path) -> object:
+    hasher = get_hasher("forbild")
+    return hasher.hash_pil(load_pil(path, draft_size=None))
+
+
+def time_pass(fn: Callable[[Path], object], files: list[Path]) -> float:
+    start = time.perf_counter()
+    for path in files:
+        fn(path)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, required=True, help="output folder of build_corpus.py")
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="also write results as JSON here")
+    args = parser.parse_args()
+
+    # The train split, so that nothing here ever looks at the test images.
+    names = (args.corpus / "train.txt").read_text().split()
+    files = [args.corpus / n for n in names if n.lower().endswith((".jpg", ".jpeg"))][: args.images]
+    sizes = [Image.open(f).size for f in files]
+    megapixels = float(np.mean([w * h for w, h in sizes])) / 1e6
+
+    candidates: dict[str, Callable[[Path], object]] = {}
+    for method in available_methods():
+        candidates[method] = get_hasher(method).hash
+    candidates["forbild, draft decoding off"] = forbild_without_draft
+    candidates[REFERENCE] = peer_phash
+    candidates["pdqhash.compute (peer, plain)"] = peer_pdq
+
+    rates: dict[str, float] = {}
+    for label, fn in candidates.items():
+        time_pass(fn, files[:10])  # warm-up: imports, caches
+        best = min(time_pass(fn, files) for _ in range(args.repeat))
+        rates[label] = len(files) / best
+        print(f"{label:32s} {rates[label]:8.1f} images/s", flush=True)
+
+    reference = rates[REFERENCE]
+    print()
+    print(f"{len(files)} JPEGs of the corpus train split, mean {megapixels:.2f} MP; "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, one process; best of {args.repeat}.")
+    print()
+    print("| hasher | images/s | × imagehash phash |")
+    print("|---|---:|---:|")
+    for label, rate in rates.items():
+        print(f"| {label} | {rate:.1f} | {rate / reference:.2f} |")
+    draft_gain = rates["forbild"] / rates["forbild, draft decoding off"]
+    print(f"\nDraft (reduced-size) JPEG decoding speeds forbild up {draft_gain:.2f}×.")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "hash_speed.json").write_text(json.dumps(
+            {"images": len(files), "mean_megapixels": megapixels, "images_per_second": rates}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

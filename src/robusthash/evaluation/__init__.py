@@ -1,0 +1,1 @@
+"""Evaluation: metrics, benchmark runner and reports. Drives the library; never imported by it."""

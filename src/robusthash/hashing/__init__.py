@@ -1,0 +1,37 @@
+"""Hash values, the hasher protocol, the registry, and the classical hashers."""
+
+from .base import BaseHasher, Comparison, Hasher, available_methods, get_hasher, register
+from .value import Hash, MultiHash, hash_from_dict
+
+# Importing the hasher modules registers them, in this order.
+from .forbild import ForbildHasher, weighted_distance  # noqa: E402
+from .blockhash import BlockHasher  # noqa: E402
+from .baselines import (  # noqa: E402
+    AhashHasher,
+    CropResistantHasher,
+    DhashHasher,
+    PdqHasher,
+    PhashHasher,
+    WhashHasher,
+)
+
+__all__ = [
+    "AhashHasher",
+    "BaseHasher",
+    "BlockHasher",
+    "Comparison",
+    "CropResistantHasher",
+    "DhashHasher",
+    "ForbildHasher",
+    "Hash",
+    "Hasher",
+    "MultiHash",
+    "PdqHasher",
+    "PhashHasher",
+    "WhashHasher",
+    "available_methods",
+    "get_hasher",
+    "hash_from_dict",
+    "register",
+    "weighted_distance",
+]

@@ -1,0 +1,132 @@
+"""Baseline hashers wrapped from well-kept libraries, not rewritten.
+
+* ``pdq``: Meta's PDQ through the ``pdqhash`` bindings of the reference C++ code.
+  Hex strings are in PDQ's own format (the same as Meta's tools and ThreatExchange).
+* ``phash``, ``dhash``, ``ahash``, ``whash``, ``crop-resistant``: ``imagehash``.
+
+Each gets the RGB image from our loader, exactly as the library would have got it
+from ``PIL.Image.open`` (plus EXIF orientation and our mode rule), so the hashes equal
+the library's own for ordinary RGB files.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import imagehash
+import numpy as np
+import pdqhash
+from PIL import Image
+
+from .base import TRAIN_SPLIT_TAU, BaseHasher, Comparison, register
+from .value import Hash, MultiHash
+
+IMAGEHASH_VERSION = f"imagehash-{imagehash.__version__}"
+# Defaults without a published value come from `benchmarks/default_thresholds.py`:
+# the threshold at 1% false positives between distinct images of the corpus train split.
+# The reference database recalibrates them per collection.
+
+
+@register
+class PdqHasher(BaseHasher):
+    name = "pdq"
+    bits = 256
+    version = f"pdqhash-{pdqhash.__version__}"
+    description = "Meta's PDQ (pdqhash bindings of the reference implementation)"
+    # Meta's recommended match threshold for PDQ: Hamming distance ≤ 31 of 256.
+    threshold = 31 / 256
+    threshold_source = "Meta's recommended PDQ threshold, Hamming ≤ 31"
+
+    def hash_pil(self, im: Image.Image) -> Hash:
+        vector, quality = pdqhash.compute(np.asarray(im))
+        # pdqhash returns bit 255 first, so packing in order gives PDQ's own hex format.
+        return self.make_hash(vector.astype(bool), quality=int(quality))
+
+
+class ImagehashHasher(BaseHasher):
+    """A 64-bit imagehash function as a hasher."""
+
+    function: ClassVar[Callable[[Image.Image], Any]]
+    bits = 64
+    version = IMAGEHASH_VERSION
+
+    def hash_pil(self, im: Image.Image) -> Hash:
+        return self.make_hash(type(self).function(im).hash)
+
+
+@register
+class PhashHasher(ImagehashHasher):
+    name = "phash"
+    function = staticmethod(imagehash.phash)
+    description = "imagehash.phash: DCT of a 32×32 grey image, 8×8 low frequencies vs their median"
+    threshold = 10 / 64
+    threshold_source = TRAIN_SPLIT_TAU
+
+
+@register
+class DhashHasher(ImagehashHasher):
+    name = "dhash"
+    function = staticmethod(imagehash.dhash)
+    description = "imagehash.dhash: horizontal gradient signs of a 9×8 grey image"
+    threshold = 9 / 64
+    threshold_source = TRAIN_SPLIT_TAU
+
+
+@register
+class AhashHasher(ImagehashHasher):
+    name = "ahash"
+    function = staticmethod(imagehash.average_hash)
+    description = "imagehash.average_hash: 8×8 grey image vs its mean"
+    threshold = 2 / 64
+    threshold_source = TRAIN_SPLIT_TAU
+
+
+@register
+class WhashHasher(ImagehashHasher):
+    name = "whash"
+    function = staticmethod(imagehash.whash)
+    description = "imagehash.whash: Haar wavelet low band of the grey image vs its median"
+    threshold = 0 / 64
+    threshold_source = TRAIN_SPLIT_TAU
+
+
+@register
+class CropResistantHasher(BaseHasher):
+    """imagehash's crop-resistant hash: one dhash per bright/dark segment of the image.
+
+    Distance: imagehash's own multi-hash difference (unmatched segments, with the mean
+    Hamming distance of the matched ones as tie-breaker) divided by the query's number
+    of segments, so 0 means every segment matched exactly and 1 means none matched.
+    Decision: imagehash's ``matches`` (at least one segment within 25% of its bits).
+    """
+
+    name = "crop-resistant"
+    bits = 64
+    version = IMAGEHASH_VERSION
+    description = "imagehash.crop_resistant_hash: a dhash per segment, matched segment by segment"
+    threshold = 1.0
+    decision = "≥ 1 segment within 25% of its bits"
+    threshold_source = "imagehash's rule: at least one segment within 25% of its bits"
+
+    def hash_pil(self, im: Image.Image) -> MultiHash:
+        multi = imagehash.crop_resistant_hash(im)
+        segments = tuple(self.make_hash(h.hash) for h in multi.segment_hashes)
+        return MultiHash(segments, self.name, self.version)
+
+    @staticmethod
+    def _to_imagehash(h: MultiHash) -> imagehash.ImageMultiHash:
+        return imagehash.ImageMultiHash([imagehash.ImageHash(s.bits.reshape(8, 8)) for s in h.hashes])
+
+    def distance(self, a: MultiHash, b: MultiHash) -> float:
+        return (self._to_imagehash(a) - self._to_imagehash(b)) / len(a.hashes)
+
+    def compare(self, a: MultiHash, b: MultiHash, threshold: float | None = None) -> Comparison:
+        distance = self.distance(a, b)
+        if threshold is None:
+            matched = self._to_imagehash(a).matches(self._to_imagehash(b))
+            rule = "imagehash: at least one segment within 25% of its bits"
+        else:
+            matched = distance <= threshold
+            rule = f"distance ≤ {threshold:g}"
+        matching, _ = self._to_imagehash(a).hash_diff(self._to_imagehash(b))
+        return Comparison(distance, None, matched, {"matching_segments": matching, "segments": len(a), "rule": rule})
