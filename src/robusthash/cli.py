@@ -101,9 +101,10 @@ def hash_command(
         task = bar.add_task("hashing", total=len(files))
         for path in files:
             try:
-                # Decode once at the largest size any chosen method needs.
+                # Decode once, at the largest size and in the richest mode any chosen method needs.
                 drafts = [h.draft_size for h in hashers]
-                image = load_pil(path, draft_size=None if None in drafts else max(drafts))
+                mode = "L" if all(h.input_mode == "L" for h in hashers) else "RGB"
+                image = load_pil(path, draft_size=None if None in drafts else max(drafts), mode=mode)
             except ImageError as exc:
                 failed += 1
                 err.print(f"[red]error:[/red] {exc}", markup=True)

@@ -22,6 +22,9 @@ Every part of robusthash reads images through :func:`load_image` (numpy) or
 * Whatever goes wrong (missing, empty, truncated, corrupt, not an image, too big)
   raises one :class:`ImageError` that names the source.
 
+``mode="L"``: hashers that only need luma get a grey image, and JPEGs are then decoded
+as luma only.
+
 ``draft_size``: hashers that only need a small picture ask for it, and JPEG files are
 then decoded at a reduced scale (1/2, 1/4 or 1/8, via libjpeg's DCT scaling) that is
 still at least ``draft_size`` pixels on each side. This is much faster than decoding
@@ -42,6 +45,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
 
 WHITE = (255, 255, 255)
+ORIENTATION_TAG = 0x0112
 
 
 class ImageError(ValueError):
@@ -90,23 +94,38 @@ def load_image(
 
 
 def load_pil(
-    source: ImageSource, *, limits: LoadLimits = DEFAULT_LIMITS, draft_size: int | None = None
+    source: ImageSource,
+    *,
+    limits: LoadLimits = DEFAULT_LIMITS,
+    draft_size: int | None = None,
+    mode: str = "RGB",
 ) -> Image.Image:
-    """Load ``source`` as an RGB ``PIL.Image``. See the module docstring."""
+    """Load ``source`` as an RGB (or, with ``mode="L"``, grey) ``PIL.Image``.
+
+    ``mode="L"`` gives the ITU-R 601 luma of the RGB image the rule defines; JPEGs are
+    then decoded as luma only, skipping the colour conversion (faster).
+    """
+    if mode not in ("RGB", "L"):
+        raise ValueError(f"mode must be 'RGB' or 'L', not {mode!r}")
     name = describe_source(source)
     if isinstance(source, np.ndarray):
-        return Image.fromarray(array_to_rgb(source, name, limits))
+        return _as_mode(Image.fromarray(array_to_rgb(source, name, limits)), mode)
     if isinstance(source, Image.Image):
         _check_pixels(source.size, name, limits)
-        return to_rgb(_first_frame(source), name)
+        return _as_mode(to_rgb(_first_frame(source), name), mode)
     data = _read_bytes(source, name, limits)
-    return decode(data, name, limits=limits, draft_size=draft_size)
+    return decode(data, name, limits=limits, draft_size=draft_size, mode=mode)
 
 
 def decode(
-    data: bytes, name: str, *, limits: LoadLimits = DEFAULT_LIMITS, draft_size: int | None = None
+    data: bytes,
+    name: str,
+    *,
+    limits: LoadLimits = DEFAULT_LIMITS,
+    draft_size: int | None = None,
+    mode: str = "RGB",
 ) -> Image.Image:
-    """Decode encoded image bytes (already read) into an RGB ``PIL.Image``."""
+    """Decode encoded image bytes (already read) into an RGB or grey ``PIL.Image``."""
     if not data:
         raise ImageError(name, "empty input (0 bytes)")
     try:
@@ -115,12 +134,15 @@ def decode(
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
             _check_pixels(im.size, name, limits)
-            if draft_size and im.format == "JPEG":
-                im.draft("RGB", (draft_size, draft_size))
+            if im.format == "JPEG" and (draft_size or mode == "L") and im.mode in ("RGB", "L"):
+                # libjpeg decodes luma only and/or at 1/2, 1/4, 1/8 scale (never below draft_size)
+                im.draft(mode, (draft_size, draft_size) if draft_size else im.size)
             im = _first_frame(im)
             im.load()
-            im = ImageOps.exif_transpose(im)
-            return to_rgb(im, name)
+            # Parsing EXIF costs about as much as hashing, and most files have none.
+            if ("exif" in im.info or im.format not in ("JPEG", "PNG")) and im.getexif().get(ORIENTATION_TAG, 1) != 1:
+                im = ImageOps.exif_transpose(im)
+            return _as_mode(im if im.mode == mode else to_rgb(im, name), mode)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -132,6 +154,10 @@ def decode(
         raise ImageError(name, "not enough memory to decode") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input, never a crash
         raise ImageError(name, f"corrupt or truncated image ({type(exc).__name__}: {exc})") from None
+
+
+def _as_mode(rgb: Image.Image, mode: str) -> Image.Image:
+    return rgb if rgb.mode == mode else rgb.convert(mode)
 
 
 def to_rgb(im: Image.Image, name: str = "<image>") -> Image.Image:

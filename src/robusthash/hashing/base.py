@@ -51,7 +51,8 @@ class BaseHasher(ABC):
 
     A subclass sets ``name``, ``bits``, ``version``, ``description`` and ``threshold``
     (the default NHD decision threshold), optionally ``draft_size`` (the smallest side it
-    needs, enabling reduced-size JPEG decoding), and implements :meth:`hash_pil`.
+    needs, enabling reduced-size JPEG decoding) and ``input_mode = "L"`` (it needs only
+    luma), and implements :meth:`hash_pil`, which must accept RGB images too.
     """
 
     name: ClassVar[str]
@@ -61,6 +62,7 @@ class BaseHasher(ABC):
     threshold: ClassVar[float]
     threshold_source: ClassVar[str] = ""
     draft_size: ClassVar[int | None] = None
+    input_mode: ClassVar[str] = "RGB"
 
     def __init__(self, limits: LoadLimits = DEFAULT_LIMITS):
         self.limits = limits
@@ -72,11 +74,11 @@ class BaseHasher(ABC):
 
     def hash(self, image: ImageSource) -> Hash | MultiHash:
         """Hash any input :func:`robusthash.io.load_image` accepts."""
-        return self.hash_pil(load_pil(image, limits=self.limits, draft_size=self.draft_size))
+        return self.hash_pil(load_pil(image, limits=self.limits, draft_size=self.draft_size, mode=self.input_mode))
 
     @abstractmethod
     def hash_pil(self, im: Image.Image) -> Hash | MultiHash:
-        """Hash an RGB PIL image that the loader produced."""
+        """Hash a PIL image that the loader produced (RGB, or L if ``input_mode`` is L)."""
 
     def hash_many(self, images: Iterable[ImageSource]) -> list[Hash | MultiHash]:
         return [self.hash(image) for image in images]

@@ -108,6 +108,7 @@ class ForbildHasher(BaseHasher):
     threshold = CANDIDATE_HAMMING / (GRID * GRID)
     threshold_source = "the paper's two-step rule: Hamming ≤ 32 and (Hamming ≤ 8 or weighted ≤ 16)"
     draft_size = 128
+    input_mode = "L"
     decision = f"Hamming ≤ {CANDIDATE_HAMMING} and (Hamming ≤ {MATCH_HAMMING} or weighted ≤ {MATCH_WEIGHTED:g})"
 
     def hash_pil(self, im: Image.Image) -> Hash:
