@@ -164,3 +164,9 @@ def test_our_limit_applies_below_pillows_guard():
 
     with pytest.raises(ImageError, match="LoadLimits.max_pixels"):
         load_image(png_header_claiming(11_000, 10_000))
+
+
+def test_endless_device_is_bounded_not_a_hang():
+    # /dev/zero never ends; the byte limit must stop the read.
+    with pytest.raises(ImageError, match="exceeds the limit"):
+        load_image("/dev/zero", limits=LoadLimits(max_bytes=1 << 20))

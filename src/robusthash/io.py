@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from typing import BinaryIO, Union
@@ -239,19 +240,34 @@ def _check_pixels(size: tuple[int, int], name: str, limits: LoadLimits) -> None:
         )
 
 
+def _read_stream(stream: object, name: str, max_bytes: int) -> bytes:
+    # Read in chunks: read(max_bytes + 1) would allocate the whole limit up front.
+    chunks, total = [], 0
+    while total <= max_bytes:
+        try:
+            chunk = stream.read(min(1 << 20, max_bytes + 1 - total))  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001
+            raise ImageError(name, f"cannot read ({exc})") from None
+        if not isinstance(chunk, (bytes, bytearray)):
+            raise ImageError(name, "file object must be opened in binary mode")
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
 def _read_bytes(source: object, name: str, limits: LoadLimits) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
         try:
-            size = os.path.getsize(path)
-            if os.path.isdir(path):
-                raise ImageError(name, "is a directory, not an image file")
-            if size > limits.max_bytes:
-                raise ImageError(name, f"file of {size:,} bytes exceeds the limit of {limits.max_bytes:,} bytes")
-            with open(path, "rb") as fh:
-                data = fh.read(limits.max_bytes + 1)
+            with open(source, "rb") as fh:
+                info = os.fstat(fh.fileno())
+                if info.st_size > limits.max_bytes:
+                    raise ImageError(name, f"file of {info.st_size:,} bytes exceeds the limit of {limits.max_bytes:,} bytes")
+                # A pipe or device has no size to trust: read it in bounded chunks.
+                data = fh.read() if stat.S_ISREG(info.st_mode) else _read_stream(fh, name, limits.max_bytes)
         except FileNotFoundError:
             raise ImageError(name, "no such file") from None
         except PermissionError:
@@ -261,13 +277,7 @@ def _read_bytes(source: object, name: str, limits: LoadLimits) -> bytes:
         except OSError as exc:
             raise ImageError(name, f"cannot read ({exc.strerror or exc})") from None
     elif hasattr(source, "read"):
-        try:
-            data = source.read(limits.max_bytes + 1)
-        except Exception as exc:  # noqa: BLE001
-            raise ImageError(name, f"cannot read ({exc})") from None
-        if not isinstance(data, (bytes, bytearray)):
-            raise ImageError(name, "file object must be opened in binary mode")
-        data = bytes(data)
+        data = _read_stream(source, name, limits.max_bytes)
     else:
         raise ImageError(name, f"unsupported input type {type(source).__name__}")
     if len(data) > limits.max_bytes:

@@ -64,7 +64,8 @@ def forbild_bits(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Both are returned in row-major order of the 16×16 grid.
     """
     quads = grid.reshape(2, HALF, 2, HALF).transpose(0, 2, 1, 3).reshape(4, HALF * HALF)
-    medians = np.median(quads, axis=1, keepdims=True)
+    ordered = np.sort(quads, axis=1)  # the median of 64 values; np.median costs 5× more here
+    medians = (ordered[:, 31:32] + ordered[:, 32:33]) / 2
     # A block exactly at its median (flat areas) takes the bit of the median's half of
     # the grey range, so flat white and flat black areas differ.
     bits = (quads > medians) | ((quads == medians) & (medians > 127.5))
