@@ -54,40 +54,28 @@ class ImagehashHasher(BaseHasher):
         return self.make_hash(type(self).function(im).hash)
 
 
-@register
-class PhashHasher(ImagehashHasher):
-    name = "phash"
-    function = staticmethod(imagehash.phash)
-    description = "imagehash.phash: DCT of a 32×32 grey image, 8×8 low frequencies vs their median"
-    threshold = 10 / 64
-    threshold_source = TRAIN_SPLIT_TAU
+def _imagehash_method(name: str, function: Callable[[Image.Image], Any], description: str, tau_bits: int) -> type:
+    """Register one 64-bit imagehash function; ``tau_bits`` is its default Hamming threshold."""
+    attributes = {
+        "name": name,
+        "function": staticmethod(function),
+        "description": description,
+        "threshold": tau_bits / 64,
+        "threshold_source": TRAIN_SPLIT_TAU,
+    }
+    return register(type(f"{name.capitalize()}Hasher", (ImagehashHasher,), attributes))
 
 
-@register
-class DhashHasher(ImagehashHasher):
-    name = "dhash"
-    function = staticmethod(imagehash.dhash)
-    description = "imagehash.dhash: horizontal gradient signs of a 9×8 grey image"
-    threshold = 9 / 64
-    threshold_source = TRAIN_SPLIT_TAU
-
-
-@register
-class AhashHasher(ImagehashHasher):
-    name = "ahash"
-    function = staticmethod(imagehash.average_hash)
-    description = "imagehash.average_hash: 8×8 grey image vs its mean"
-    threshold = 2 / 64
-    threshold_source = TRAIN_SPLIT_TAU
-
-
-@register
-class WhashHasher(ImagehashHasher):
-    name = "whash"
-    function = staticmethod(imagehash.whash)
-    description = "imagehash.whash: Haar wavelet low band of the grey image vs its median"
-    threshold = 0 / 64
-    threshold_source = TRAIN_SPLIT_TAU
+PhashHasher = _imagehash_method(
+    "phash", imagehash.phash, "imagehash.phash: DCT of a 32×32 grey image, 8×8 low frequencies vs their median", 10
+)
+DhashHasher = _imagehash_method(
+    "dhash", imagehash.dhash, "imagehash.dhash: horizontal gradient signs of a 9×8 grey image", 9
+)
+AhashHasher = _imagehash_method("ahash", imagehash.average_hash, "imagehash.average_hash: 8×8 grey image vs its mean", 2)
+WhashHasher = _imagehash_method(
+    "whash", imagehash.whash, "imagehash.whash: Haar wavelet low band of the grey image vs its median", 0
+)
 
 
 @register
