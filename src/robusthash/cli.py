@@ -16,7 +16,8 @@ from rich.table import Table
 from . import __version__
 from .files import iter_image_paths
 from .hashing import available_methods, get_hasher
-from .io import ImageError, load_pil
+from .hashing.base import load_for
+from .io import ImageError
 
 app = typer.Typer(
     help="Identify images by robust hashes: hash, compare, and (soon) register and search.",
@@ -101,10 +102,7 @@ def hash_command(
         task = bar.add_task("hashing", total=len(files))
         for path in files:
             try:
-                # Decode once, at the largest size and in the richest mode any chosen method needs.
-                drafts = [h.draft_size for h in hashers]
-                mode = "L" if all(h.input_mode == "L" for h in hashers) else "RGB"
-                image = load_pil(path, draft_size=None if None in drafts else max(drafts), mode=mode)
+                image = load_for(hashers, path)  # decoded once for all chosen methods
             except ImageError as exc:
                 failed += 1
                 err.print(f"[red]error:[/red] {exc}", markup=True)

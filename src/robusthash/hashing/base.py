@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Protocol, runtime_checkable
+from typing import Any, Callable, ClassVar, Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -74,7 +74,7 @@ class BaseHasher(ABC):
 
     def hash(self, image: ImageSource) -> Hash | MultiHash:
         """Hash any input :func:`robusthash.io.load_image` accepts."""
-        return self.hash_pil(load_pil(image, limits=self.limits, draft_size=self.draft_size, mode=self.input_mode))
+        return self.hash_pil(load_for([self], image, self.limits))
 
     @abstractmethod
     def hash_pil(self, im: Image.Image) -> Hash | MultiHash:
@@ -99,6 +99,14 @@ class BaseHasher(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}@{self.version}, {self.bits} bits>"
+
+
+def load_for(hashers: Sequence[BaseHasher], image: ImageSource, limits: LoadLimits = DEFAULT_LIMITS) -> Image.Image:
+    """Decode ``image`` once so that every one of ``hashers`` can hash it: at the largest
+    size and in the richest mode any of them needs (RGB unless all need only luma)."""
+    drafts = [h.draft_size for h in hashers]
+    mode = "L" if all(h.input_mode == "L" for h in hashers) else "RGB"
+    return load_pil(image, limits=limits, draft_size=None if None in drafts else max(drafts), mode=mode)
 
 
 # Where a default threshold has no published value (see benchmarks/default_thresholds.py).
