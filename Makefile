@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-speed clean
+.PHONY: demo test bench-speed results-classical clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 # Needs the corpus: $(PYTHON) ../shared/corpus/build_corpus.py corpus
 bench-speed: $(STAMP)
 	$(PY) benchmarks/hash_speed.py --corpus corpus --out benchmarks/out
+
+# The baseline report of every classical hasher on the corpus test split (needs the corpus).
+results-classical: $(STAMP)
+	$(VENV)/bin/robusthash bench --images corpus/test.txt --sample 400 --attacks all --out results/classical
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

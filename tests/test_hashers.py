@@ -104,3 +104,28 @@ def test_tiny_and_flat_images_hash_without_error(method):
 def test_hash_image_shortcut(astronaut):
     assert rh.hash_image(astronaut) == get_hasher("forbild").hash(astronaut)
     assert rh.hash_image(astronaut, "pdq") == get_hasher("pdq").hash(astronaut)
+
+
+WHASH_ATTACKS = ("JC(30)", "RT(30)", "TR(X,0.3)", "SHR(Y,-0.2)", "RS(0.5)+SPN(0.05)+AF(7)", "CROP(0.5,0,1)", "PAD(0.2)")
+
+
+@pytest.mark.parametrize("spec", WHASH_ATTACKS)
+def test_fast_whash_equals_imagehash(spec, photos):
+    import imagehash
+
+    from robusthash.hashing.baselines import whash
+
+    for im in photos.values():
+        copy = attacks.parse(spec)(im, seed=3)
+        assert whash(copy) == imagehash.whash(copy)
+
+
+def test_fast_whash_ties_at_the_median_go_to_imagehash():
+    import imagehash
+
+    from robusthash.hashing.baselines import whash
+
+    half = np.zeros((64, 64), dtype=np.uint8)
+    half[:, 40:] = np.arange(24, dtype=np.uint8) * 10  # over half the blocks are equal (black)
+    for im in (Image.new("RGB", (50, 50), (90, 90, 90)), Image.fromarray(half).convert("RGB")):
+        assert whash(im) == imagehash.whash(im)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+from PIL import Image
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
+from .evaluation.bench import BenchConfig, attack_cases, default_cache_path, default_workers, run_bench
+from .evaluation.report import write_report
 from .files import iter_image_paths
 from .hashing import available_methods, get_hasher
 from .hashing.base import load_for
@@ -152,6 +158,103 @@ def compare(
         _emit(fmt, record, f"{hasher.name}: distance {result.distance:.4f}{hamming}  {verdict}  ({rule})")
 
 
+JPEG_SAVE_QUALITY = 95
+
+
+@app.command()
+def attack(
+    spec: str = typer.Argument(..., metavar="SPEC", help="Attack spec, e.g. 'RT(30)+JC(70)'. Quote it in the shell."),
+    source: Path = typer.Argument(..., metavar="IN", help="Image to attack (any format the loader reads)."),
+    target: Path = typer.Argument(..., metavar="OUT", help="Where to write the result; format from the extension."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, help="Seed of the random steps (GN, SN, SPN, SA): same seed, same pixels."
+    ),
+):
+    """Apply an attack spec to one image and save the result.
+
+    Steps are joined with + and applied left to right; what was applied is printed on stderr (for SA, what it drew).
+
+    Saving is itself lossy for JPEG: a .jpg OUT is written at quality 95. Use .png to keep the attacked pixels exactly.
+
+    Examples:
+
+    robusthash attack 'RT(30)+JC(70)' photo.jpg rotated.png
+
+    robusthash attack 'SHR(X,0.2)' photo.jpg sheared.png
+
+    robusthash attack 'CROP(0.8,0,0)+PAD(0.1,white)' photo.jpg framed.png
+
+    robusthash attack SA photo.jpg strong.png --seed 7
+
+    Codes, parameters and CMAA's grids: 'robusthash attacks' and docs/attacks.md.
+    """
+    from .attacks import AttackSpecError, parse
+    from .io import load_pil
+
+    try:
+        parsed = parse(spec)
+    except AttackSpecError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True)
+        err.print("Run 'robusthash attacks' for the codes and their parameters.")
+        raise typer.Exit(2) from None
+    suffix = target.suffix.lower()
+    if suffix not in Image.registered_extensions():
+        err.print(f"[red]error:[/red] {escape(str(target))}: unknown image format for extension {suffix!r}")
+        raise typer.Exit(2)
+    try:
+        image = load_pil(source)
+    except ImageError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True)
+        raise typer.Exit(1) from None
+    result = parsed(image, seed=seed)
+    options = {"quality": JPEG_SAVE_QUALITY} if Image.registered_extensions()[suffix] == "JPEG" else {}
+    try:
+        result.save(target, **options)
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot write {escape(str(target))}: {escape(str(exc))}", markup=True)
+        raise typer.Exit(1) from None
+    applied = ", ".join(parsed.plan(seed)) or "nothing (SA drew no attack)"
+    err.print(f"applied {applied}  (spec {parsed.spec}, seed {seed})", markup=False)
+    saved = f" at JPEG quality {JPEG_SAVE_QUALITY}" if options else ""
+    size = f"{result.width}x{result.height}{saved}  (from {image.width}x{image.height})"
+    err.print(f"wrote {target}  {size}", markup=False)
+
+
+def _grid_text(specs: tuple[str, ...]) -> str:
+    """CMAA's grid of one Table 1 family, compactly: '0.7 0.8 ...' or 'X|Y × -0.3 ... 0.3'."""
+    args = [spec[spec.index("(") + 1 : -1].split(",") for spec in specs]
+    if len(args[0]) == 2:  # axis and value
+        axes = dict.fromkeys(a[0] for a in args)
+        values = dict.fromkeys(a[1] for a in args)
+        return f"{'|'.join(axes)} × {' '.join(values)}"
+    return " ".join(a[0] for a in args)
+
+
+@app.command("attacks")
+def attacks_command(fmt: Format = typer.Option(Format.text, "--format", help="text table or one JSON object per line")):
+    """List the attack codes, their parameters, CMAA's Table 1 grids and the named suites."""
+    from .attacks import CODES, SUITES
+    from .attacks.suites import TABLE1_GRID
+
+    if fmt is Format.jsonl:
+        for code in CODES.values():
+            params = [{"name": p.name, "rule": p.rule, **({} if p.required else {"default": p.default})}
+                      for p in code.params]
+            record = {"code": code.code, "title": code.title, "params": params, "random": code.random,
+                      "table1": list(TABLE1_GRID.get(code.code, ()))}
+            out.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return
+    table = Table("code", "attack", "parameters", "Table 1 grid")
+    for code in CODES.values():
+        params = "\n".join(f"{p.name}: {p.rule}" + ("" if p.required else f" (default {p.write(p.default)})")
+                           for p in code.params)
+        grid = _grid_text(TABLE1_GRID[code.code]) if code.code in TABLE1_GRID else ""
+        table.add_row(*(Text(cell) for cell in (code.signature(), code.title, params, grid)))  # no markup: [cx]
+    out.print(table)
+    out.print("Join steps with +, applied left to right: RT(30)+JC(70). Random steps: GN, SN, SPN, SA (use --seed).")
+    out.print("Suites: " + ", ".join(f"{name} ({len(cases)})" for name, cases in SUITES.items()), markup=False)
+
+
 @app.command()
 def demo(
     method: Optional[str] = typer.Option(None, "--method", "-m", help="Only these methods (comma-separated)."),
@@ -181,6 +284,94 @@ def demo(
     out.print(table)
     out.print("Distances are normalised to 0..1 (0 = identical). A good hasher keeps attacked copies near 0 "
               "and matched, and distinct images near 0.5 with no false matches.")
+
+
+CLASSICAL = "forbild,blockhash,pdq,phash,dhash,ahash,whash"
+
+
+def _evenly_spaced(paths: list, count: int | None) -> list:
+    """``count`` paths spread evenly through the list, so that every source of a sorted
+    collection is represented (its first files often all come from one source)."""
+    if count is None or count >= len(paths):
+        return paths
+    step = len(paths) / count
+    return [paths[int(i * step)] for i in range(count)]
+
+
+@app.command()
+def bench(
+    images: List[str] = typer.Option(
+        ..., "--images", help="image files, folders, or .txt lists (one path per line, relative to the list)"
+    ),
+    method_names: str = typer.Option(CLASSICAL, "--methods", help="comma-separated methods (see `robusthash methods`)"),
+    attack_spec: str = typer.Option(
+        "table1,table2", "--attacks",
+        help="comma-separated suites (table1, table2, strong, crop, pad, all) and/or specs such as 'RT(30)+JC(70)'",
+    ),
+    out_dir: Path = typer.Option(..., "--out", help="folder for report.md, results.json and det*.png"),
+    sample: Optional[int] = typer.Option(None, "--sample", min=2, help="use N images spread evenly through the list"),
+    fpr: float = typer.Option(0.01, "--fpr", min=1e-6, max=0.5, help="false positive rate that fixes τ"),
+    seed: int = typer.Option(0, "--seed", help="seed of the random attacks and of the negative pairs"),
+    workers: int = typer.Option(default_workers(), "--workers", min=1, help="processes (default: all cores)"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help=f"hash cache [default: {default_cache_path()}]"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="compute everything, keep nothing"),
+    fmt: Format = typer.Option(Format.text, "--format", help="summary as a text table or one JSON object per method"),
+):
+    """Run the evaluation protocol (docs/protocol.md) for several methods side by side.
+
+    Every image gets every attack; every method hashes originals and copies. Reports
+    discrimination (μ, σ, τ at --fpr), robustness (NHD_r), F1 at τ, rank-1, DET curves
+    and hashing time, laid out like CMAA's Tables 3–7.
+
+    Example: robusthash bench --images corpus/test.txt --sample 400 --out results/classical
+    """
+    for name in method_names.split(","):
+        if name.strip() and name.strip() not in available_methods():
+            raise typer.BadParameter(f"unknown method {name.strip()!r}; available: {', '.join(available_methods())}",
+                                     param_hint="--methods")
+    try:
+        attack_cases(attack_spec)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--attacks") from None
+    paths = _evenly_spaced(list(iter_image_paths(images)), sample)
+    if len(paths) < 2:
+        raise typer.BadParameter(f"found {len(paths)} image(s) in {' '.join(images)}; the protocol needs at least two",
+                                 param_hint="--images")
+    config = BenchConfig(
+        images=tuple(paths), methods=tuple(n.strip() for n in method_names.split(",") if n.strip()),
+        attacks=attack_spec, fpr=fpr, seed=seed, workers=workers,
+        cache=None if no_cache else (cache or default_cache_path()),
+    )
+    with _progress(True) as progress:
+        task = progress.add_task(f"attacking and hashing ({workers} workers)", total=len(paths))
+        try:
+            result = run_bench(config, lambda done, total: progress.update(task, completed=done, total=total))
+        except ValueError as exc:
+            err.print(f"error: {exc}")
+            raise typer.Exit(1) from None
+    command = "robusthash " + shlex.join(sys.argv[1:])
+    written = write_report(result, out_dir, command=command)
+    for path, why in result.skipped.items():
+        err.print(f"skipped {path}: {why}", markup=False)
+    _bench_summary(result, fmt)
+    err.print(f"{len(result.images)} images, {len(result.config['cases'])} attacks, {result.computed} hashes "
+              f"computed, {result.cached} cached, {result.seconds:.0f} s")
+    out.print("wrote " + ", ".join(str(p) for p in written), markup=False)
+
+
+def _bench_summary(result, fmt: Format) -> None:
+    table = Table("method", "τ (NHD)", "μ", "σ", "NHD_r avg", "F1 avg", "rank-1 avg", "ms/image")
+    for m in result.methods:
+        averages = {key: m.average(key) for key in ("nhd_r", "f1", "rank1")}
+        record = {"method": m.method, "tau": m.tau, "mu": m.mu, "sigma": m.sigma, "ms_per_image": m.ms_per_image,
+                  **{f"{k}_avg": v for k, v in averages.items()}}
+        if fmt is Format.jsonl:
+            out.file.write(json.dumps(record) + "\n")
+        else:
+            table.add_row(m.method, f"{m.tau:.4f}", f"{m.mu:.4f}", f"{m.sigma:.4f}", f"{averages['nhd_r']:.4f}",
+                          f"{averages['f1']:.4f}", f"{averages['rank1']:.4f}", f"{m.ms_per_image:.2f}")
+    if fmt is Format.text:
+        out.print(table)
 
 
 def _version_callback(value: bool) -> None:

@@ -10,17 +10,33 @@ IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
 
+LIST_SUFFIX = ".txt"
+
+
+def read_image_list(path: Path) -> list[Path]:
+    """The paths listed in a text file, one per line, relative to the file's folder."""
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            entries.append(path.parent / line)
+    return entries
+
 
 def iter_image_paths(paths: Iterable[str | os.PathLike], recursive: bool = True) -> Iterator[Path]:
     """Yield files to hash, in a stable order.
 
     A file named explicitly is always yielded (so a bad one is reported, not silently
-    skipped); inside a directory only files with an image suffix are taken. A path
+    skipped); inside a directory only files with an image suffix are taken. A ``.txt``
+    file is a list: one path per line, relative to the list's folder (the corpus's
+    ``train.txt`` and ``test.txt``); blank lines and ``#`` comments are ignored. A path
     that does not exist is yielded as is, for the caller to report.
     """
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if path.suffix.lower() == LIST_SUFFIX and path.is_file():
+            yield from read_image_list(path)
+        elif path.is_dir():
             walker = path.rglob("*") if recursive else path.glob("*")
             for child in sorted(walker):
                 if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:

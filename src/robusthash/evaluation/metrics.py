@@ -1,18 +1,41 @@
-"""Metrics of the evaluation protocol (docs/protocol.md)."""
+"""Metrics of the evaluation protocol; docs/protocol.md defines every pair and threshold.
+
+Hashes are handled as packed bit matrices (one row per image, ``np.packbits`` of the
+hash bits), so distances between thousands of pairs are a XOR and a popcount.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+
+def pack(bits: np.ndarray) -> np.ndarray:
+    """``(n, nbits)`` bools → ``(n, ceil(nbits / 8))`` uint8 rows."""
+    return np.packbits(np.asarray(bits, dtype=bool), axis=-1)
+
+
+def hamming_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distances of packed rows ``a[i]`` and ``b[i]`` (broadcasting like numpy)."""
+    return np.bitwise_count(np.bitwise_xor(a, b)).sum(axis=-1, dtype=np.int64)
+
+
+def hamming_matrix(queries: np.ndarray, references: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """``(len(queries), len(references))`` Hamming distances of packed rows."""
+    out = np.empty((len(queries), len(references)), dtype=np.int64)
+    for start in range(0, len(queries), chunk):
+        block = queries[start : start + chunk, None, :]
+        out[start : start + chunk] = hamming_rows(block, references[None, :, :])
+    return out
 
 
 def pairwise_nhd(bits: np.ndarray) -> np.ndarray:
     """Normalised Hamming distances of all unordered pairs of rows of a bool matrix."""
     bits = np.asarray(bits, dtype=bool)
-    packed = np.packbits(bits, axis=1)
-    n = len(packed)
-    rows, cols = np.triu_indices(n, 1)
-    popcount = np.unpackbits((packed[rows] ^ packed[cols]), axis=1).sum(axis=1)
-    return popcount / bits.shape[1]
+    packed = pack(bits)
+    rows, cols = np.triu_indices(len(packed), 1)
+    return hamming_rows(packed[rows], packed[cols]) / bits.shape[1]
 
 
 def threshold_at_fpr(distinct: np.ndarray, fpr: float = 0.01) -> float:
@@ -34,3 +57,72 @@ def threshold_at_fpr(distinct: np.ndarray, fpr: float = 0.01) -> float:
     # candidate ties with the next value: step down to the largest value strictly below it
     below = values[values < candidate]
     return float(below[-1]) if below.size else float(np.nextafter(values[0], -np.inf))
+
+
+@dataclass(frozen=True)
+class Identification:
+    """Counts of one binary identification experiment at a threshold τ."""
+
+    tp: int
+    fn: int
+    fp: int
+    tn: int
+
+    @property
+    def f1(self) -> float:
+        """CMAA's F1 = TP / (TP + ½(FP + FN)); 0 when there is nothing to find or flag."""
+        denominator = self.tp + 0.5 * (self.fp + self.fn)
+        return self.tp / denominator if denominator else 0.0
+
+    @property
+    def tpr(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def fpr(self) -> float:
+        return self.fp / (self.fp + self.tn) if self.fp + self.tn else 0.0
+
+
+def identification(positive: np.ndarray, negative: np.ndarray, tau: float) -> Identification:
+    """Decide "same content" when distance ≤ ``tau`` for positive and negative pairs."""
+    positive, negative = np.asarray(positive), np.asarray(negative)
+    tp = int((positive <= tau).sum())
+    fp = int((negative <= tau).sum())
+    return Identification(tp=tp, fn=len(positive) - tp, fp=fp, tn=len(negative) - fp)
+
+
+def rank1_rate(distances: np.ndarray, truth: np.ndarray) -> float:
+    """Share of queries whose nearest reference is the right one.
+
+    ``distances[q, r]`` between query ``q`` and reference ``r``; ``truth[q]`` the right
+    reference. A tie at the minimum between the right reference and k−1 others counts
+    1/k (the expected score of breaking ties at random), so short hashes with many
+    equal distances are not flattered.
+    """
+    distances = np.asarray(distances)
+    if distances.size == 0:
+        return float("nan")
+    nearest = distances.min(axis=1, keepdims=True)
+    at_min = distances == nearest
+    right = at_min[np.arange(len(truth)), truth]
+    return float(np.where(right, 1.0 / at_min.sum(axis=1), 0.0).mean())
+
+
+def det_curve(positive: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Detection error trade-off: for every distinct threshold τ (ascending), the false
+    positive rate P(negative ≤ τ) and the false negative rate P(positive > τ)."""
+    positive = np.sort(np.asarray(positive, dtype=np.float64))
+    negative = np.sort(np.asarray(negative, dtype=np.float64))
+    if positive.size == 0 or negative.size == 0:
+        raise ValueError("a DET curve needs both positive and negative pairs")
+    thresholds = np.unique(np.concatenate([positive, negative]))
+    fpr = np.searchsorted(negative, thresholds, side="right") / negative.size
+    fnr = 1.0 - np.searchsorted(positive, thresholds, side="right") / positive.size
+    return thresholds, fpr, fnr
+
+
+def fnr_at_fpr(positive: np.ndarray, negative: np.ndarray, fpr: float) -> float:
+    """The false negative rate at the largest threshold whose FPR stays ≤ ``fpr``."""
+    _, rates, misses = det_curve(positive, negative)
+    allowed = rates <= fpr
+    return float(misses[allowed].min()) if allowed.any() else 1.0

@@ -1,0 +1,161 @@
+"""The attack suites: CMAA's Tables 1 and 2 exactly, the strong attack, crops and padding.
+
+Every case is an :class:`AttackCase` (a family for grouping results, and a canonical
+spec for :func:`robusthash.attacks.spec.parse`). Sizes: ``TABLE1`` 120, ``TABLE2`` 36,
+``STRONG`` 5, ``CROPS`` 8, ``PADDING`` 5. Families are ordered as in CMAA's Table 4
+(``FAMILY_ORDER``). Grids and meanings: ``docs/attacks.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ..io import to_rgb
+from .spec import AttackSpecError, split_outside_parentheses, parse
+
+
+@dataclass(frozen=True)
+class AttackCase:
+    """One attack of a suite: ``family`` groups results (``"RT"``, ``"H1"``), ``spec`` is canonical."""
+
+    family: str
+    spec: str
+
+
+def _case(family: str, spec: str) -> AttackCase:
+    return AttackCase(family, parse(spec).spec)
+
+
+# --- Table 1: the weak attacks (CMAA) ---
+FACTORS = (0.7, 0.8, 0.9, 1.1, 1.2, 1.3)
+KERNELS = (3, 5, 7, 9)
+NOISE_LEVELS = (0.01, 0.02, 0.03, 0.04, 0.05, 0.1, 0.2)
+QUALITIES = tuple(range(10, 100, 10))
+BITS = (4, 5, 6, 7)
+SCALES = (0.5, 0.75, 0.9, 1.1, 1.5, 2.0)
+ANGLES = tuple(range(-90, 0, 10)) + tuple(range(10, 100, 10))
+OFFSETS = (-0.3, -0.2, -0.1, 0.1, 0.2, 0.3)  # shear factors and translation fractions
+
+_TABLE1_SPECS: dict[str, tuple[str, ...]] = {
+    **{code: tuple(f"{code}({f})" for f in FACTORS) for code in ("BA", "CA", "ST", "SH")},
+    **{code: tuple(f"{code}({k})" for k in KERNELS) for code in ("AF", "MF", "GF")},
+    **{code: tuple(f"{code}({v})" for v in NOISE_LEVELS) for code in ("GN", "SN", "SPN")},
+    "JC": tuple(f"JC({q})" for q in QUALITIES),
+    "PT": tuple(f"PT({b})" for b in BITS),
+    "RS": tuple(f"RS({s})" for s in SCALES),
+    "RT": tuple(f"RT({a})" for a in ANGLES),
+    "FL": ("FL(H)", "FL(V)"),
+    **{code: tuple(f"{code}({axis},{v})" for axis in "XY" for v in OFFSETS) for code in ("SHR", "TR")},
+}
+# family -> its canonical specs, in CMAA's order (the strong attack draws from these)
+TABLE1_GRID: dict[str, tuple[str, ...]] = {
+    family: tuple(parse(spec).spec for spec in specs) for family, specs in _TABLE1_SPECS.items()
+}
+TABLE1: tuple[AttackCase, ...] = tuple(
+    AttackCase(family, spec) for family, specs in TABLE1_GRID.items() for spec in specs
+)
+
+
+# --- Table 2: the hybrid attacks (CMAA); "(X/Y)" gives one case per axis ---
+def _per_axis(family: str, template: str, values: Iterable[tuple]) -> tuple[AttackCase, ...]:
+    return tuple(_case(family, template.format(*v, axis=axis)) for v in values for axis in "XY")
+
+
+TABLE2: tuple[AttackCase, ...] = (
+    *(_case("H1", f"RT({a})+JC({q})") for a, q in ((30, 70), (50, 70), (50, 50))),
+    *(_case("H2", f"RS({s})+BA({b})") for s, b in ((0.5, 0.8), (2.0, 0.8), (0.5, 1.2), (2.0, 1.2))),
+    *_per_axis("H3", "TR({axis},{0})+GN({1})", ((0.1, 0.05), (0.2, 0.05), (0.1, 0.1))),
+    *(_case("H4", f"FL({d})+SH({f})") for d, f in (("H", 0.8), ("H", 1.2), ("V", 0.8), ("V", 1.2))),
+    *(_case("H5", f"GF({k})+PT({b})+CA({c})") for k, b, c in ((7, 4, 1.2), (5, 8, 1.2), (9, 8, 1.1))),
+    *_per_axis("H6", "ST({0})+RT({1})+SHR({axis},{2})", ((0.7, 50, 0.2), (0.8, 50, 0.3), (0.9, 70, 0.1))),
+    *_per_axis("H7", "SH({0})+TR({axis},{1})+SN({2})", ((1.2, 0.1, 0.05), (1.1, 0.2, 0.05), (1.2, 0.1, 0.1))),
+    *(_case("H8", f"RS({s})+SPN(0.05)+AF({k})") for s, k in ((0.5, 7), (0.5, 9), (2.0, 7), (2.0, 9))),
+)
+
+# --- beyond CMAA's tables ---
+# SA(v): five strong attacks that differ by the variant mixed into each image's seed.
+STRONG: tuple[AttackCase, ...] = tuple(_case("SA", f"SA({v})") for v in range(1, 6))
+CROPS: tuple[AttackCase, ...] = (
+    *(_case("CROP", f"CROP({a})") for a in (0.5, 0.7, 0.9, 0.95)),
+    *(_case("CROP", f"CROP(0.7,{cx},{cy})") for cx, cy in ((0, 0), (1, 0), (0, 1), (1, 1))),
+)
+PADDING: tuple[AttackCase, ...] = tuple(
+    _case("PAD", spec) for spec in ("PAD(0.05)", "PAD(0.1)", "PAD(0.2)", "PAD(0.1,white)", "PAD(0.1,grey)")
+)
+
+FAMILY_ORDER: tuple[str, ...] = (*TABLE1_GRID, *(f"H{i}" for i in range(1, 9)), "SA", "CROP", "PAD")
+
+SUITES: dict[str, tuple[AttackCase, ...]] = {
+    "table1": TABLE1,
+    "table2": TABLE2,
+    "strong": STRONG,
+    "crop": CROPS,
+    "pad": PADDING,
+}
+SUITES["all"] = tuple(case for cases in SUITES.values() for case in cases)
+
+
+def suite(names: str | Iterable[str]) -> tuple[AttackCase, ...]:
+    """The cases named by ``names``: suite names and/or raw specs, comma-separated or a list.
+
+    Suite names (case-insensitive): ``table1``, ``table2``, ``strong``, ``crop``, ``pad``,
+    ``all``. Anything else is parsed as a spec, its family being its first code
+    (``"RT(30)+JC(70)"`` → family ``RT``). Duplicate specs are kept once, first wins.
+    """
+    items = split_outside_parentheses(names, ",") if isinstance(names, str) else list(names)
+    cases: dict[str, AttackCase] = {}
+    for item in (item.strip() for item in items):
+        if not item:
+            continue
+        if item.lower() in SUITES:
+            found = SUITES[item.lower()]
+        else:
+            try:
+                attack = parse(item)
+            except AttackSpecError as exc:
+                problem = f"neither a suite ({', '.join(SUITES)}) nor a valid spec: {exc.problem}"
+                raise AttackSpecError(item, problem) from None
+            found = (AttackCase(attack.steps[0].code, attack.spec),)
+        for case in found:
+            cases.setdefault(case.spec, case)
+    return tuple(cases.values())
+
+
+# --- the strong attack (CMAA: "we randomly select an attack from Table 1 and apply it to
+# the image with 50% probability. The process is repeated five times") ---
+STRONG_ROUNDS = 5
+STRONG_PROBABILITY = 0.5
+
+
+def strong_attack_plan(rng: np.random.Generator) -> list[str]:
+    """Draw a strong attack: the Table 1 specs it applies, in order (0 to 5 of them).
+
+    Five rounds; in each, with probability 0.5, one Table 1 attack is drawn: a family
+    (one of the table's 17 rows) uniformly, then one of that family's parameters
+    uniformly. Families are drawn first so that rows with many parameters (RT has 18)
+    are not favoured over rows with few (FL has 2).
+    """
+    families = list(TABLE1_GRID)
+    plan = []
+    for _ in range(STRONG_ROUNDS):
+        if rng.random() < STRONG_PROBABILITY:
+            options = TABLE1_GRID[families[rng.integers(len(families))]]
+            plan.append(options[rng.integers(len(options))])
+    return plan
+
+
+def strong_attack(im: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Apply a strong attack: draw :func:`strong_attack_plan` from ``rng``, then apply it.
+
+    Noise attacks in the plan go on drawing from the same ``rng`` (after the plan), so a
+    seeded generator fixes both the plan and the noise.
+    """
+    image = to_rgb(im).copy()  # a new image even when nothing is drawn
+    for spec in strong_attack_plan(rng):
+        (step,) = parse(spec).steps
+        image = step.apply(image, rng)
+    return image
