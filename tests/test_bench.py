@@ -112,6 +112,11 @@ def test_attack_cases_come_once_in_the_order_asked():
     assert cases[0].group == "table2" and cases[-1].group == "custom"
 
 
+def test_all_means_every_suite_each_in_its_own_group():
+    groups = {c.group for c in attack_cases("all")}
+    assert groups == {"table1", "table2", "strong", "crop", "pad"}
+
+
 def test_derangement_has_no_fixed_points():
     for n in (2, 3, 10, 400):
         partner = derangement(n, seed=7)
@@ -130,7 +135,7 @@ def test_report_files_and_numbers(collection, tmp_path):
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     phash = next(m for m in data["methods"] if m["method"] == "phash")
     assert phash["families"]["nhd_r"]["JC"] == pytest.approx(case(result, "phash", "JC(50)").nhd_r)
-    det = phash["det"]["all"]
+    det = phash["det"]["pooled"]
     assert det["fpr"][-1] == 1.0 and det["fnr"][-1] == 0.0
     assert np.all(np.diff(det["fpr"]) >= 0) and np.all(np.diff(det["fnr"]) <= 0)
 

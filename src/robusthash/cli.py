@@ -342,10 +342,20 @@ def bench(
         attacks=attack_spec, fpr=fpr, seed=seed, workers=workers,
         cache=None if no_cache else (cache or default_cache_path()),
     )
-    with _progress(True) as progress:
-        task = progress.add_task(f"attacking and hashing ({workers} workers)", total=len(paths))
+    description = f"attacking and hashing ({workers} workers)"
+    with _progress(err.is_terminal) as progress:
+        task = progress.add_task(description, total=len(paths))
+        logged = [-1]
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+            # Without a terminal (CI, nohup, a log file) a bar cannot redraw: a line per 10%.
+            if not err.is_terminal and done * 10 // total > logged[0]:
+                logged[0] = done * 10 // total
+                err.print(f"{description}: {done}/{total} images", markup=False)
+
         try:
-            result = run_bench(config, lambda done, total: progress.update(task, completed=done, total=total))
+            result = run_bench(config, report)
         except ValueError as exc:
             err.print(f"error: {exc}")
             raise typer.Exit(1) from None

@@ -39,7 +39,9 @@ from .metrics import hamming_matrix, hamming_rows, identification, rank1_rate, t
 ORIGINAL = "original"  # the attack id of the unattacked image
 # The code that makes attacked copies: a change to it invalidates cached hashes of copies.
 ATTACK_MODULES = (attack_transforms, attack_spec, attack_suites)
-SUITE_NAMES = ("table1", "table2", "strong", "crop", "pad", "all")
+PAPER_ORDER = ("table1", "table2", "strong", "crop", "pad")  # what "all" stands for
+SUITE_NAMES = (*PAPER_ORDER, "all")
+POOLED = "pooled"  # the DET curve over every attack of the run
 
 
 def default_cache_path() -> Path:
@@ -77,9 +79,10 @@ def attack_cases(spec: str) -> list[GroupedCase]:
     """The attack cases of ``--attacks``, each once, in the order asked."""
     seen: set[str] = set()
     cases = []
-    for part in (p.strip() for p in attack_spec.split_outside_parentheses(spec, ",")):
-        if not part:
-            continue
+    parts = [p.strip() for p in attack_spec.split_outside_parentheses(spec, ",") if p.strip()]
+    # "all" is reported suite by suite, so the paper's tables keep their own rows and Avg.
+    parts = [q for p in parts for q in (PAPER_ORDER if p.lower() == "all" else (p,))]
+    for part in parts:
         group = part.lower() if part.lower() in SUITE_NAMES else "custom"
         for case in attacks.suite(part):
             if case.spec not in seen:
@@ -182,7 +185,7 @@ class MethodResult:
     sigma: float
     ms_per_image: float
     cases: list[CaseResult]
-    det: dict[str, dict[str, list[float]]]  # group (and "all") → thresholds, fpr, fnr
+    det: dict[str, dict[str, list[float]]]  # group (and POOLED) → NHD thresholds, fpr, fnr
 
     def family_means(self, key: str) -> dict[str, float]:
         """Mean of ``key`` over each family's cases (families in report order)."""
@@ -387,7 +390,7 @@ def _measure(method: str, hasher, packed: np.ndarray, cases: list[GroupedCase], 
             nhd_r=float(own.mean() / nbits), f1=decided.f1, tpr=decided.tpr, fpr=decided.fpr,
             rank1=rank1_rate(distances, np.arange(n)),
         ))
-        for group in (grouped.group, "all"):
+        for group in (grouped.group, POOLED):
             positives.setdefault(group, []).append(np.bincount(own, minlength=nbits + 1))
             negatives.setdefault(group, []).append(np.bincount(distances[off_diagonal], minlength=nbits + 1))
     det = {}

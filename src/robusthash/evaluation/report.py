@@ -12,11 +12,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .bench import BenchResult, MethodResult
+from .bench import POOLED, BenchResult, MethodResult
 
 # The families of CMAA's Tables 1 and 2: their mean is the paper's "Avg." row.
 PAPER_GROUPS = ("table1", "table2")
-DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
+DET_TICKS = (0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
 
 
 def write_report(result: BenchResult, out: Path, command: str = "") -> list[Path]:
@@ -24,8 +24,8 @@ def write_report(result: BenchResult, out: Path, command: str = "") -> list[Path
     out.mkdir(parents=True, exist_ok=True)
     written = []
     plots = {}
-    for group in ["all", *result.groups]:
-        name = "det.png" if group == "all" else f"det-{group}.png"
+    for group in [POOLED, *result.groups]:
+        name = "det.png" if group == POOLED else f"det-{group}.png"
         plot_det(result.methods, group, out / name)
         plots[group] = name
         written.append(out / name)
@@ -97,7 +97,7 @@ def markdown_report(result: BenchResult, command: str = "", plots: dict[str, str
 
 
 _GROUP_TITLES = {
-    "all": "all attacks",
+    POOLED: "all attacks",
     "table1": "CMAA Table 1 (single attacks)",
     "table2": "CMAA Table 2 (hybrid attacks)",
     "strong": "strong attack: five rounds of a random Table 1 attack with probability ½",
@@ -150,14 +150,18 @@ def plot_det(methods: list[MethodResult], group: str, path: Path) -> None:
     import matplotlib.pyplot as plt
     from scipy.stats import norm
 
-    low, high = DET_TICKS[0] / 2, 0.5
+    low, high = DET_TICKS[0] / 2, DET_TICKS[-1]
     fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=110)
     for m in methods:
         if group not in m.det:
             continue
-        fpr = np.clip(np.asarray(m.det[group]["fpr"]), low, high)
-        fnr = np.clip(np.asarray(m.det[group]["fnr"]), low, high)
+        fpr, fnr = np.asarray(m.det[group]["fpr"]), np.asarray(m.det[group]["fnr"])
+        # Points beyond the plotted range are left out, not pinned to its edge (that
+        # would draw a false vertical line); rates below it sit on the axis.
+        inside = (fpr <= high) & (fnr <= high)
+        fpr, fnr = np.maximum(fpr[inside], low), np.maximum(fnr[inside], low)
         ax.plot(norm.ppf(fpr), norm.ppf(fnr), label=m.method, linewidth=1.6)
+    ax.axvline(norm.ppf(0.01), color="grey", linewidth=0.8, linestyle=":")  # where the protocol sets τ
     ticks = norm.ppf(DET_TICKS)
     labels = [f"{t * 100:g}" for t in DET_TICKS]
     ax.set_xticks(ticks, labels)
