@@ -68,3 +68,67 @@ def hostile(tmp_path_factory, astronaut) -> Path:
     rgba.save(root / "transparent.png")
     (root / "good.jpg").write_bytes(good)
     return root
+
+
+# --- PostgreSQL, started for real: a private cluster on a loopback port -----------------
+
+PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throw-away PostgreSQL server for the session (initdb + pg_ctl, trust auth on
+    127.0.0.1). As root, the server runs as the ``postgres`` user, which initdb requires."""
+    import os
+    import shutil
+    import subprocess
+
+    bin_dir = next((d for d in PG_BIN_DIRS if (d / "pg_ctl").exists()), None)
+    if bin_dir is None:
+        pytest.fail("PostgreSQL is not installed (Debian: apt-get install postgresql); .ci/run installs it")
+    import tempfile
+
+    # Not under pytest's tmp folders: those are private to root, and the server may run as postgres.
+    root = Path(tempfile.mkdtemp(prefix="robusthash-pg-"))
+    data, sockets, log = root / "data", root / "sockets", root / "server.log"
+    sockets.mkdir()
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+        os.chmod(root, 0o755)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    subprocess.run([*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "robusthash", "--auth=trust",
+                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start"],
+                   check=True, capture_output=True)
+    url = f"postgresql://robusthash@127.0.0.1:{port}/postgres"
+    try:
+        yield url
+    finally:
+        subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_postgres(postgres_url):
+    """A new, empty database on the session's server for one test."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"

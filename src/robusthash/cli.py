@@ -384,6 +384,228 @@ def _bench_summary(result, fmt: Format) -> None:
         out.print(table)
 
 
+db_app = typer.Typer(
+    help="The reference database: register originals, then ask whether an image is one of them.",
+    no_args_is_help=True,
+)
+app.add_typer(db_app, name="db")
+
+DB_OPTION = typer.Option(
+    "robusthash.sqlite", "--db", envvar="ROBUSTHASH_DB",
+    help="SQLite file, or a postgresql:// URL [env: ROBUSTHASH_DB]",
+)
+
+
+def _open_db(db: str, methods: Optional[str] = None):
+    from .db import ReferenceDB
+
+    if not db.startswith(("postgresql://", "postgres://")) and not Path(db).exists():
+        raise typer.BadParameter(f"no database at {db}; create it with `robusthash db init --db {db}`", param_hint="--db")
+    try:
+        return ReferenceDB(db, methods=[m.strip() for m in methods.split(",")] if methods else None)
+    except Exception as exc:  # noqa: BLE001 - a connection or schema problem is reported, not a traceback
+        err.print(f"error: cannot open {db}: {exc}", markup=False)
+        raise typer.Exit(1) from None
+
+
+@db_app.command("init")
+def db_init(
+    db: str = DB_OPTION,
+    methods: str = typer.Option("forbild", "--methods", "-m", help="methods to register with, comma-separated"),
+):
+    """Create a database (or update the methods of an existing one)."""
+    from .db import ReferenceDB
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in names if m not in available_methods()]
+    if unknown:
+        raise typer.BadParameter(f"unknown method(s) {', '.join(unknown)}; available: {', '.join(available_methods())}",
+                                 param_hint="--methods")
+    with ReferenceDB(db) as ref:
+        ref.set_methods(names)
+        err.print(f"{db}: registering with {', '.join(names)}", markup=False)
+
+
+@db_app.command("add")
+def db_add(
+    paths: List[Path] = typer.Argument(..., help="image files, folders (recursive) or .txt lists"),
+    db: str = DB_OPTION,
+    meta: Optional[str] = typer.Option(None, "--meta", help='JSON object stored with every image, e.g. \'{"owner": "agency"}\''),
+    batch: int = typer.Option(64, "--batch", min=1, help="images per transaction"),
+    fmt: Format = typer.Option(Format.text, "--format", help="text summary or one JSON object per file"),
+):
+    """Register originals. Bad files are reported and skipped; re-running skips what is
+    already registered (same bytes), so an interrupted add can simply be run again."""
+    try:
+        metadata = json.loads(meta) if meta else {}
+        if not isinstance(metadata, dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        raise typer.BadParameter(f"--meta must be a JSON object ({exc})", param_hint="--meta") from None
+    files = list(iter_image_paths(paths))
+    with _open_db(db) as ref, _progress(err.is_terminal) as bar:
+        task = bar.add_task("registering", total=len(files))
+        report = ref.add(files, metadata=metadata, batch=batch,
+                         progress=lambda done, total: bar.update(task, completed=done))
+        ref.refresh()
+        ref.save_indexes()
+    for source, why in report.failed:
+        err.print(f"error: {why}", markup=False)
+    if fmt is Format.jsonl:
+        for status, entries in (("added", report.added), ("existing", report.existing)):
+            for source, image_id in entries:
+                out.file.write(json.dumps({"path": source, "status": status, "image_id": image_id}) + "\n")
+        for source, why in report.failed:
+            out.file.write(json.dumps({"path": source, "status": "failed", "error": why}) + "\n")
+    err.print(f"{len(report.added)} added, {len(report.existing)} already registered, {len(report.failed)} failed")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@db_app.command("query")
+def db_query(
+    images: List[Path] = typer.Argument(..., help="images to look up"),
+    db: str = DB_OPTION,
+    methods: Optional[str] = typer.Option(None, "--methods", "-m", help="default: the database's methods"),
+    k: int = typer.Option(5, "-k", min=1, help="show at least the k nearest (every match is shown)"),
+    fmt: Format = typer.Option(Format.text, "--format", help="text table or one JSON object per image and method"),
+):
+    """Is this image one of mine? Ranked matches with distances and each method's decision.
+    Exit code 0 if every query matched something, 1 otherwise (or on a bad file)."""
+    failed = unmatched = 0
+    with _open_db(db) as ref:
+        chosen = [m.strip() for m in methods.split(",")] if methods else None
+        for path in iter_image_paths(images):
+            try:
+                results = ref.query(path, methods=chosen, k=k)
+            except ImageError as exc:
+                failed += 1
+                err.print(f"error: {exc}", markup=False)
+                continue
+            unmatched += not any(r.matched for r in results)
+            for result in results:
+                _print_query(result, fmt)
+    if failed or unmatched:
+        raise typer.Exit(1)
+
+
+def _print_query(result, fmt: Format) -> None:
+    if fmt is Format.jsonl:
+        out.file.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        return
+    verdict = f"MATCH ({len(result.matched)})" if result.matched else "no match"
+    table = Table("rank", "image id", "NHD", "Hamming", "decision", "rule",
+                  title=f"{result.source} — {result.method}: {verdict}", title_justify="left")
+    # Sources are long paths: folded onto extra lines, never cut off.
+    table.add_column("source", overflow="fold")
+    for rank, m in enumerate(result.matches, start=1):
+        table.add_row(str(rank), str(m.image.id), f"{m.distance:.4f}", "" if m.hamming is None else str(m.hamming),
+                      "match" if m.matched else "—", m.rule, m.image.source)
+    out.print(table)
+
+
+@db_app.command("remove")
+def db_remove(
+    image_ids: List[int] = typer.Argument(..., help="image ids (see `db query` or `db stats`)"),
+    db: str = DB_OPTION,
+):
+    """Remove registered images and their hashes."""
+    with _open_db(db) as ref:
+        removed = ref.remove(image_ids)
+        ref.refresh()
+        ref.save_indexes()
+    err.print(f"removed {removed} of {len(image_ids)} image(s)")
+    if removed < len(image_ids):
+        raise typer.Exit(1)
+
+
+@db_app.command("stats")
+def db_stats(db: str = DB_OPTION, fmt: Format = typer.Option(Format.text, "--format")):
+    """Images, hashes per method, calibrations."""
+    with _open_db(db) as ref:
+        stats = ref.stats()
+    if fmt is Format.jsonl:
+        out.file.write(json.dumps(stats) + "\n")
+        return
+    out.print(f"{stats['engine']} database, {stats['images']} images; registering with "
+              f"{', '.join(stats['registering_with'])}", markup=False)
+    table = Table("method", "hashes", "images", "threshold (NHD)", "calibrated")
+    for key, entry in stats["methods"].items():
+        c = entry["calibration"]
+        table.add_row(key, str(entry["hashes"]), str(entry["images"]), f"{c['threshold']:.4f}" if c else "default",
+                      f"{c['fpr']:.2%} FPR, {c['pairs']} pairs, {c['computed_at']}" if c else "—")
+    out.print(table)
+
+
+@db_app.command("calibrate")
+def db_calibrate(
+    db: str = DB_OPTION,
+    methods: Optional[str] = typer.Option(None, "--methods", "-m", help="default: the database's methods"),
+    fpr: float = typer.Option(0.01, "--fpr", min=1e-6, max=0.5, help="false positive rate between distinct images"),
+):
+    """Set each method's threshold to its distinct-image FPR on this collection
+    (forbild keeps its two-step rule; its calibrated value is informative)."""
+    with _open_db(db) as ref:
+        for method in ([m.strip() for m in methods.split(",")] if methods else ref.methods):
+            try:
+                c = ref.calibrate(method, fpr=fpr)
+            except ValueError as exc:
+                err.print(f"error: {exc}", markup=False)
+                raise typer.Exit(1) from None
+            out.print(f"{method}: τ = {c.threshold:.4f} NHD ({c.threshold * ref.hashers[method].bits:g} bits) "
+                      f"at {c.fpr:.2%} FPR from {c.pairs} pairs of {c.images} images", markup=False)
+
+
+@app.command()
+def serve(
+    db: str = DB_OPTION,
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    api_keys: List[str] = typer.Option(
+        [], "--api-key", envvar="ROBUSTHASH_API_KEY", show_default=False,
+        help="accepted API key; repeat for several [env: ROBUSTHASH_API_KEY, space-separated; "
+             "prefer it: command lines are visible to other users]",
+    ),
+    no_auth: bool = typer.Option(False, "--no-auth", help="serve without API keys (anyone who can connect may "
+                                                          "register, query and delete)"),
+    methods: Optional[str] = typer.Option(None, "--methods", "-m", help="default: the database's methods"),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="largest request body, in MiB"),
+    max_megapixels: float = typer.Option(50.0, "--max-megapixels", min=0.001,
+                                         help="largest image (width × height), checked before decoding"),
+    rate_limit: int = typer.Option(120, "--rate-limit", min=0, help="requests per minute per API key; 0: no limit"),
+    thumbnails: Optional[Path] = typer.Option(None, "--thumbnails",
+                                              help="folder for thumbnails of uploads [default: <db>.thumbnails/ "
+                                                   "for SQLite, none for PostgreSQL]"),
+):
+    """Serve the database over HTTP: the /v1 API (docs at /docs) and a page at / to drop
+    an image and see its matches. See docs/service.md."""
+    import uvicorn
+
+    from .service import ServiceConfig, create_app
+
+    keys = tuple(k for entry in api_keys for k in entry.split() if k)
+    if not keys and not no_auth:
+        raise typer.BadParameter("give an API key (--api-key or $ROBUSTHASH_API_KEY), or --no-auth to serve "
+                                 "without one", param_hint="--api-key")
+    if keys and no_auth:
+        raise typer.BadParameter("--no-auth and an API key (--api-key or $ROBUSTHASH_API_KEY) contradict each "
+                                 "other; give one", param_hint="--no-auth")
+    if no_auth:
+        err.print("warning: --no-auth: anyone who can connect may register, query and delete images", markup=False)
+    _open_db(db, methods).close()  # the db commands' checks and messages, before the server starts
+    try:
+        config = ServiceConfig(
+            db=db, methods=tuple(m.strip() for m in methods.split(",") if m.strip()) if methods else None,
+            api_keys=keys, allow_anonymous=no_auth, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+            max_pixels=int(max_megapixels * 1_000_000), rate_limit=rate_limit, thumbnail_dir=thumbnails,
+        )
+        service = create_app(config)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    err.print(f"serving {db} on http://{host}:{port}/ (API docs at /docs)", markup=False)
+    uvicorn.run(service, host=host, port=port, log_level="info", server_header=False)
+
+
 def _version_callback(value: bool) -> None:
     if value:
         out.print(f"robusthash {__version__}")

@@ -1,0 +1,389 @@
+"""The reference database users talk to: register originals, ask "is this one of mine?".
+
+:class:`ReferenceDB` joins the :class:`~robusthash.db.store.Store` (the source of
+truth), one :class:`~robusthash.db.index.HammingIndex` per (method, version) derived
+from it, and the hashers' decisions:
+
+* ``forbild`` decides by its paper's two-step rule (Hamming ≤ 32, then Hamming ≤ 8 or
+  weighted distance ≤ 16), which needs the fresh query hash's reliabilities;
+* every other method matches when NHD ≤ its threshold: the one calibrated on this
+  collection (``calibrate``), else the hasher's default.
+
+Indexes follow the store, HMA-style: before a query, rows added since the index last
+looked (ids only grow) are added and logged removals are removed, so several
+processes can share one database. Indexes can be saved next to the database and
+loaded instead of rebuilt; they then catch up the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from ..evaluation.hashcache import file_digest
+from ..evaluation.metrics import hamming_rows, threshold_at_fpr
+from ..hashing import BaseHasher, Hash, MultiHash, get_hasher
+from ..hashing.base import load_for
+from ..io import DEFAULT_LIMITS, ImageError, LoadLimits
+from .index import HammingIndex
+from .store import Calibration, HashRow, ImageRecord, NewImage, Store
+
+DEFAULT_METHODS = ("forbild",)
+# Methods that decide by their own published rule rather than a single NHD threshold.
+OWN_RULES = ("forbild", "crop-resistant")
+INDEX_FORMAT = "1"
+
+
+@dataclass(frozen=True)
+class Match:
+    """One registered image found for a query, with the method's verdict."""
+
+    image: ImageRecord
+    method: str
+    distance: float  # NHD (or the method's own distance for multi-hashes)
+    hamming: int | None
+    matched: bool
+    rule: str
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    source: str
+    method: str
+    matches: list[Match]  # nearest first
+
+    @property
+    def matched(self) -> list[Match]:
+        return [m for m in self.matches if m.matched]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query": self.source, "method": self.method, "matched": bool(self.matched),
+                "matches": [_match_dict(m) for m in self.matches]}
+
+
+def _match_dict(m: Match) -> dict[str, Any]:
+    return {"image_id": m.image.id, "source": m.image.source, "metadata": m.image.metadata, "distance": m.distance,
+            "hamming": m.hamming, "matched": m.matched, "rule": m.rule}
+
+
+@dataclass
+class AddReport:
+    added: list[tuple[str, int]] = field(default_factory=list)
+    existing: list[tuple[str, int]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _IndexState:
+    """An index and how far it has followed the store."""
+
+    index: HammingIndex
+    last_hash_id: int = 0
+    last_removal: int = 0
+
+
+Progress = Callable[[int, int], None]
+
+
+class ReferenceDB:
+    """Registered originals, their hashes, indexes and decisions.
+
+    ``url``: SQLite file path or ``postgresql://`` URL. ``methods``: the hashers used by
+    :meth:`add` (default: those the database was created with, else forbild).
+    ``index_dir``: where indexes are saved (default for SQLite: ``<file>.index/``; for
+    PostgreSQL none unless given).
+    """
+
+    def __init__(self, url: str | Path, methods: Sequence[str] | None = None, index_dir: Path | None = None,
+                 limits: LoadLimits = DEFAULT_LIMITS):
+        self.store = Store(url)
+        self.limits = limits
+        self.methods = list(methods) if methods else self._stored_methods()
+        self.hashers: dict[str, BaseHasher] = {m: get_hasher(m) for m in self.methods}  # type: ignore[misc]
+        if index_dir is None and not self.store.is_postgres:
+            index_dir = Path(f"{url}.index")
+        self.index_dir = index_dir
+        self.identity = self._identity()
+        self._indexes: dict[tuple[str, str], _IndexState] = {}
+
+    def _stored_methods(self) -> list[str]:
+        row = self.store.execute("SELECT value FROM meta WHERE key = 'methods'").fetchone()
+        return json.loads(row[0]) if row else list(DEFAULT_METHODS)
+
+    def _identity(self) -> str:
+        """A random id of this database, so a saved index is never applied to another one."""
+        row = self.store.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
+        if row:
+            return row[0]
+        with self.store.write():
+            self.store.execute("INSERT INTO meta (key, value) VALUES ('identity', ?) ON CONFLICT (key) DO NOTHING",
+                               (uuid.uuid4().hex,))
+        return self.store.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()[0]
+
+    def set_methods(self, methods: Sequence[str]) -> None:
+        """Record the methods this database registers with (``db init --methods``)."""
+        hashers = {m: get_hasher(m) for m in methods}
+        with self.store.write():
+            self.store.execute("DELETE FROM meta WHERE key = 'methods'")
+            self.store.execute("INSERT INTO meta (key, value) VALUES ('methods', ?)", (json.dumps(list(methods)),))
+        self.methods, self.hashers = list(methods), hashers  # type: ignore[assignment]
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "ReferenceDB":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- registering ----------------------------------------------------------------
+
+    def add(self, sources: Iterable[str | Path], metadata: dict[str, Any] | None = None, batch: int = 64,
+            progress: Progress | None = None) -> AddReport:
+        """Hash and register files; bad files are reported in the result, never raised.
+
+        Each batch is one transaction: if the process dies, committed batches stay and a
+        re-run skips them (same digest) and completes the rest, without duplicates.
+        """
+        paths = [Path(s) for s in sources]
+        report = AddReport()
+        pending: list[tuple[str, NewImage]] = []
+        for done, path in enumerate(paths, start=1):
+            try:
+                pending.append((str(path), self._hash_file(path, metadata or {})))
+            except (ImageError, OSError) as exc:
+                report.failed.append((str(path), str(exc) if isinstance(exc, ImageError) else f"{path}: {exc}"))
+            if len(pending) >= batch or done == len(paths):
+                self._commit(pending, report)
+                pending = []
+            if progress:
+                progress(done, len(paths))
+        return report
+
+    def _hash_file(self, path: Path, metadata: dict[str, Any]) -> NewImage:
+        digest = file_digest(path)
+        im = load_for(list(self.hashers.values()), path, self.limits)
+        hashes: dict[tuple[str, str, int], bytes] = {}
+        for method, hasher in self.hashers.items():
+            value = hasher.hash_pil(im)
+            for segment, h in enumerate(_segments(value)):
+                hashes[(method, hasher.version, segment)] = np.packbits(h.bits).tobytes()
+        size = _original_size(path)
+        return NewImage(digest, str(path), metadata, size[0], size[1], hashes)
+
+    def _commit(self, pending: list[tuple[str, NewImage]], report: AddReport) -> None:
+        if not pending:
+            return
+        for (source, _), (image_id, new) in zip(pending, self.store.add_images([p for _, p in pending])):
+            (report.added if new else report.existing).append((source, image_id))
+
+    def add_hashes(self, source: str, digest: str, hashes: dict[str, Hash | MultiHash],
+                   metadata: dict[str, Any] | None = None, size: tuple[int, int] | None = None) -> tuple[int, bool]:
+        """Register an image whose hashes were computed elsewhere (e.g. by the service)."""
+        packed = {
+            (method, value.version, segment): np.packbits(h.bits).tobytes()
+            for method, value in hashes.items() for segment, h in enumerate(_segments(value))
+        }
+        width, height = size or (None, None)
+        return self.store.add_images([NewImage(digest, source, metadata or {}, width, height, packed)])[0]
+
+    def remove(self, image_ids: Iterable[int]) -> int:
+        return self.store.remove_images(image_ids)
+
+    # --- searching ------------------------------------------------------------------
+
+    def query(self, image: Any, methods: Sequence[str] | None = None, k: int = 5,
+              source: str | None = None) -> list[QueryResult]:
+        """Hash ``image`` (anything the loader takes) with each method and search."""
+        chosen = [self._hasher(m) for m in (methods or self.methods)]
+        im = load_for(chosen, image, self.limits)
+        name = source or (str(image) if isinstance(image, (str, Path)) else "<image>")
+        return [self.query_hash(h.hash_pil(im), k=k, source=name) for h in chosen]
+
+    def query_hash(self, value: Hash | MultiHash, k: int = 5, source: str = "<hash>") -> QueryResult:
+        """Registered images nearest to a hash: every one the method matches (up to
+        1000) and at least the ``k`` nearest, each with the method's decision."""
+        hasher = self._hasher(value.method)
+        state = self._index(value.method, value.version)
+        rows: dict[int, HashRow] = {}
+        for segment in _segments(value):
+            query = np.packbits(segment.bits)[None, :]
+            ids = list(state.index.search(query, k)[1][0])
+            within = state.index.range_search(query, self._radius(hasher))[0][0]
+            ids += list(within[:1000])
+            rows.update(self.store.hash_rows(i for i in ids if i >= 0))
+        matches = self._decide(hasher, value, rows)
+        matches.sort(key=lambda m: (not m.matched, m.distance, m.image.id))
+        return QueryResult(source, value.method, matches[: max(k, sum(m.matched for m in matches))])
+
+    def _hasher(self, method: str) -> BaseHasher:
+        if method not in self.hashers:
+            self.hashers[method] = get_hasher(method)  # type: ignore[assignment]
+        return self.hashers[method]
+
+    def threshold(self, hasher: BaseHasher) -> tuple[float, str]:
+        """The NHD threshold a method decides with here, and where it comes from."""
+        calibration = self.store.calibration(hasher.name, hasher.version)
+        if calibration and hasher.name not in OWN_RULES:
+            return calibration.threshold, f"calibrated at {calibration.fpr:.2%} FPR on {calibration.images} images"
+        return hasher.threshold, hasher.threshold_source or "the method's default"
+
+    def _radius(self, hasher: BaseHasher) -> int:
+        """Hamming radius that contains every possible match of the method."""
+        threshold, _ = self.threshold(hasher)
+        if isinstance(hasher.threshold, float) and hasher.name == "crop-resistant":
+            return int(hasher.bits * 0.25)  # imagehash's segment rule
+        return int(math.floor(threshold * hasher.bits + 1e-9))
+
+    def _decide(self, hasher: BaseHasher, value: Hash | MultiHash, rows: dict[int, HashRow]) -> list[Match]:
+        by_image: dict[int, list[HashRow]] = {}
+        for row in rows.values():
+            by_image.setdefault(row.image_id, []).append(row)
+        images = self.store.images(by_image)
+        threshold, source = self.threshold(hasher)
+        matches = []
+        for image_id, image_rows in by_image.items():
+            if image_id not in images:
+                continue  # removed between the search and now
+            stored = self._stored_value(hasher, value, image_id, image_rows)
+            if hasher.name in OWN_RULES:
+                comparison = hasher.compare(value, stored)
+                rule = comparison.details["rule"]
+            else:
+                comparison = hasher.compare(value, stored, threshold)
+                rule = f"NHD {comparison.distance:.4f} {'≤' if comparison.matched else '>'} {threshold:.4f} ({source})"
+            matches.append(Match(images[image_id], hasher.name, float(comparison.distance), comparison.hamming,
+                                 bool(comparison.matched), rule))
+        return matches
+
+    def _stored_value(self, hasher: BaseHasher, value: Hash | MultiHash, image_id: int,
+                      rows: list[HashRow]) -> Hash | MultiHash:
+        if isinstance(value, MultiHash):
+            every = self.store.image_hashes(image_id, value.method, value.version)
+            segments = tuple(_unpack(r, hasher.bits) for r in every)
+            return MultiHash(segments, value.method, value.version)
+        return _unpack(rows[0], hasher.bits)
+
+    # --- indexes ----------------------------------------------------------------------
+
+    def _index(self, method: str, version: str) -> _IndexState:
+        key = (method, version)
+        if key not in self._indexes:
+            self._indexes[key] = self._load_index(method, version) or _IndexState(HammingIndex(self._hasher(method).bits))
+        state = self._indexes[key]
+        self._catch_up(method, version, state)
+        return state
+
+    def _catch_up(self, method: str, version: str, state: _IndexState) -> None:
+        """Apply what the store gained and lost since the index last looked."""
+        removals = self.store.removals(method, version, state.last_removal)
+        if removals:
+            state.index.remove(np.array([h for _, h in removals], dtype=np.int64))
+            state.last_removal = removals[-1][0]
+        for batch in self.store.hashes(method, version, after_id=state.last_hash_id):
+            ids = np.array([r.id for r in batch], dtype=np.int64)
+            codes = np.frombuffer(b"".join(r.bits for r in batch), dtype=np.uint8).reshape(len(batch), -1)
+            state.index.add(ids, codes)
+            state.last_hash_id = int(ids[-1])
+
+    def refresh(self) -> None:
+        """Bring every index in step with the store (queries do this themselves)."""
+        for method, version in self.store.methods():
+            self._index(method, version)
+
+    def _index_paths(self, method: str, version: str) -> tuple[Path, Path] | None:
+        if self.index_dir is None:
+            return None
+        stem = f"{method}-{version}".replace("/", "_")
+        return self.index_dir / f"{stem}.index", self.index_dir / f"{stem}.json"
+
+    def save_indexes(self) -> list[Path]:
+        """Persist every index with how far it followed the store; returns the files."""
+        written = []
+        for (method, version), state in self._indexes.items():
+            paths = self._index_paths(method, version)
+            if paths is None:
+                continue
+            paths[0].parent.mkdir(parents=True, exist_ok=True)
+            state.index.save(paths[0])
+            paths[1].write_text(json.dumps({
+                "format": INDEX_FORMAT, "database": self.identity, "method": method, "version": version,
+                "last_hash_id": state.last_hash_id, "last_removal": state.last_removal, "count": len(state.index),
+            }))
+            written += list(paths)
+        return written
+
+    def _load_index(self, method: str, version: str) -> _IndexState | None:
+        paths = self._index_paths(method, version)
+        if paths is None or not paths[0].exists() or not paths[1].exists():
+            return None
+        try:
+            info = json.loads(paths[1].read_text())
+            if info.get("format") != INDEX_FORMAT or info.get("database") != self.identity:
+                return None  # another database's index, or an old format: rebuild
+            index = HammingIndex.load(paths[0])
+        except (ValueError, OSError, KeyError):
+            return None  # a damaged index file is rebuilt from the store, never trusted
+        return _IndexState(index, int(info["last_hash_id"]), int(info["last_removal"]))
+
+    # --- calibration ----------------------------------------------------------------
+
+    def calibrate(self, method: str, fpr: float = 0.01, max_pairs: int = 2_000_000, seed: int = 0) -> Calibration:
+        """Threshold at ``fpr`` from pairs of distinct registered images (whole-image hashes)."""
+        hasher = self._hasher(method)
+        codes = [r.bits for batch in self.store.hashes(method, hasher.version) for r in batch if r.segment == 0]
+        n = len(codes)
+        if n < 20:
+            raise ValueError(f"calibrating {method} needs at least 20 registered images, found {n}")
+        packed = np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(n, -1)
+        total = n * (n - 1) // 2
+        if total <= max_pairs:
+            rows, cols = np.triu_indices(n, 1)
+        else:
+            rng = np.random.default_rng(seed)
+            rows = rng.integers(0, n, size=max_pairs)
+            cols = (rows + rng.integers(1, n, size=max_pairs)) % n  # never the same image
+        distances = hamming_rows(packed[rows], packed[cols]) / hasher.bits
+        calibration = Calibration(method, hasher.version, fpr, threshold_at_fpr(distances, fpr), len(distances), n,
+                                  datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        self.store.save_calibration(calibration)
+        return calibration
+
+    def stats(self) -> dict[str, Any]:
+        stats = self.store.stats()
+        for key, entry in stats["methods"].items():
+            method, version = key.split("@", 1)
+            calibration = self.store.calibration(method, version)
+            entry["calibration"] = asdict(calibration) if calibration else None
+        stats["registering_with"] = self.methods
+        return stats
+
+
+def _segments(value: Hash | MultiHash) -> tuple[Hash, ...]:
+    return value.hashes if isinstance(value, MultiHash) else (value,)
+
+
+def _unpack(row: HashRow, nbits: int) -> Hash:
+    bits = np.unpackbits(np.frombuffer(row.bits, dtype=np.uint8))[:nbits].astype(bool)
+    return Hash.from_bits(bits, row.method, row.version)
+
+
+def _original_size(path: Path) -> tuple[int | None, int | None]:
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - size is informative only; the hash already loaded the file
+        return None, None
+
+
+__all__ = ["AddReport", "Match", "QueryResult", "ReferenceDB"]

@@ -1,0 +1,94 @@
+"""Small JPEG previews of registered images, for the web page.
+
+An image registered through the service has no file the server can read later, so
+its thumbnail is made from the upload and kept in a folder, named by the image's
+digest. An image registered from local files (``robusthash db add``) gets one made
+from its source file, but only if that file still has the registered digest: a
+source is whatever text the registering client sent, and checking the bytes keeps a
+client from having the server preview arbitrary local files by naming them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+from ..db import ImageRecord
+from ..io import LoadLimits, load_pil
+
+JPEG_QUALITY = 85
+
+
+class ThumbnailMissing(LookupError):
+    """No thumbnail can be made; the message says why."""
+
+
+class Thumbnails:
+    def __init__(self, folder: Path | None, size: int, limits: LoadLimits):
+        self.folder = folder
+        self.size = size
+        self.limits = limits
+
+    def render(self, source: object) -> bytes:
+        """A JPEG at most ``size`` pixels on its longest side, from anything the loader takes."""
+        im = load_pil(source, limits=self.limits, draft_size=self.size)  # type: ignore[arg-type]
+        im.thumbnail((self.size, self.size), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        im.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+        return buffer.getvalue()
+
+    def keep(self, digest: str, data: bytes) -> None:
+        """Make and store the thumbnail of an uploaded original (once per digest)."""
+        path = self._path(digest)
+        if path is None or path.exists():
+            return
+        self._write(path, self.render(data))
+
+    def get(self, record: ImageRecord) -> bytes:
+        """The thumbnail of a registered image; raises :class:`ThumbnailMissing`."""
+        path = self._path(record.digest)
+        if path is not None and path.exists():
+            return path.read_bytes()
+        thumbnail = self.render(self._verified_source(record))
+        if path is not None:
+            self._write(path, thumbnail)
+        return thumbnail
+
+    def _verified_source(self, record: ImageRecord) -> bytes:
+        source = Path(record.source)
+        try:
+            if not source.is_file():
+                raise ThumbnailMissing(f"image {record.id}: no thumbnail kept and its source {record.source!r} "
+                                       "is not a readable file on the server")
+            if source.stat().st_size > self.limits.max_bytes:
+                raise ThumbnailMissing(f"image {record.id}: source {record.source!r} exceeds the upload limit")
+            data = source.read_bytes()
+        except OSError as exc:
+            raise ThumbnailMissing(f"image {record.id}: cannot read its source {record.source!r} "
+                                   f"({exc.strerror or exc})") from None
+        if hashlib.sha256(data).hexdigest() != record.digest:
+            raise ThumbnailMissing(f"image {record.id}: source {record.source!r} has changed since it was registered")
+        return data
+
+    def _path(self, digest: str) -> Path | None:
+        if self.folder is None or not all(c in "0123456789abcdef" for c in digest):
+            return None
+        return self.folder / f"{digest}.jpg"
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """Write atomically: a concurrent reader sees the whole file or none."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+

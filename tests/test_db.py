@@ -1,0 +1,233 @@
+"""The reference database on SQLite and on a real PostgreSQL server: registering,
+finding attacked copies, keeping indexes in step, calibration, crash safety, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from robusthash import attacks
+from robusthash.db import ReferenceDB, Store
+
+METHODS = ("forbild", "pdq", "phash")
+
+
+def synthetic_images(count: int, size: int = 96, seed: int = 0) -> list[Image.Image]:
+    """Distinct smooth random pictures (blurred noise), enough for calibration."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        noise = rng.random((size, size, 3))
+        smooth = ndimage.gaussian_filter(noise, sigma=(6, 6, 0))
+        smooth = (smooth - smooth.min()) / (np.ptp(smooth) + 1e-9)
+        images.append(Image.fromarray((smooth * 255).astype(np.uint8)))
+    return images
+
+
+@pytest.fixture(scope="module")
+def originals(tmp_path_factory, photos) -> list[Path]:
+    root = tmp_path_factory.mktemp("originals")
+    paths = []
+    for name, im in photos.items():
+        path = root / f"{name}.jpg"
+        im.save(path, quality=92)
+        paths.append(path)
+    for i, im in enumerate(synthetic_images(20)):
+        path = root / f"synthetic-{i:02d}.png"
+        im.save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "ref.sqlite")
+    return request.getfixturevalue("fresh_postgres")
+
+
+def make_db(url: str) -> ReferenceDB:
+    ref = ReferenceDB(url)
+    ref.set_methods(METHODS)
+    return ref
+
+
+def test_an_attacked_copy_finds_its_original(db_url, originals, photos, tmp_path):
+    with make_db(db_url) as ref:
+        report = ref.add(originals)
+        assert len(report.added) == len(originals) and not report.failed
+        copy = attacks.apply("RS(0.5)+JC(50)", photos["coffee"], seed=1)
+        for result in ref.query(copy, source="copy"):
+            best = result.matches[0]
+            assert best.image.source.endswith("coffee.jpg"), result.method
+            assert best.matched and best.hamming is not None
+        unrelated = synthetic_images(1, seed=99)[0]
+        assert not any(r.matched for r in ref.query(unrelated))
+
+
+def test_registering_twice_adds_nothing(db_url, originals):
+    with make_db(db_url) as ref:
+        ref.add(originals[:5])
+        again = ref.add(originals)
+        assert len(again.existing) == 5 and len(again.added) == len(originals) - 5
+        stats = ref.stats()
+        assert stats["images"] == len(originals)
+        assert all(entry["hashes"] == len(originals) for entry in stats["methods"].values())
+
+
+def test_bad_files_are_reported_and_the_rest_registered(db_url, originals, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 broken")
+    missing = tmp_path / "missing.png"
+    with make_db(db_url) as ref:
+        report = ref.add([originals[0], bad, missing, originals[1]], batch=1)
+        assert [s for s, _ in report.added] == [str(originals[0]), str(originals[1])]
+        assert {s for s, _ in report.failed} == {str(bad), str(missing)}
+        assert "bad.jpg" in dict(report.failed)[str(bad)]
+
+
+def test_indexes_follow_writes_of_another_process(db_url, originals, photos):
+    with make_db(db_url) as writer, ReferenceDB(db_url) as reader:
+        writer.add(originals[1:])
+        assert not reader.query(photos["astronaut"], methods=["pdq"])[0].matched  # index built now, without it
+        writer.add(originals[:1])
+        found = reader.query(photos["astronaut"], methods=["pdq"])[0]
+        assert found.matched and found.matches[0].image.source.endswith("astronaut.jpg")
+        writer.remove([found.matches[0].image.id])
+        again = reader.query(photos["astronaut"], methods=["pdq"])[0]
+        assert not any(m.image.source.endswith("astronaut.jpg") for m in again.matches)
+
+
+def test_saved_indexes_are_loaded_and_caught_up(tmp_path, originals, photos):
+    url = str(tmp_path / "ref.sqlite")
+    with make_db(url) as ref:
+        ref.add(originals[1:])
+        ref.refresh()
+        written = ref.save_indexes()
+    assert len(written) == 2 * len(METHODS)
+    with make_db(url) as ref:
+        ref.add(originals[:1])  # after the save: the loaded index must catch up
+        state = ref._load_index("pdq", ref.hashers["pdq"].version)
+        assert state is not None and len(state.index) == len(originals) - 1
+        assert ref.query(photos["astronaut"], methods=["pdq"])[0].matched
+    # an index saved for another database is never used
+    other = str(tmp_path / "other.sqlite")
+    with make_db(other) as ref:
+        for path in written:
+            (Path(f"{other}.index") / path.name).parent.mkdir(exist_ok=True)
+            (Path(f"{other}.index") / path.name).write_bytes(path.read_bytes())
+        assert ref._load_index("pdq", ref.hashers["pdq"].version) is None
+
+
+def test_calibration_is_stored_and_decides(db_url, originals):
+    with make_db(db_url) as ref:
+        ref.add(originals)
+        calibration = ref.calibrate("phash", fpr=0.05)
+        n = len(originals)
+        assert calibration.pairs == n * (n - 1) // 2 and calibration.images == n
+        threshold, source = ref.threshold(ref.hashers["phash"])
+        assert threshold == calibration.threshold and "calibrated" in source
+        result = ref.query(originals[3], methods=["phash"])[0]
+        assert "calibrated" in result.matches[0].rule
+        with pytest.raises(ValueError, match="at least 20"):
+            make_db(db_url + "x" if db_url.endswith(".sqlite") else db_url).calibrate("dhash")
+
+
+def test_readers_are_not_blocked_by_a_writer(tmp_path, originals, photos):
+    url = str(tmp_path / "ref.sqlite")
+    with make_db(url) as ref:
+        ref.add(originals)
+    writer = Store(url)
+    with writer.write():  # a long write transaction holds SQLite's write lock
+        writer.execute("INSERT INTO meta (key, value) VALUES ('busy', 'yes')")
+        with ReferenceDB(url) as reader:
+            assert reader.query(photos["camera"], methods=["forbild"])[0].matched
+    writer.close()
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "robusthash.cli", *args], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+@pytest.fixture(scope="module")
+def many_files(tmp_path_factory, photos) -> Path:
+    """120 distinct, fairly large files, so that a bulk add takes a few seconds."""
+    root = tmp_path_factory.mktemp("many")
+    base = np.asarray(photos["astronaut"].resize((900, 900)))
+    for i in range(120):
+        pixels = base.copy()
+        pixels[i // 30, i % 30] = (i, 255 - i, 7)  # one pixel differs: distinct bytes and digests
+        Image.fromarray(pixels).save(root / f"copy-{i:03d}.png", compress_level=1)
+    return root
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_a_killed_bulk_add_leaves_a_consistent_database_and_a_rerun_completes(engine, many_files, tmp_path, request):
+    url = str(tmp_path / "ref.sqlite") if engine == "sqlite" else request.getfixturevalue("fresh_postgres")
+    assert _cli("db", "init", "--db", url, "--methods", "forbild,pdq").returncode == 0
+    process = subprocess.Popen([sys.executable, "-m", "robusthash.cli", "db", "add", str(many_files), "--db", url,
+                                "--batch", "7"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = Store(url)
+    deadline = time.time() + 120
+    while time.time() < deadline and store.stats()["images"] < 10:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    store.close()
+    store = Store(url)
+    images = store.stats()["images"]
+    assert 0 < images < 120, "the kill should land in the middle of the add"
+    assert images % 7 == 0, "only whole batches are committed"
+    per_image = store.execute("SELECT image_id, COUNT(*) FROM hashes GROUP BY image_id").fetchall()
+    assert len(per_image) == images and all(n == 2 for _, n in per_image)
+    store.close()
+    rerun = _cli("db", "add", str(many_files), "--db", url)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{120 - images} added, {images} already registered, 0 failed" in rerun.stderr
+    store = Store(url)
+    assert store.stats()["images"] == 120
+    assert store.execute("SELECT COUNT(*) FROM hashes").fetchone()[0] == 240
+    store.close()
+
+
+def test_cli_db_workflow(tmp_path, originals, photos):
+    url = str(tmp_path / "cli.sqlite")
+    assert _cli("db", "query", str(originals[0]), "--db", url).returncode == 2  # no database yet
+    init = _cli("db", "init", "--db", url, "--methods", "forbild,phash")
+    assert init.returncode == 0, init.stderr
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    add = _cli("db", "add", *map(str, originals), str(bad), "--db", url, "--meta", '{"owner": "test"}')
+    assert add.returncode == 1 and "bad.png" in add.stderr
+    assert f"{len(originals)} added" in add.stderr
+    copy = tmp_path / "copy.jpg"
+    attacks.apply("JC(60)+BA(1.1)", photos["rocket"]).save(copy, quality=90)
+    query = _cli("db", "query", str(copy), "--db", url, "--format", "jsonl")
+    assert query.returncode == 0, query.stderr
+    records = [json.loads(line) for line in query.stdout.splitlines()]
+    assert {r["method"] for r in records} == {"forbild", "phash"}
+    for record in records:
+        assert record["matched"] and record["matches"][0]["source"].endswith("rocket.jpg")
+        assert record["matches"][0]["metadata"] == {"owner": "test"}
+    text = _cli("db", "query", str(copy), "--db", url)
+    assert text.returncode == 0 and "MATCH" in text.stdout  # (the source is folded to fit the table)
+    calibrate = _cli("db", "calibrate", "--db", url, "--methods", "phash")
+    assert calibrate.returncode == 0 and "τ =" in calibrate.stdout
+    stats = json.loads(_cli("db", "stats", "--db", url, "--format", "jsonl").stdout)
+    assert stats["images"] == len(originals)
+    image_id = records[0]["matches"][0]["image_id"]
+    assert _cli("db", "remove", str(image_id), "--db", url).returncode == 0
+    after = _cli("db", "query", str(copy), "--db", url, "--format", "jsonl")
+    assert after.returncode == 1
+    assert all(not r["matched"] for r in map(json.loads, after.stdout.splitlines()))
