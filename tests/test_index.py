@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
-import faiss
 
 from robusthash.db.index import TIE_SLACK, HammingIndex, IndexConfig, _flip_masks, _table_radii
 

@@ -1,8 +1,8 @@
 """The reference database: registered originals (SQLite or PostgreSQL, the source of
 truth), FAISS-backed Hamming indexes derived from it, and per-method decisions."""
 
-from .index import HammingIndex
+from .index import HammingIndex, IndexConfig
 from .reference import AddReport, Match, QueryResult, ReferenceDB
 from .store import Calibration, ImageRecord, Store
 
-__all__ = ["AddReport", "Calibration", "HammingIndex", "ImageRecord", "Match", "QueryResult", "ReferenceDB", "Store"]
+__all__ = ["AddReport", "Calibration", "HammingIndex", "ImageRecord", "IndexConfig", "Match", "QueryResult", "ReferenceDB", "Store"]

@@ -216,9 +216,11 @@ class ReferenceDB:
         rows: dict[int, HashRow] = {}
         for segment in _segments(value):
             query = np.packbits(segment.bits)[None, :]
-            ids = list(state.index.search(query, k)[1][0])
-            within = state.index.range_search(query, self._radius(hasher))[0][0]
-            ids += list(within[:1000])
+            ids = list(state.index.range_search(query, self._radius(hasher))[0][0][:1000])
+            if len(ids) < k:
+                # The nearest non-matches too. Exact top-k far from every code is a full
+                # scan on any index, so it is only asked for when the matches are too few.
+                ids += list(state.index.search(query, k)[1][0])
             rows.update(self.store.hash_rows(i for i in ids if i >= 0))
         matches = self._decide(hasher, value, rows)
         matches.sort(key=lambda m: (not m.matched, m.distance, m.image.id))

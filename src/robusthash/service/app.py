@@ -389,6 +389,11 @@ def _page_routes(app: FastAPI) -> None:
 
 def create_app(config: ServiceConfig) -> FastAPI:
     """The service for one database. Opens it now, so a bad URL fails here, not later."""
+    import faiss
+
+    # Queries arrive one at a time from many threads; FAISS's OpenMP threads on top of
+    # them stall single queries badly on a busy machine (benchmarks/README.md, search).
+    faiss.omp_set_num_threads(1)
     service = Service(config)
 
     @asynccontextmanager
