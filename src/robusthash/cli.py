@@ -26,7 +26,7 @@ from .hashing.base import load_for
 from .io import ImageError
 
 app = typer.Typer(
-    help="Identify images by robust hashes: hash, compare, and (soon) register and search.",
+    help="Identify images by robust hashes: hash and compare, register originals and search them, evaluate and serve.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -434,8 +434,10 @@ def db_add(
     batch: int = typer.Option(64, "--batch", min=1, help="images per transaction"),
     fmt: Format = typer.Option(Format.text, "--format", help="text summary or one JSON object per file"),
 ):
-    """Register originals. Bad files are reported and skipped; re-running skips what is
-    already registered (same bytes), so an interrupted add can simply be run again."""
+    """Register originals (files, folders, .txt lists).
+
+    Bad files are reported and skipped; re-running skips what is already registered
+    (same bytes), so an interrupted add can simply be run again."""
     try:
         metadata = json.loads(meta) if meta else {}
         if not isinstance(metadata, dict):
@@ -470,7 +472,8 @@ def db_query(
     k: int = typer.Option(5, "-k", min=1, help="show at least the k nearest (every match is shown)"),
     fmt: Format = typer.Option(Format.text, "--format", help="text table or one JSON object per image and method"),
 ):
-    """Is this image one of mine? Ranked matches with distances and each method's decision.
+    """Is this image one of mine? Ranked matches, distances, each method's decision.
+
     Exit code 0 if every query matched something, 1 otherwise (or on a bad file)."""
     failed = unmatched = 0
     with _open_db(db) as ref:
@@ -543,8 +546,10 @@ def db_calibrate(
     methods: Optional[str] = typer.Option(None, "--methods", "-m", help="default: the database's methods"),
     fpr: float = typer.Option(0.01, "--fpr", min=1e-6, max=0.5, help="false positive rate between distinct images"),
 ):
-    """Set each method's threshold to its distinct-image FPR on this collection
-    (forbild keeps its two-step rule; its calibrated value is informative)."""
+    """Set each method's threshold at a false positive rate on this collection.
+
+    τ at --fpr over pairs of distinct registered images. forbild keeps its two-step
+    rule; its calibrated value is informative."""
     with _open_db(db) as ref:
         for method in ([m.strip() for m in methods.split(",")] if methods else ref.methods):
             try:
@@ -577,8 +582,9 @@ def serve(
                                               help="folder for thumbnails of uploads [default: <db>.thumbnails/ "
                                                    "for SQLite, none for PostgreSQL]"),
 ):
-    """Serve the database over HTTP: the /v1 API (docs at /docs) and a page at / to drop
-    an image and see its matches. See docs/service.md."""
+    """Serve the database over HTTP: the /v1 API and a page to drop an image on.
+
+    API docs at /docs, the page at /, details in docs/service.md."""
     import uvicorn
 
     from .service import ServiceConfig, create_app

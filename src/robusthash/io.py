@@ -257,6 +257,12 @@ def _read_stream(stream: object, name: str, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+def read_bytes(source: ImageSource, limits: LoadLimits = DEFAULT_LIMITS) -> bytes:
+    """The encoded bytes of a path, bytes or file object, read within ``limits``
+    (for callers that also need the bytes themselves, e.g. to digest them)."""
+    return _read_bytes(source, describe_source(source), limits)
+
+
 def _read_bytes(source: object, name: str, limits: LoadLimits) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)

@@ -17,6 +17,8 @@ loaded instead of rebuilt; they then catch up the same way.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import uuid
@@ -26,12 +28,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+from PIL import Image
 
-from ..evaluation.hashcache import file_digest
 from ..evaluation.metrics import hamming_rows, threshold_at_fpr
 from ..hashing import BaseHasher, Hash, MultiHash, get_hasher
-from ..hashing.base import load_for
-from ..io import DEFAULT_LIMITS, ImageError, LoadLimits
+from ..hashing.base import decode_options, load_for
+from ..io import DEFAULT_LIMITS, ImageError, LoadLimits, decode, read_bytes
 from .index import HammingIndex
 from .store import Calibration, HashRow, ImageRecord, NewImage, Store
 
@@ -169,15 +171,17 @@ class ReferenceDB:
         return report
 
     def _hash_file(self, path: Path, metadata: dict[str, Any]) -> NewImage:
-        digest = file_digest(path)
-        im = load_for(list(self.hashers.values()), path, self.limits)
+        data = read_bytes(path, self.limits)  # read once: digested, sized and decoded
+        hashers = list(self.hashers.values())
+        draft_size, mode = decode_options(hashers)
+        im = decode(data, str(path), limits=self.limits, draft_size=draft_size, mode=mode)
         hashes: dict[tuple[str, str, int], bytes] = {}
         for method, hasher in self.hashers.items():
             value = hasher.hash_pil(im)
             for segment, h in enumerate(_segments(value)):
                 hashes[(method, hasher.version, segment)] = np.packbits(h.bits).tobytes()
-        size = _original_size(path)
-        return NewImage(digest, str(path), metadata, size[0], size[1], hashes)
+        width, height = _original_size(data)
+        return NewImage(hashlib.sha256(data).hexdigest(), str(path), metadata, width, height, hashes)
 
     def _commit(self, pending: list[tuple[str, NewImage]], report: AddReport) -> None:
         if not pending:
@@ -378,13 +382,12 @@ def _unpack(row: HashRow, nbits: int) -> Hash:
     return Hash.from_bits(bits, row.method, row.version)
 
 
-def _original_size(path: Path) -> tuple[int | None, int | None]:
+def _original_size(data: bytes) -> tuple[int | None, int | None]:
+    """Width and height from the file's header (the decoded image may be reduced)."""
     try:
-        from PIL import Image
-
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             return im.size
-    except Exception:  # noqa: BLE001 - size is informative only; the hash already loaded the file
+    except Exception:  # noqa: BLE001 - size is informative only; decoding already succeeded
         return None, None
 
 

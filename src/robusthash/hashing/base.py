@@ -104,9 +104,15 @@ class BaseHasher(ABC):
 def load_for(hashers: Sequence[BaseHasher], image: ImageSource, limits: LoadLimits = DEFAULT_LIMITS) -> Image.Image:
     """Decode ``image`` once so that every one of ``hashers`` can hash it: at the largest
     size and in the richest mode any of them needs (RGB unless all need only luma)."""
+    draft_size, mode = decode_options(hashers)
+    return load_pil(image, limits=limits, draft_size=draft_size, mode=mode)
+
+
+def decode_options(hashers: Sequence[BaseHasher]) -> tuple[int | None, str]:
+    """(draft size, mode) that serve every one of ``hashers``."""
     drafts = [h.draft_size for h in hashers]
     mode = "L" if all(h.input_mode == "L" for h in hashers) else "RGB"
-    return load_pil(image, limits=limits, draft_size=None if None in drafts else max(drafts), mode=mode)
+    return (None if None in drafts else max(drafts)), mode
 
 
 # Where a default threshold has no published value (see benchmarks/default_thresholds.py).
