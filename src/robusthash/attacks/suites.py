@@ -139,13 +139,19 @@ def strong_attack_plan(rng: np.random.Generator) -> list[str]:
     uniformly. Families are drawn first so that rows with many parameters (RT has 18)
     are not favoured over rows with few (FL has 2).
     """
-    families = list(TABLE1_GRID)
     plan = []
     for _ in range(STRONG_ROUNDS):
         if rng.random() < STRONG_PROBABILITY:
-            options = TABLE1_GRID[families[rng.integers(len(families))]]
-            plan.append(options[rng.integers(len(options))])
+            plan.append(draw_table1_attack(rng))
     return plan
+
+
+def draw_table1_attack(rng: np.random.Generator) -> str:
+    """One random Table 1 attack (a weak attack): a family uniformly, then one of its
+    parameters uniformly."""
+    families = list(TABLE1_GRID)
+    options = TABLE1_GRID[families[rng.integers(len(families))]]
+    return options[rng.integers(len(options))]
 
 
 def strong_attack(im: Image.Image, rng: np.random.Generator) -> Image.Image:
