@@ -612,6 +612,57 @@ def serve(
     uvicorn.run(service, host=host, port=port, log_level="info", server_header=False)
 
 
+train_app = typer.Typer(help="Train learned hashers (needs the `train` extra: pip install 'robusthash[train]').",
+                        no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("cmaa")
+def train_cmaa(
+    data: Path = typer.Option(..., "--data", help="the training list, e.g. corpus/train.txt (test.txt is refused)"),
+    objects: Optional[Path] = typer.Option(None, "--objects", help="folder of RGBA cut-outs to composite, e.g. corpus/objects"),
+    run_dir: Path = typer.Option(..., "--out", help="run folder: checkpoint.safetensors, checkpoint.json, log.jsonl"),
+    model: str = typer.Option("small", "--model", help="small (CPU, hours), paper (ViT-S/16, GPU) or tiny (smoke test)"),
+    ablation: str = typer.Option("full", "--ablation", help="full, or CMAA Table 8's a (L_C+L_Q), b (+L_D), c (+L_R), d (no L_Q)"),
+    steps: int = typer.Option(20_000, "--steps", min=1),
+    batch_size: int = typer.Option(64, "--batch-size", min=2),
+    lr: float = typer.Option(0.01, "--lr", min=0.0),
+    seed: int = typer.Option(0, "--seed"),
+    loader_workers: int = typer.Option(1, "--loader-workers", min=0, help="processes making views"),
+    checkpoint_every: int = typer.Option(250, "--checkpoint-every", min=1),
+):
+    """Train CMAA (docs/models/cmaa.md); resumes from --out if it holds a checkpoint."""
+    try:
+        from .models.train import TrainConfig, read_training_list
+        from .models.train import train as run_training
+    except ImportError as exc:
+        err.print(f"error: training needs torch and safetensors ({exc}); pip install 'robusthash[train]'", markup=False)
+        raise typer.Exit(1) from None
+    config = TrainConfig(model=model, ablation=ablation, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                         loader_workers=loader_workers, checkpoint_every=checkpoint_every)
+    try:
+        config.model_config()
+        photos = read_training_list(data)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    cutouts = sorted(objects.glob("*.png")) if objects else []
+    err.print(f"{len(photos)} photos, {len(cutouts)} cut-outs, model {model}, ablation {ablation}, {steps} steps")
+    with _progress(err.is_terminal) as bar:
+        task = bar.add_task("training", total=steps)
+
+        def report(step: int, total: int, record: dict) -> None:
+            bar.update(task, completed=step, description=f"training, loss {record['total']:.3f}")
+            if not err.is_terminal and (step % 100 == 0 or step == total):
+                err.print(json.dumps(record), markup=False)
+
+        try:
+            weights = run_training(photos, cutouts, run_dir, config, progress=report)
+        except ValueError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1) from None
+    out.print(f"wrote {weights}", markup=False)
+
+
 def _version_callback(value: bool) -> None:
     if value:
         out.print(f"robusthash {__version__}")

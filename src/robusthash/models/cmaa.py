@@ -61,7 +61,10 @@ class CMAAConfig:
 PAPER = CMAAConfig(img_size=224, patch_size=16, width=384, depth=12, heads=6, proj_hidden=4096,
                    decoder_width=512, decoder_depth=8, decoder_heads=16)
 SMALL = CMAAConfig()
-CONFIGS = {"paper": PAPER, "small": SMALL}
+# For tests and smoke runs only: trains in seconds, learns little.
+TINY = CMAAConfig(img_size=32, patch_size=8, width=32, depth=1, heads=2, proj_hidden=32, hash_bits=16,
+                  decoder_width=16, decoder_depth=1, decoder_heads=2, bank_size=16)
+CONFIGS = {"paper": PAPER, "small": SMALL, "tiny": TINY}
 
 
 def sincos_position_embedding(width: int, grid: int) -> torch.Tensor:

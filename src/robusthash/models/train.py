@@ -1,0 +1,194 @@
+"""Training CMAA (``robusthash train cmaa``): resumable, logged, on GPU when present.
+
+Samples are numbered globally: sample k of a run is drawn from photo
+``permutation(seed, epoch)[k mod n]`` with the generator ``default_rng([seed, k])``, so
+a run resumed from a checkpoint at step s sees exactly the samples an uninterrupted
+run would have. Checkpoints are safetensors (weights, bank, optimizer buffers) plus a
+JSON file (step, configs); nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from ..io import ImageError, load_pil
+from .cmaa import CMAA, CONFIGS, CMAAConfig, cosine_schedule, with_losses
+from .preprocess import preprocess
+from .views import ViewConfig, three_views, training_original
+
+# The paper's Table 8: which of L_D, L_R, L_Q train besides L_C.
+ABLATIONS = {
+    "full": (True, True, True),
+    "a": (False, False, True),  # L_C + L_Q
+    "b": (True, False, True),  # + L_D
+    "c": (False, True, True),  # + L_R
+    "d": (True, True, False),  # all but L_Q
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "small"
+    ablation: str = "full"
+    steps: int = 20_000
+    batch_size: int = 64
+    lr: float = 0.01  # SGD, momentum 0.9, weight decay 1e-4, cosine to 0 (the paper's)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    seed: int = 0
+    checkpoint_every: int = 250
+    log_every: int = 10
+    loader_workers: int = 1
+    views: ViewConfig = field(default_factory=ViewConfig)
+
+    def model_config(self) -> CMAAConfig:
+        if self.model not in CONFIGS:
+            raise ValueError(f"unknown model config {self.model!r}; choose from {', '.join(CONFIGS)}")
+        if self.ablation not in ABLATIONS:
+            raise ValueError(f"unknown ablation {self.ablation!r}; choose from {', '.join(ABLATIONS)}")
+        return with_losses(CONFIGS[self.model], *ABLATIONS[self.ablation])
+
+
+def read_training_list(path: Path) -> list[Path]:
+    """Photos of a train list (one path per line, relative to the list). The corpus's
+    test list is refused: reported results must never have been trained on."""
+    if path.name == "test.txt":
+        raise ValueError(f"{path} is the test split; train on train.txt")
+    return [path.parent / line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+class TrainingSamples(torch.utils.data.Dataset):
+    """Sample k → three preprocessed views (float32 tensors) of training original k."""
+
+    def __init__(self, photos: list[Path], cutouts: list[Path], image_size: int, config: TrainConfig):
+        if not photos:
+            raise ValueError("no training photos")
+        self.photos, self.cutout_paths = photos, cutouts
+        self.image_size, self.config = image_size, config
+        self._cutouts: list[Image.Image] | None = None
+
+    def __len__(self) -> int:
+        return 2**62  # samples are numbered, not enumerated (see the module docstring)
+
+    def photo_for(self, k: int) -> Path:
+        n = len(self.photos)
+        order = np.random.default_rng([self.config.seed, k // n]).permutation(n)
+        return self.photos[order[k % n]]
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self._cutouts is None:  # loaded lazily, once per loader process
+            self._cutouts = [Image.open(p).convert("RGBA") for p in self.cutout_paths]
+        rng = np.random.default_rng([self.config.seed, k])
+        path = self.photo_for(k)
+        try:
+            photo = load_pil(path, draft_size=self.config.views.work_size * 2)
+        except ImageError:
+            # A broken photo must not end a run of hours: it becomes one flat grey sample.
+            photo = Image.new("RGB", (64, 64), (128, 128, 128))
+        original = training_original(photo, rng, self.config.views, self._cutouts)
+        return tuple(torch.from_numpy(preprocess(v, self.image_size)) for v in three_views(original, rng))
+
+
+class SequentialFrom(torch.utils.data.Sampler):
+    """Sample numbers ``start, start+1, …`` (resuming continues the sequence)."""
+
+    def __init__(self, start: int, stop: int):
+        self.start, self.stop = start, stop
+
+    def __iter__(self):
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+Progress = Callable[[int, int, dict], None]
+
+
+def train(photos: list[Path], cutouts: list[Path], out: Path, config: TrainConfig,
+          progress: Progress | None = None, device: str | None = None) -> Path:
+    """Train (or resume) into ``out``; returns the final checkpoint's weights file."""
+    out.mkdir(parents=True, exist_ok=True)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(config.seed)
+    model = CMAA(config.model_config()).to(device)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                momentum=config.momentum, weight_decay=config.weight_decay)
+    step = load_checkpoint(out, model, optimizer, config)
+    samples = TrainingSamples(photos, cutouts, model.config.img_size, config)
+    loader = torch.utils.data.DataLoader(
+        samples, batch_size=config.batch_size, num_workers=config.loader_workers,
+        sampler=SequentialFrom(step * config.batch_size, config.steps * config.batch_size),
+        persistent_workers=config.loader_workers > 0,
+    )
+    model.train()
+    log = (out / "log.jsonl").open("a")
+    started, seen = time.perf_counter(), 0
+    for views in loader:
+        lr = cosine_schedule(step, config.steps, config.lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        losses = model.forward_loss(*(v.to(device) for v in views))
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        optimizer.step()
+        step += 1
+        seen += len(views[0])
+        record = {"step": step, "lr": lr, **{k: round(v.item(), 5) for k, v in losses.items()},
+                  "images_per_s": round(seen / (time.perf_counter() - started), 2)}
+        if step % config.log_every == 0 or step == config.steps:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        if progress:
+            progress(step, config.steps, record)
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            save_checkpoint(out, model, optimizer, config, step)
+    log.close()
+    return out / "checkpoint.safetensors"
+
+
+def save_checkpoint(out: Path, model: CMAA, optimizer: torch.optim.Optimizer, config: TrainConfig, step: int) -> None:
+    """Weights, bank and optimizer buffers (safetensors) and the step (JSON), each
+    written to a temporary name and renamed, so a kill never leaves half a checkpoint."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for i, p in enumerate(p for p in model.parameters() if p.requires_grad):
+        buffer = optimizer.state.get(p, {}).get("momentum_buffer")
+        if buffer is not None:
+            tensors[f"optimizer.{i}.momentum_buffer"] = buffer.detach().cpu().contiguous()
+    meta = {"step": step, "train": _jsonable(config), "model": asdict(model.config)}
+    save_file(tensors, out / "checkpoint.safetensors.tmp")
+    (out / "checkpoint.json.tmp").write_text(json.dumps(meta, indent=1))
+    (out / "checkpoint.safetensors.tmp").replace(out / "checkpoint.safetensors")
+    (out / "checkpoint.json.tmp").replace(out / "checkpoint.json")
+
+
+def load_checkpoint(out: Path, model: CMAA, optimizer: torch.optim.Optimizer, config: TrainConfig) -> int:
+    """Resume from ``out`` if it holds a checkpoint of the same configuration; the step."""
+    weights, meta_path = out / "checkpoint.safetensors", out / "checkpoint.json"
+    if not weights.exists() or not meta_path.exists():
+        return 0
+    meta = json.loads(meta_path.read_text())
+    if meta["train"] != _jsonable(replace(config, loader_workers=meta["train"]["loader_workers"])):
+        raise ValueError(f"{out} holds a checkpoint of another configuration; use another folder")
+    tensors = load_file(weights)
+    device = next(model.parameters()).device
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    params = [p for p in model.parameters() if p.requires_grad]
+    for i, p in enumerate(params):
+        buffer = tensors.get(f"optimizer.{i}.momentum_buffer")
+        if buffer is not None:
+            optimizer.state[p]["momentum_buffer"] = buffer.to(device)
+    return int(meta["step"])
+
+
+def _jsonable(config: TrainConfig) -> dict:
+    return json.loads(json.dumps(asdict(config)))
