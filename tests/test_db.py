@@ -220,6 +220,8 @@ def test_cli_db_workflow(tmp_path, originals, photos):
     for record in records:
         assert record["matched"] and record["matches"][0]["source"].endswith("rocket.jpg")
         assert record["matches"][0]["metadata"] == {"owner": "test"}
+    unknown = _cli("db", "query", str(copy), "--db", url, "--methods", "nosuch")
+    assert unknown.returncode == 2 and "nosuch" in unknown.stderr
     text = _cli("db", "query", str(copy), "--db", url)
     assert text.returncode == 0 and "MATCH" in text.stdout  # (the source is folded to fit the table)
     calibrate = _cli("db", "calibrate", "--db", url, "--methods", "phash")

@@ -41,12 +41,18 @@ class Format(str, Enum):
     jsonl = "jsonl"
 
 
-def _methods(spec: str) -> list:
+def _method_names(spec: str, param_hint: str = "--methods") -> list[str]:
+    """The comma-separated method names of an option, each checked against the registry."""
     names = [name.strip() for name in spec.split(",") if name.strip()]
-    try:
-        return [get_hasher(name) for name in names]
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--method") from None
+    unknown = [name for name in names if name not in available_methods()]
+    if unknown:
+        raise typer.BadParameter(f"unknown method {', '.join(map(repr, unknown))}; "
+                                 f"available: {', '.join(available_methods())}", param_hint=param_hint)
+    return names
+
+
+def _methods(spec: str) -> list:
+    return [get_hasher(name) for name in _method_names(spec, "--method")]
 
 
 def _progress(enabled: bool) -> Progress:
@@ -325,10 +331,7 @@ def bench(
 
     Example: robusthash bench --images corpus/test.txt --sample 400 --out results/classical
     """
-    for name in method_names.split(","):
-        if name.strip() and name.strip() not in available_methods():
-            raise typer.BadParameter(f"unknown method {name.strip()!r}; available: {', '.join(available_methods())}",
-                                     param_hint="--methods")
+    names = _method_names(method_names)
     try:
         attack_cases(attack_spec)
     except ValueError as exc:
@@ -338,7 +341,7 @@ def bench(
         raise typer.BadParameter(f"found {len(paths)} image(s) in {' '.join(images)}; the protocol needs at least two",
                                  param_hint="--images")
     config = BenchConfig(
-        images=tuple(paths), methods=tuple(n.strip() for n in method_names.split(",") if n.strip()),
+        images=tuple(paths), methods=tuple(names),
         attacks=attack_spec, fpr=fpr, seed=seed, workers=workers,
         cache=None if no_cache else (cache or default_cache_path()),
     )
@@ -401,8 +404,9 @@ def _open_db(db: str, methods: Optional[str] = None):
 
     if not db.startswith(("postgresql://", "postgres://")) and not Path(db).exists():
         raise typer.BadParameter(f"no database at {db}; create it with `robusthash db init --db {db}`", param_hint="--db")
+    names = _method_names(methods) if methods else None
     try:
-        return ReferenceDB(db, methods=[m.strip() for m in methods.split(",")] if methods else None)
+        return ReferenceDB(db, methods=names)
     except Exception as exc:  # noqa: BLE001 - a connection or schema problem is reported, not a traceback
         err.print(f"error: cannot open {db}: {exc}", markup=False)
         raise typer.Exit(1) from None
@@ -416,11 +420,7 @@ def db_init(
     """Create a database (or update the methods of an existing one)."""
     from .db import ReferenceDB
 
-    names = [m.strip() for m in methods.split(",") if m.strip()]
-    unknown = [m for m in names if m not in available_methods()]
-    if unknown:
-        raise typer.BadParameter(f"unknown method(s) {', '.join(unknown)}; available: {', '.join(available_methods())}",
-                                 param_hint="--methods")
+    names = _method_names(methods)
     with ReferenceDB(db) as ref:
         ref.set_methods(names)
         err.print(f"{db}: registering with {', '.join(names)}", markup=False)
@@ -477,7 +477,7 @@ def db_query(
     Exit code 0 if every query matched something, 1 otherwise (or on a bad file)."""
     failed = unmatched = 0
     with _open_db(db) as ref:
-        chosen = [m.strip() for m in methods.split(",")] if methods else None
+        chosen = _method_names(methods) if methods else None
         for path in iter_image_paths(images):
             try:
                 results = ref.query(path, methods=chosen, k=k)
@@ -551,7 +551,7 @@ def db_calibrate(
     τ at --fpr over pairs of distinct registered images. forbild keeps its two-step
     rule; its calibrated value is informative."""
     with _open_db(db) as ref:
-        for method in ([m.strip() for m in methods.split(",")] if methods else ref.methods):
+        for method in (_method_names(methods) if methods else ref.methods):
             try:
                 c = ref.calibrate(method, fpr=fpr)
             except ValueError as exc:
@@ -601,7 +601,7 @@ def serve(
     _open_db(db, methods).close()  # the db commands' checks and messages, before the server starts
     try:
         config = ServiceConfig(
-            db=db, methods=tuple(m.strip() for m in methods.split(",") if m.strip()) if methods else None,
+            db=db, methods=tuple(_method_names(methods)) if methods else None,
             api_keys=keys, allow_anonymous=no_auth, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
             max_pixels=int(max_megapixels * 1_000_000), rate_limit=rate_limit, thumbnail_dir=thumbnails,
         )
