@@ -7,6 +7,7 @@ import pytest
 
 from robusthash.evaluation.metrics import (
     det_curve,
+    det_from_histograms,
     fnr_at_fpr,
     hamming_matrix,
     identification,
@@ -66,3 +67,7 @@ def test_det_curve_rates():
     assert fpr.tolist() == [0, 0.5, 0.5, 1.0]
     assert fnr.tolist() == pytest.approx([2 / 3, 1 / 3, 0, 0])
     assert fnr_at_fpr(np.array([1, 2, 3]), np.array([2, 4]), 0.5) == 0.0
+    # the same pairs as distance histograms (distances 0..4) give the same points
+    fpr_h, fnr_h = det_from_histograms(np.bincount([1, 2, 3], minlength=5), np.bincount([2, 4], minlength=5))
+    assert fpr_h[1:].tolist() == fpr.tolist()
+    assert fnr_h[1:].tolist() == pytest.approx(fnr.tolist())

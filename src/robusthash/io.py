@@ -257,6 +257,16 @@ def _read_stream(stream: object, name: str, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of encoded image bytes, without decoding;
+    None when the header cannot be read. The size of the file, not of a reduced decode."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - callers use the size for information only
+        return None
+
+
 def read_bytes(source: ImageSource, limits: LoadLimits = DEFAULT_LIMITS) -> bytes:
     """The encoded bytes of a path, bytes or file object, read within ``limits``
     (for callers that also need the bytes themselves, e.g. to digest them)."""

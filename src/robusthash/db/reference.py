@@ -18,7 +18,6 @@ loaded instead of rebuilt; they then catch up the same way.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import uuid
@@ -28,12 +27,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from ..evaluation.metrics import hamming_rows, threshold_at_fpr
 from ..hashing import BaseHasher, Hash, MultiHash, get_hasher
 from ..hashing.base import decode_options, load_for
-from ..io import DEFAULT_LIMITS, ImageError, LoadLimits, decode, read_bytes
+from ..io import DEFAULT_LIMITS, ImageError, LoadLimits, decode, header_size, read_bytes
 from .index import HammingIndex
 from .store import Calibration, HashRow, ImageRecord, NewImage, Store
 
@@ -175,12 +173,8 @@ class ReferenceDB:
         hashers = list(self.hashers.values())
         draft_size, mode = decode_options(hashers)
         im = decode(data, str(path), limits=self.limits, draft_size=draft_size, mode=mode)
-        hashes: dict[tuple[str, str, int], bytes] = {}
-        for method, hasher in self.hashers.items():
-            value = hasher.hash_pil(im)
-            for segment, h in enumerate(_segments(value)):
-                hashes[(method, hasher.version, segment)] = np.packbits(h.bits).tobytes()
-        width, height = _original_size(data)
+        hashes = _stored_form({method: hasher.hash_pil(im) for method, hasher in self.hashers.items()})
+        width, height = header_size(data) or (None, None)
         return NewImage(hashlib.sha256(data).hexdigest(), str(path), metadata, width, height, hashes)
 
     def _commit(self, pending: list[tuple[str, NewImage]], report: AddReport) -> None:
@@ -192,12 +186,9 @@ class ReferenceDB:
     def add_hashes(self, source: str, digest: str, hashes: dict[str, Hash | MultiHash],
                    metadata: dict[str, Any] | None = None, size: tuple[int, int] | None = None) -> tuple[int, bool]:
         """Register an image whose hashes were computed elsewhere (e.g. by the service)."""
-        packed = {
-            (method, value.version, segment): np.packbits(h.bits).tobytes()
-            for method, value in hashes.items() for segment, h in enumerate(_segments(value))
-        }
         width, height = size or (None, None)
-        return self.store.add_images([NewImage(digest, source, metadata or {}, width, height, packed)])[0]
+        image = NewImage(digest, source, metadata or {}, width, height, _stored_form(hashes))
+        return self.store.add_images([image])[0]
 
     def remove(self, image_ids: Iterable[int]) -> int:
         return self.store.remove_images(image_ids)
@@ -217,16 +208,18 @@ class ReferenceDB:
         1000) and at least the ``k`` nearest, each with the method's decision."""
         hasher = self._hasher(value.method)
         state = self._index(value.method, value.version)
+        threshold = self.threshold(hasher)
+        radius = self._radius(hasher, threshold[0])
         rows: dict[int, HashRow] = {}
         for segment in _segments(value):
-            query = np.packbits(segment.bits)[None, :]
-            ids = list(state.index.range_search(query, self._radius(hasher))[0][0][:1000])
+            query = np.frombuffer(segment.data, dtype=np.uint8)[None, :]
+            ids = list(state.index.range_search(query, radius)[0][0][:1000])
             if len(ids) < k:
                 # The nearest non-matches too. Exact top-k far from every code is a full
                 # scan on any index, so it is only asked for when the matches are too few.
                 ids += list(state.index.search(query, k)[1][0])
             rows.update(self.store.hash_rows(i for i in ids if i >= 0))
-        matches = self._decide(hasher, value, rows)
+        matches = self._decide(hasher, value, rows, threshold)
         matches.sort(key=lambda m: (not m.matched, m.distance, m.image.id))
         return QueryResult(source, value.method, matches[: max(k, sum(m.matched for m in matches))])
 
@@ -242,19 +235,20 @@ class ReferenceDB:
             return calibration.threshold, f"calibrated at {calibration.fpr:.2%} FPR on {calibration.images} images"
         return hasher.threshold, hasher.threshold_source or "the method's default"
 
-    def _radius(self, hasher: BaseHasher) -> int:
+    @staticmethod
+    def _radius(hasher: BaseHasher, threshold: float) -> int:
         """Hamming radius that contains every possible match of the method."""
-        threshold, _ = self.threshold(hasher)
-        if isinstance(hasher.threshold, float) and hasher.name == "crop-resistant":
+        if hasher.name == "crop-resistant":
             return int(hasher.bits * 0.25)  # imagehash's segment rule
         return int(math.floor(threshold * hasher.bits + 1e-9))
 
-    def _decide(self, hasher: BaseHasher, value: Hash | MultiHash, rows: dict[int, HashRow]) -> list[Match]:
+    def _decide(self, hasher: BaseHasher, value: Hash | MultiHash, rows: dict[int, HashRow],
+                decision: tuple[float, str]) -> list[Match]:
         by_image: dict[int, list[HashRow]] = {}
         for row in rows.values():
             by_image.setdefault(row.image_id, []).append(row)
         images = self.store.images(by_image)
-        threshold, source = self.threshold(hasher)
+        threshold, source = decision
         matches = []
         for image_id, image_rows in by_image.items():
             if image_id not in images:
@@ -377,18 +371,14 @@ def _segments(value: Hash | MultiHash) -> tuple[Hash, ...]:
     return value.hashes if isinstance(value, MultiHash) else (value,)
 
 
+def _stored_form(hashes: dict[str, Hash | MultiHash]) -> dict[tuple[str, str, int], bytes]:
+    """(method, version, segment) → packed bits, as the store keeps them."""
+    return {(method, value.version, segment): h.data
+            for method, value in hashes.items() for segment, h in enumerate(_segments(value))}
+
+
 def _unpack(row: HashRow, nbits: int) -> Hash:
-    bits = np.unpackbits(np.frombuffer(row.bits, dtype=np.uint8))[:nbits].astype(bool)
-    return Hash.from_bits(bits, row.method, row.version)
-
-
-def _original_size(data: bytes) -> tuple[int | None, int | None]:
-    """Width and height from the file's header (the decoded image may be reduced)."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.size
-    except Exception:  # noqa: BLE001 - size is informative only; decoding already succeeded
-        return None, None
+    return Hash(row.bits, nbits, row.method, row.version)
 
 
 __all__ = ["AddReport", "Match", "QueryResult", "ReferenceDB"]

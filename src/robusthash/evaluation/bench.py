@@ -34,7 +34,7 @@ from ..attacks import AttackCase, spec as attack_spec, suites as attack_suites, 
 from ..hashing import BaseHasher, get_hasher
 from ..io import ImageError, load_pil
 from .hashcache import HashCache, file_digest, source_fingerprint
-from .metrics import hamming_matrix, hamming_rows, identification, rank1_rate, threshold_at_fpr
+from .metrics import det_from_histograms, hamming_matrix, hamming_rows, identification, rank1_rate, threshold_at_fpr
 
 ORIGINAL = "original"  # the attack id of the unattacked image
 # The code that makes attacked copies: a change to it invalidates cached hashes of copies.
@@ -148,7 +148,7 @@ def attack_and_hash(index: int, path: str, digest: str, jobs: dict[str, list[str
             start = time.perf_counter()
             value = _hasher(method).hash_pil(copy)
             seconds = time.perf_counter() - start
-            outcome.hashes.append((spec, method, np.packbits(value.bits).tobytes(), seconds))
+            outcome.hashes.append((spec, method, value.data, seconds))
     return outcome
 
 
@@ -395,19 +395,15 @@ def _measure(method: str, hasher, packed: np.ndarray, cases: list[GroupedCase], 
             negatives.setdefault(group, []).append(np.bincount(distances[off_diagonal], minlength=nbits + 1))
     det = {}
     for group in positives:
-        det[group] = _det_from_histograms(np.sum(positives[group], axis=0), np.sum(negatives[group], axis=0), nbits)
+        false_pos, false_neg = det_from_histograms(np.sum(positives[group], axis=0),
+                                                   np.sum(negatives[group], axis=0))
+        det[group] = {"nhd": (np.arange(nbits + 1) / nbits).tolist(),
+                      "fpr": false_pos.tolist(), "fnr": false_neg.tolist()}
     return MethodResult(
         method=method, version=hasher.version, bits=nbits, tau=tau_bits / nbits, tau_bits=tau_bits,
         mu=float(distinct.mean() / nbits), sigma=float(distinct.std() / nbits), ms_per_image=seconds * 1000,
         cases=case_results, det=det,
     )
-
-
-def _det_from_histograms(pos: np.ndarray, neg: np.ndarray, nbits: int) -> dict[str, list[float]]:
-    """DET points at every Hamming threshold 0..nbits from distance histograms."""
-    fpr = np.cumsum(neg) / neg.sum()
-    fnr = 1.0 - np.cumsum(pos) / pos.sum()
-    return {"nhd": (np.arange(nbits + 1) / nbits).tolist(), "fpr": fpr.tolist(), "fnr": fnr.tolist()}
 
 
 __all__ = [

@@ -27,7 +27,6 @@ from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Path
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 from pydantic import BaseModel, Field
 
 from .. import __version__
@@ -35,7 +34,7 @@ from ..db import QueryResult, ReferenceDB
 from ..db.store import ImageRecord
 from ..hashing import BaseHasher, Hash, MultiHash, get_hasher
 from ..hashing.base import load_for
-from ..io import ImageError
+from ..io import ImageError, header_size
 from .config import ServiceConfig
 from .gate import RequestGate
 from .thumbnails import ThumbnailMissing, Thumbnails
@@ -214,14 +213,6 @@ def _source(text: Optional[str], what: str) -> Optional[str]:
     return text
 
 
-def _pixel_size(data: bytes) -> tuple[int, int] | None:
-    try:
-        with Image.open(io.BytesIO(data)) as im:  # header only; the loader has already accepted it
-            return im.size
-    except Exception:  # noqa: BLE001 - the size is informative only
-        return None
-
-
 def _method_result(result: QueryResult) -> dict[str, Any]:
     return {**result.to_dict(), "decision": "match" if result.matched else "no match"}
 
@@ -278,7 +269,7 @@ def _api_routes(service: Service) -> APIRouter:
         hashes = service.hash_upload(data, name, [service.ref.hashers[m] for m in service.ref.methods])
         digest = hashlib.sha256(data).hexdigest()
         with service.lock:
-            image_id, added = service.ref.add_hashes(registered_as or digest, digest, hashes, meta, _pixel_size(data))
+            image_id, added = service.ref.add_hashes(registered_as or digest, digest, hashes, meta, header_size(data))
         _keep_thumbnail(service, digest, data)
         response.status_code = 201 if added else 200
         response.headers["Location"] = f"{API_PREFIX}/images/{image_id}"
