@@ -34,7 +34,14 @@ from ..attacks import AttackCase, spec as attack_spec, suites as attack_suites, 
 from ..hashing import BaseHasher, get_hasher
 from ..io import ImageError, load_pil
 from .hashcache import HashCache, file_digest, source_fingerprint
-from .metrics import det_from_histograms, hamming_matrix, hamming_rows, identification, rank1_rate, threshold_at_fpr
+from .metrics import (
+    det_from_histograms,
+    hamming_matrix,
+    identification,
+    pairwise_hamming,
+    rank1_rate,
+    threshold_at_fpr,
+)
 
 ORIGINAL = "original"  # the attack id of the unattacked image
 # The code that makes attacked copies: a change to it invalidates cached hashes of copies.
@@ -374,8 +381,7 @@ def _measure(method: str, hasher, packed: np.ndarray, cases: list[GroupedCase], 
     nbits = hasher.bits
     originals = packed[0]
     n = len(originals)
-    rows, cols = np.triu_indices(n, 1)
-    distinct = hamming_rows(originals[rows], originals[cols])
+    distinct = pairwise_hamming(originals)
     tau_bits = threshold_at_fpr(distinct, fpr)
     positives: dict[str, list[np.ndarray]] = {}
     negatives: dict[str, list[np.ndarray]] = {}

@@ -33,9 +33,13 @@ def hamming_matrix(queries: np.ndarray, references: np.ndarray, chunk: int = 256
 def pairwise_nhd(bits: np.ndarray) -> np.ndarray:
     """Normalised Hamming distances of all unordered pairs of rows of a bool matrix."""
     bits = np.asarray(bits, dtype=bool)
-    packed = pack(bits)
+    return pairwise_hamming(pack(bits)) / bits.shape[1]
+
+
+def pairwise_hamming(packed: np.ndarray) -> np.ndarray:
+    """Hamming distances of all unordered pairs of packed rows (i < j, row-major)."""
     rows, cols = np.triu_indices(len(packed), 1)
-    return hamming_rows(packed[rows], packed[cols]) / bits.shape[1]
+    return hamming_rows(packed[rows], packed[cols])
 
 
 def threshold_at_fpr(distinct: np.ndarray, fpr: float = 0.01) -> float:
