@@ -56,3 +56,47 @@ def test_a_file_that_is_not_a_model_is_refused(tmp_path):
     bad.write_bytes(b"not onnx")
     with pytest.raises(ValueError, match="bad.onnx"):
         OnnxHasher(bad)
+
+
+def test_pil_batches_equal_single_images(exported, photos):
+    _, path = exported
+    hasher = OnnxHasher(path, name="tiny")
+    images = list(photos.values()) * 12  # more than one batch of 32
+    assert [str(h) for h in hasher.hash_pils(images)] == [str(hasher.hash_pil(im)) for im in images]
+
+
+def test_an_exported_model_is_a_method_by_name_and_path(exported, photos, tmp_path):
+    from robusthash import get_hasher
+    from robusthash.evaluation.bench import BenchConfig, run_bench
+
+    _, path = exported
+    hasher = get_hasher(f"mine={path}")
+    assert hasher.name == "mine" and hasher.bits == 16
+    assert hasher.version.startswith("tiny-") and len(hasher.version) == len("tiny-") + 12  # the file's digest
+    with pytest.raises(ValueError, match="missing.onnx"):
+        get_hasher(f"mine={tmp_path / 'missing.onnx'}")
+    with pytest.raises(ValueError, match="NAME=PATH.onnx"):
+        get_hasher("mine=model.bin")
+    files = []
+    for name, im in photos.items():
+        files.append(tmp_path / f"{name}.png")
+        im.save(files[-1])
+    result = run_bench(BenchConfig(images=tuple(files), methods=(f"mine={path}", "dhash"), attacks="JC(70)",
+                                   workers=1, cache=None))
+    assert [m.method for m in result.methods] == ["mine", "dhash"]
+    assert result.methods[0].bits == 16
+
+
+def test_shipped_cmaa_model_recognises_a_copy_and_tells_images_apart(photos):
+    from robusthash import attacks, get_hasher
+
+    hasher = get_hasher("cmaa")
+    assert hasher.bits == 128 and hasher.version.startswith("cmaa-small-")
+    assert 0 < hasher.threshold < 0.5 and "train-split" in hasher.threshold_source
+    originals = {name: hasher.hash_pil(im) for name, im in photos.items()}
+    assert all(h.bits.sum() == 64 for h in originals.values())
+    for name, im in photos.items():
+        copy = attacks.parse("JC(70)+RS(0.75)")(im, seed=0)
+        distances = {other: hasher.hash_pil(copy).nhd(h) for other, h in originals.items()}
+        assert min(distances, key=distances.get) == name  # its own original is the nearest
+        assert distances[name] <= hasher.threshold

@@ -80,6 +80,7 @@ def test_cli_trains_and_refuses_the_test_split(data, tmp_path):
     import sys
 
     photos, cutouts = data
+    (tmp_path / "test.txt").write_text("a.jpg\n")
     listing = photos[0].parent / "train.txt"
     listing.write_text("".join(f"{p.name}\n" for p in photos))
     run = subprocess.run([sys.executable, "-m", "robusthash.cli", "train", "cmaa", "--data", str(listing),
@@ -88,7 +89,26 @@ def test_cli_trains_and_refuses_the_test_split(data, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "run" / "checkpoint.safetensors").exists() and "wrote" in run.stdout
-    (tmp_path / "test.txt").write_text("a.jpg\n")
+
+    exported = subprocess.run([sys.executable, "-m", "robusthash.cli", "export", str(tmp_path / "run"),
+                               "--out", str(tmp_path / "m.onnx"), "--weights", str(tmp_path / "w.safetensors"),
+                               "--calibrate", str(listing)], capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    from robusthash.hashing.learned import OnnxHasher
+    from robusthash.models.export import load_trained, load_weights
+
+    hasher = OnnxHasher(tmp_path / "m.onnx")
+    assert hasher.provenance["step"] == 2 and "train-split" in hasher.threshold_source
+    assert not (tmp_path / "m.fp32.onnx").exists()  # the int8 file replaces the float one
+    trained, _ = load_trained(tmp_path / "run")
+    shipped = load_weights(tmp_path / "w.safetensors")
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(trained.encoder(x), shipped.encoder(x), atol=0.02)  # float16 weights
+    refused_split = subprocess.run([sys.executable, "-m", "robusthash.cli", "export", str(tmp_path / "run"),
+                                    "--out", str(tmp_path / "n.onnx"), "--calibrate", str(tmp_path / "test.txt")],
+                                   capture_output=True, text=True, timeout=120)
+    assert refused_split.returncode == 2 and "test split" in refused_split.stderr
     refused = subprocess.run([sys.executable, "-m", "robusthash.cli", "train", "cmaa", "--data",
                               str(tmp_path / "test.txt"), "--out", str(tmp_path / "x")],
                              capture_output=True, text=True, timeout=120)

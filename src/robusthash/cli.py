@@ -44,10 +44,17 @@ class Format(str, Enum):
 def _method_names(spec: str, param_hint: str = "--methods") -> list[str]:
     """The comma-separated method names of an option, each checked against the registry."""
     names = [name.strip() for name in spec.split(",") if name.strip()]
-    unknown = [name for name in names if name not in available_methods()]
+    unknown = [name for name in names if name not in available_methods() and "=" not in name]
     if unknown:
         raise typer.BadParameter(f"unknown method {', '.join(map(repr, unknown))}; "
-                                 f"available: {', '.join(available_methods())}", param_hint=param_hint)
+                                 f"available: {', '.join(available_methods())}, or NAME=PATH.onnx for an "
+                                 f"exported model", param_hint=param_hint)
+    for name in names:
+        if "=" in name:  # an exported model: check it loads before any work starts
+            try:
+                get_hasher(name)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint=param_hint) from None
     return names
 
 
@@ -661,6 +668,46 @@ def train_cmaa(
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(1) from None
     out.print(f"wrote {weights}", markup=False)
+
+
+@app.command("export")
+def export_model(
+    run_dir: Path = typer.Argument(..., help="a training run folder (robusthash train cmaa --out)"),
+    onnx_path: Path = typer.Option(..., "--out", help="the ONNX file to write, e.g. cmaa-small.onnx"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="also write float16 safetensors weights here"),
+    calibrate_on: Optional[Path] = typer.Option(None, "--calibrate", help="train list whose photos set τ at 1%% FPR"),
+    calibration_images: int = typer.Option(400, "--calibration-images", min=10),
+    int8: bool = typer.Option(True, "--int8/--fp32", help="quantise weights to int8 (~4× smaller, faster)"),
+):
+    """Export a trained model to ONNX for hashing without torch (docs/models/cmaa.md)."""
+    try:
+        from .models.export import calibrate, export_onnx, load_trained, quantize_int8, save_weights, set_metadata
+        from .models.train import read_training_list
+    except ImportError as exc:
+        err.print(f"error: exporting needs torch and onnx ({exc}); pip install 'robusthash[train]'", markup=False)
+        raise typer.Exit(1) from None
+    if not (run_dir / "checkpoint.json").is_file():
+        raise typer.BadParameter(f"{run_dir} holds no checkpoint", param_hint="RUN_DIR")
+    try:
+        photos = read_training_list(calibrate_on)[:calibration_images] if calibrate_on else []
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--calibrate") from None
+    model, meta = load_trained(run_dir)
+    provenance = {"run": run_dir.name, "step": meta["step"], "train": meta["train"],
+                  "data": "corpus train split (../shared/corpus/build_corpus.py)"}
+    fp32 = onnx_path.with_name(onnx_path.stem + ".fp32.onnx") if int8 else onnx_path
+    export_onnx(model, fp32, provenance)
+    if int8:
+        quantize_int8(fp32, onnx_path)
+        fp32.unlink()
+    if photos:
+        threshold = calibrate(onnx_path, photos)
+        set_metadata(onnx_path, {"robusthash.threshold": json.dumps(threshold)})
+        err.print(f"τ = {threshold['bits']}/{model.config.hash_bits} bits ({threshold['source']})", markup=False)
+    if weights:
+        save_weights(model, weights, provenance)
+        out.print(f"wrote {weights}", markup=False)
+    out.print(f"wrote {onnx_path}", markup=False)
 
 
 def _version_callback(value: bool) -> None:

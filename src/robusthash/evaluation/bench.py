@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from .. import attacks
 from ..attacks import AttackCase, spec as attack_spec, suites as attack_suites, transforms as attack_transforms
@@ -117,6 +118,7 @@ def derangement(n: int, seed: int) -> np.ndarray:
 # --- the part that runs in the pool -------------------------------------------------
 
 _WORKER_HASHERS: dict[str, BaseHasher] = {}
+COPIES_AT_ONCE = 32  # attacked copies of one image held and hashed together
 
 
 def _hasher(method: str) -> BaseHasher:
@@ -143,19 +145,24 @@ def attack_and_hash(index: int, path: str, digest: str, jobs: dict[str, list[str
     except ImageError as exc:
         outcome.error = str(exc)
         return outcome
-    for spec, methods in jobs.items():
-        start = time.perf_counter()
-        try:
-            copy = original if spec == ORIGINAL else attacks.parse(spec)(original, seed=case_seed(seed, digest, spec))
-        except Exception as exc:  # noqa: BLE001 - one failing attack must not end a long run
-            outcome.error = f"{path}: attack {spec} failed ({type(exc).__name__}: {exc})"
-            return outcome
-        outcome.attack_seconds[spec] = time.perf_counter() - start
-        for method in methods:
+    specs = list(jobs)
+    for first in range(0, len(specs), COPIES_AT_ONCE):  # bounded memory for big originals
+        copies: dict[str, Image.Image] = {}
+        for spec in specs[first:first + COPIES_AT_ONCE]:
             start = time.perf_counter()
-            value = _hasher(method).hash_pil(copy)
-            seconds = time.perf_counter() - start
-            outcome.hashes.append((spec, method, value.data, seconds))
+            try:
+                copies[spec] = original if spec == ORIGINAL else attacks.parse(spec)(original, seed=case_seed(seed, digest, spec))
+            except Exception as exc:  # noqa: BLE001 - one failing attack must not end a long run
+                outcome.error = f"{path}: attack {spec} failed ({type(exc).__name__}: {exc})"
+                return outcome
+            outcome.attack_seconds[spec] = time.perf_counter() - start
+        for method in dict.fromkeys(m for spec in copies for m in jobs[spec]):
+            # The copies together: learned hashers batch them through the model.
+            wanted = [spec for spec in copies if method in jobs[spec]]
+            start = time.perf_counter()
+            values = _hasher(method).hash_pils([copies[spec] for spec in wanted])
+            seconds = (time.perf_counter() - start) / len(wanted)
+            outcome.hashes += [(spec, method, value.data, seconds) for spec, value in zip(wanted, values)]
     return outcome
 
 
@@ -273,7 +280,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
             for s in specs
         ])
         seconds = [stored[i][(attack_ids[s], method_ids[method])][1] for i in keep for s in specs]
-        results.append(_measure(method, hasher, packed, cases, partner, config.fpr, float(np.mean(seconds))))
+        results.append(_measure(hasher.name, hasher, packed, cases, partner, config.fpr, float(np.mean(seconds))))
 
     groups: dict[str, list[str]] = {}
     for c in cases:

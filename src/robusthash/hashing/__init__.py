@@ -14,11 +14,13 @@ from .baselines import (  # noqa: E402
     PhashHasher,
     WhashHasher,
 )
+from .learned import CmaaHasher, OnnxHasher  # noqa: E402
 
 __all__ = [
     "AhashHasher",
     "BaseHasher",
     "BlockHasher",
+    "CmaaHasher",
     "Comparison",
     "CropResistantHasher",
     "DhashHasher",
@@ -26,6 +28,7 @@ __all__ = [
     "Hash",
     "Hasher",
     "MultiHash",
+    "OnnxHasher",
     "PdqHasher",
     "PhashHasher",
     "WhashHasher",

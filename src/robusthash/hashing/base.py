@@ -83,6 +83,10 @@ class BaseHasher(ABC):
     def hash_many(self, images: Iterable[ImageSource]) -> list[Hash | MultiHash]:
         return [self.hash(image) for image in images]
 
+    def hash_pils(self, images: list[Image.Image]) -> list[Hash | MultiHash]:
+        """Hash decoded images; learned hashers run them through the model in batches."""
+        return [self.hash_pil(im) for im in images]
+
     def make_hash(self, bits: np.ndarray, **extra: Any) -> Hash:
         return Hash.from_bits(bits, self.name, self.version, **extra)
 
@@ -136,7 +140,12 @@ def available_methods() -> list[str]:
 
 
 def get_hasher(name: str, **kwargs: Any) -> Hasher:
-    """A hasher instance by registry name, e.g. ``get_hasher("forbild")``."""
+    """A hasher instance by registry name, e.g. ``get_hasher("forbild")``, or an exported
+    model given as ``NAME=PATH.onnx``."""
+    if "=" in name:
+        from .learned import hasher_from_model_spec
+
+        return hasher_from_model_spec(name)
     try:
         factory = _REGISTRY[name]
     except KeyError:

@@ -7,7 +7,10 @@ vector (CMAA's Eq. 6), so every hash has exactly half of its bits set.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+from importlib import resources
 from pathlib import Path
 from typing import Iterable
 
@@ -16,10 +19,15 @@ from PIL import Image
 
 from ..io import DEFAULT_LIMITS, LoadLimits
 from ..models.preprocess import preprocess
-from .base import BaseHasher, load_for
+from .base import BaseHasher, load_for, register
 from .value import Hash
 
 BATCH = 32
+
+
+def shipped_model(name: str) -> Path:
+    """Path of a model file shipped in the package (``robusthash/data``)."""
+    return Path(str(resources.files("robusthash") / "data" / name))
 
 
 class OnnxHasher(BaseHasher):
@@ -35,8 +43,13 @@ class OnnxHasher(BaseHasher):
         import onnxruntime as ort
 
         super().__init__(limits)
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise ValueError(f"{model_path}: no such model file")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 0  # onnxruntime's default: all cores
+        # onnxruntime ignores OMP_NUM_THREADS; honouring it lets a process pool (bench)
+        # give each worker one core, as it does for BLAS. 0 = onnxruntime's default.
+        options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
         try:
             self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - a bad model file gets a message naming it
@@ -49,7 +62,9 @@ class OnnxHasher(BaseHasher):
         self.bits = int(config["hash_bits"])  # type: ignore[misc]
         self.image_size = int(config["img_size"])
         self.draft_size = self.image_size  # type: ignore[misc]
-        self.version = f"{name}-{Path(model_path).stem}"  # type: ignore[misc]
+        # The file's digest, not its name: a retrained model under the same name must not
+        # be served hashes cached for the old one (bench cache, database versions).
+        self.version = f"{model_path.stem}-{_digest(model_path)}"  # type: ignore[misc]
         self.provenance = json.loads(metadata.get("robusthash.provenance", "{}"))
         if "robusthash.threshold" in metadata:
             calibration = json.loads(metadata["robusthash.threshold"])
@@ -62,6 +77,10 @@ class OnnxHasher(BaseHasher):
 
     def hash_pil(self, im: Image.Image) -> Hash:
         return self._hashes(self.features([im]))[0]
+
+    def hash_pils(self, images: list[Image.Image]) -> list[Hash]:
+        return [h for start in range(0, len(images), BATCH)
+                for h in self._hashes(self.features(images[start:start + BATCH]))]
 
     def hash_many(self, images: Iterable) -> list[Hash]:
         """Decode each image, then run the model on batches of ``BATCH``. A bad image
@@ -82,4 +101,31 @@ class OnnxHasher(BaseHasher):
         return [self.make_hash(row) for row in features > medians]
 
 
-__all__ = ["OnnxHasher"]
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+CMAA_MODEL = "cmaa-small.onnx"
+
+
+@register
+class CmaaHasher(OnnxHasher):
+    """CMAA's 128-bit hash from the model shipped in the package (docs/models/cmaa.md)."""
+
+    name = "cmaa"
+    bits = 128
+
+    def __init__(self, model_path: Path | None = None, limits: LoadLimits = DEFAULT_LIMITS):
+        super().__init__(model_path or shipped_model(CMAA_MODEL), name="cmaa", limits=limits)
+
+
+def hasher_from_model_spec(spec: str) -> OnnxHasher:
+    """``NAME=PATH.onnx`` → a hasher of that exported model under NAME (any method list
+    takes such entries, e.g. ``robusthash bench --methods cmaa,mine=run/model.onnx``)."""
+    name, _, path = spec.partition("=")
+    if not name or not path.endswith(".onnx"):
+        raise ValueError(f"{spec!r}: a model method is NAME=PATH.onnx")
+    return OnnxHasher(Path(path), name=name)
+
+
+__all__ = ["CmaaHasher", "OnnxHasher", "hasher_from_model_spec", "shipped_model"]

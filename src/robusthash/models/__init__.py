@@ -1,2 +1,3 @@
-"""Learned hashers' models. Training code needs torch (the ``train`` extra); nothing
-here is imported by the core package, which hashes with ONNX models on onnxruntime."""
+"""Learned hashers' models. Training and export need torch (the ``train`` extra); the
+core package imports only ``preprocess`` (numpy and Pillow), the input rule it shares
+with the onnxruntime hashers."""

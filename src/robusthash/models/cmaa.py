@@ -32,7 +32,7 @@ from torch import nn
 
 @dataclass(frozen=True)
 class CMAAConfig:
-    img_size: int = 128
+    img_size: int = 96
     patch_size: int = 16
     width: int = 192
     depth: int = 6
@@ -60,7 +60,10 @@ class CMAAConfig:
 # to a useful model on 2 CPU cores in a few hours.
 PAPER = CMAAConfig(img_size=224, patch_size=16, width=384, depth=12, heads=6, proj_hidden=4096,
                    decoder_width=512, decoder_depth=8, decoder_heads=16)
-SMALL = CMAAConfig()
+# 96 px (36 tokens) rather than 128 px: a training step is twice as fast on 2 cores,
+# and a budget of about an hour sees ~2× more samples. EMA 0.99 instead of the paper's
+# 0.999: over a run of a few thousand steps a 0.999 teacher would lag a third of it.
+SMALL = CMAAConfig(img_size=96, momentum=0.99)
 # For tests and smoke runs only: trains in seconds, learns little.
 TINY = CMAAConfig(img_size=32, patch_size=8, width=32, depth=1, heads=2, proj_hidden=32, hash_bits=16,
                   decoder_width=16, decoder_depth=1, decoder_heads=2, bank_size=16)

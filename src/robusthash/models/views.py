@@ -23,7 +23,7 @@ from ..attacks.suites import strong_attack
 
 @dataclass(frozen=True)
 class ViewConfig:
-    work_size: int = 256  # side of the training original the attacks work on
+    work_size: int = 192  # side of the training original the attacks work on (2× small's input)
     crop_area: tuple[float, float] = (0.35, 1.0)  # share of the photo a crop keeps
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # width / height of a crop
     composite_probability: float = 0.3
