@@ -70,7 +70,7 @@ def main() -> None:
              "| | losses | avg F1 | avg NHD_r | μ NHD_d | τ (bits) |", "|---|---|---:|---:|---:|---:|"]
     lines += [f"| ({r['ablation']}) | {r['losses']} | {r['f1']:.4f} | {r['nhd_r']:.4f} | {r['mu']:.4f} | "
               f"{r['tau_bits']:.0f} |" for r in rows]
-    lines += ["", "Command: `.venv/bin/python benchmarks/cmaa_ablation.py --corpus corpus --runs runs/ablation "
+    lines += ["", f"Command: `.venv/bin/python benchmarks/cmaa_ablation.py --corpus {args.corpus} --runs {args.runs} "
               f"--steps {args.steps} --batch-size {args.batch_size} --sample {args.sample} --out {args.out}`",
               "Per-attack numbers: report.md in this folder."]
     (args.out / "ablation.md").write_text("\n".join(lines) + "\n")
