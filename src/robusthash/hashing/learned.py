@@ -34,6 +34,7 @@ class OnnxHasher(BaseHasher):
     """A hasher backed by an exported model file (see ``robusthash.models.export``)."""
 
     version = "0"
+    description = "an exported model on onnxruntime: features, then a bit per feature above their median"
     # Replaced by the model file's own calibration (τ at 1% FPR on the train split) when
     # it carries one; a model without it decides at this fixed NHD.
     threshold = 0.25
@@ -114,6 +115,7 @@ class CmaaHasher(OnnxHasher):
 
     name = "cmaa"
     bits = 128
+    description = "CMAA: a ViT trained as a contrastive masked autoencoder (int8 ONNX, 96 px); median bits"
 
     def __init__(self, model_path: Path | None = None, limits: LoadLimits = DEFAULT_LIMITS):
         super().__init__(model_path or shipped_model(CMAA_MODEL), name="cmaa", limits=limits)
