@@ -20,6 +20,7 @@ from .hashing import (
     register,
 )
 from .io import ImageError, LoadLimits, load_image, load_pil
+from . import segments  # noqa: E402,F401 - registers the `segments` method
 
 __version__ = "0.1.0"
 

@@ -252,7 +252,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
     cases = attack_cases(config.attacks)
     hashers = {m: get_hasher(m) for m in config.methods}
     for name, hasher in hashers.items():
-        if not isinstance(getattr(hasher, "bits", None), int) or name == "crop-resistant":
+        if not isinstance(getattr(hasher, "bits", None), int) or getattr(hasher, "multi", False):
             raise ValueError(f"method {name!r} has no fixed-length hash; the protocol compares fixed-length hashes")
     method_ids = {m: f"{h.name}@{h.version}#{source_fingerprint(type(h))}" for m, h in hashers.items()}
     attack_code = source_fingerprint(*ATTACK_MODULES)

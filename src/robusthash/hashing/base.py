@@ -61,6 +61,7 @@ class BaseHasher(ABC):
     description: ClassVar[str] = ""
     threshold: ClassVar[float]
     threshold_source: ClassVar[str] = ""
+    multi: ClassVar[bool] = False  # hashes are MultiHash (several parts per image)
     draft_size: ClassVar[int | None] = None
     input_mode: ClassVar[str] = "RGB"
 

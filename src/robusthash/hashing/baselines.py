@@ -114,6 +114,7 @@ class CropResistantHasher(BaseHasher):
 
     name = "crop-resistant"
     bits = 64
+    multi = True
     version = IMAGEHASH_VERSION
     description = "imagehash.crop_resistant_hash: a dhash per segment, matched segment by segment"
     threshold = 1.0

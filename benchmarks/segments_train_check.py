@@ -1,0 +1,43 @@
+"""A quick look at ``segments`` against whole-image ``cmaa`` on train photos that the
+threshold was not calibrated on (reported results come from the test split).
+
+    .venv/bin/python benchmarks/segments_train_check.py --corpus corpus [--first 200 --images 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from robusthash import attacks, get_hasher
+
+ATTACKS = ("RT(20)", "CROP(0.5)+RT(20)", "CROP(0.5)+RT(-20)", "CROP(0.25)+RT(20)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--first", type=int, default=200, help="skip the photos the threshold came from")
+    parser.add_argument("--images", type=int, default=100)
+    args = parser.parse_args()
+    names = (args.corpus / "train.txt").read_text().split()[args.first:args.first + args.images]
+    photos = [Image.open(args.corpus / n).convert("RGB") for n in names]
+    hashers = {m: get_hasher(m) for m in ("segments", "cmaa")}
+    originals = {m: h.hash_pils(photos) for m, h in hashers.items()}
+    print(f"{len(photos)} train photos (from #{args.first}); share of copies matched by each method's default rule")
+    print("| attack | segments | cmaa |\n|---|---:|---:|")
+    for spec in ATTACKS:
+        copies = [attacks.parse(spec)(im, seed=1) for im in photos]
+        found = {m: np.mean([h.matches(c, o) for c, o in zip(h.hash_pils(copies), originals[m])])
+                 for m, h in hashers.items()}
+        print(f"| {spec} | {found['segments']:.2f} | {found['cmaa']:.2f} |")
+    for m, h in hashers.items():
+        pairs = [h.matches(a, b) for i, a in enumerate(originals[m]) for b in originals[m][i + 1:]]
+        print(f"false matches among distinct photos, {m}: {np.mean(pairs):.4f} of {len(pairs)} pairs")
+
+
+if __name__ == "__main__":
+    main()
