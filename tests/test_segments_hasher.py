@@ -38,3 +38,39 @@ def test_the_papers_variant_forbild_with_background_removed(astronaut):
     assert "forbild" in hasher.version and "removed" in hasher.version
     result = hasher.compare(value, value)
     assert result.matched and result.hamming == 0 and result.details["query_box"] is not None
+
+
+def record(image_id: int):
+    from robusthash.db.store import ImageRecord
+
+    return ImageRecord(image_id, f"d{image_id}", f"src{image_id}", {}, 10, 10, "now")
+
+
+def test_a_montage_is_two_sources_found_through_different_parts():
+    from robusthash.db.reference import Match, QueryResult
+
+    def match(image_id, part, matched=True):
+        return Match(record(image_id), "segments", 0.1, 12, matched, "rule", part, (0, 0, 5, 5))
+
+    assert QueryResult("q", "segments", [match(1, 0), match(2, 3)]).montage
+    assert not QueryResult("q", "segments", [match(1, 0), match(2, 0)]).montage  # one part: duplicates
+    assert not QueryResult("q", "segments", [match(1, 0), match(1, 3)]).montage  # one source
+    assert not QueryResult("q", "segments", [match(1, 0), match(2, 3, matched=False)]).montage
+    plain = Match(record(1), "pdq", 0.1, 12, True, "rule")
+    assert not QueryResult("q", "pdq", [plain, Match(record(2), "pdq", 0.1, 12, True, "rule")]).montage
+
+
+def test_the_database_reports_which_part_of_the_query_matched(tmp_path, photos):
+    from robusthash.db.reference import ReferenceDB
+
+    db = ReferenceDB(tmp_path / "refs.sqlite", methods=["segments"])
+    for name, im in photos.items():
+        im.save(tmp_path / f"{name}.png")
+    db.add(sorted(tmp_path.glob("*.png")))
+    query = attacks.parse("CROP(0.5,0.3,0.3)+RT(20)")(photos["astronaut"], seed=0)
+    result = db.query(query, ["segments"])[0]
+    best = result.matches[0]
+    assert best.matched and best.image.source.endswith("astronaut.png") and not result.montage
+    assert best.query_part is not None and best.query_box is not None
+    record_ = result.to_dict()
+    assert record_["montage"] is False and tuple(record_["matches"][0]["query_box"]) == best.query_box

@@ -504,13 +504,16 @@ def _print_query(result, fmt: Format) -> None:
         out.file.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
         return
     verdict = f"MATCH ({len(result.matched)})" if result.matched else "no match"
+    if result.montage:
+        verdict += ", MONTAGE: several sources through different parts of the query"
     table = Table("rank", "image id", "NHD", "Hamming", "decision", "rule",
                   title=f"{result.source} — {result.method}: {verdict}", title_justify="left")
     # Sources are long paths: folded onto extra lines, never cut off.
     table.add_column("source", overflow="fold")
     for rank, m in enumerate(result.matches, start=1):
+        rule = m.rule if m.query_box is None else f"{m.rule}; query part {m.query_part} at {m.query_box}"
         table.add_row(str(rank), str(m.image.id), f"{m.distance:.4f}", "" if m.hamming is None else str(m.hamming),
-                      "match" if m.matched else "—", m.rule, m.image.source)
+                      "match" if m.matched else "—", rule, m.image.source)
     out.print(table)
 
 

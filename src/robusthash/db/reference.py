@@ -51,6 +51,10 @@ class Match:
     hamming: int | None
     matched: bool
     rule: str
+    # For methods with several parts per image (segments): the query's part that decided
+    # (0 = the whole image) and its box in the query.
+    query_part: int | None = None
+    query_box: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,14 +67,24 @@ class QueryResult:
     def matched(self) -> list[Match]:
         return [m for m in self.matches if m.matched]
 
+    @property
+    def montage(self) -> bool:
+        """Two or more registered images found through different parts of the query: the
+        query combines pictures (a montage), rather than being a copy of one."""
+        matched = [m for m in self.matched if m.query_part is not None]
+        return len({m.image.id for m in matched}) >= 2 and len({m.query_part for m in matched}) >= 2
+
     def to_dict(self) -> dict[str, Any]:
         return {"query": self.source, "method": self.method, "matched": bool(self.matched),
-                "matches": [_match_dict(m) for m in self.matches]}
+                "montage": self.montage, "matches": [_match_dict(m) for m in self.matches]}
 
 
 def _match_dict(m: Match) -> dict[str, Any]:
-    return {"image_id": m.image.id, "source": m.image.source, "metadata": m.image.metadata, "distance": m.distance,
-            "hamming": m.hamming, "matched": m.matched, "rule": m.rule}
+    record = {"image_id": m.image.id, "source": m.image.source, "metadata": m.image.metadata, "distance": m.distance,
+              "hamming": m.hamming, "matched": m.matched, "rule": m.rule}
+    if m.query_part is not None:
+        record |= {"query_part": m.query_part, "query_box": m.query_box}
+    return record
 
 
 @dataclass
@@ -260,8 +274,10 @@ class ReferenceDB:
             else:
                 comparison = hasher.compare(value, stored, threshold)
                 rule = f"NHD {comparison.distance:.4f} {'≤' if comparison.matched else '>'} {threshold:.4f} ({source})"
+            box = comparison.details.get("query_box")
             matches.append(Match(images[image_id], hasher.name, float(comparison.distance), comparison.hamming,
-                                 bool(comparison.matched), rule))
+                                 bool(comparison.matched), rule, comparison.details.get("query_part"),
+                                 tuple(box) if box is not None else None))
         return matches
 
     def _stored_value(self, hasher: BaseHasher, value: Hash | MultiHash, image_id: int,
