@@ -74,3 +74,24 @@ def test_the_database_reports_which_part_of_the_query_matched(tmp_path, photos):
     assert best.query_part is not None and best.query_box is not None
     record_ = result.to_dict()
     assert record_["montage"] is False and tuple(record_["matches"][0]["query_box"]) == best.query_box
+
+
+def test_a_montage_records_where_the_object_went(photos):
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from robusthash.segments.montage import paste, random_montage
+
+    cutout = Image.new("RGBA", (100, 50), (0, 0, 0, 0))
+    ImageDraw.Draw(cutout).rectangle((0, 0, 99, 49), fill=(255, 0, 0, 255))
+    photo = photos["coffee"]  # 600 × 400
+    montage, truth = paste(photo, cutout, scale=0.5, angle=0, position=(1.0, 0.0))
+    assert truth.box == (400, 0, 600, 100)  # longer side 0.5 × 400, top-right corner
+    pixels = np.asarray(montage)
+    assert (pixels[10:90, 410:590] == (255, 0, 0)).all() and truth.object_pixels == 200 * 100
+    turned, truth = paste(photo, cutout, scale=0.5, angle=90)
+    left, top, right, bottom = truth.box
+    assert abs((right - left) - 100) <= 2 and abs((bottom - top) - 200) <= 2
+    one = random_montage(photo, cutout, np.random.default_rng(3))
+    two = random_montage(photo, cutout, np.random.default_rng(3))
+    assert one[1] == two[1] and np.array_equal(np.asarray(one[0]), np.asarray(two[0]))

@@ -19,6 +19,7 @@ from PIL import Image
 
 from ..attacks import draw_table1_attack, parse
 from ..attacks.suites import strong_attack
+from ..segments.montage import paste
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,12 @@ def random_crop(im: Image.Image, rng: np.random.Generator, area: tuple[float, fl
 def paste_object(photo: Image.Image, cutout: Image.Image, rng: np.random.Generator,
                  scale: tuple[float, float]) -> Image.Image:
     """``photo`` with the RGBA ``cutout`` pasted at a random place and size (alpha kept)."""
-    side = min(photo.size) * rng.uniform(*scale)
-    factor = side / max(cutout.size)
+    factor = min(photo.size) * rng.uniform(*scale) / max(cutout.size)
     size = (max(1, round(cutout.width * factor)), max(1, round(cutout.height * factor)))
-    obj = cutout.convert("RGBA").resize(size, Image.Resampling.BILINEAR)
-    left = int(rng.integers(0, max(1, photo.width - obj.width + 1)))
-    top = int(rng.integers(0, max(1, photo.height - obj.height + 1)))
-    composite = photo.convert("RGB").copy()
-    composite.paste(obj, (left, top), obj)
-    return composite
+    room = (photo.width - size[0], photo.height - size[1])
+    left, top = (int(rng.integers(0, max(1, r + 1))) for r in room)
+    position = tuple(offset / r if r > 0 else 0.0 for offset, r in zip((left, top), room))
+    return paste(photo, cutout, factor * max(cutout.size) / min(photo.size), 0.0, position)[0]
 
 
 def training_original(photo: Image.Image, rng: np.random.Generator, config: ViewConfig,
