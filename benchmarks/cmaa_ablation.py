@@ -24,8 +24,11 @@ from robusthash.models.export import export_onnx, load_trained, quantize_int8
 from robusthash.models.train import ABLATIONS, TrainConfig, read_training_list, train
 
 ORDER = ("a", "b", "c", "d", "full")
-LOSSES = {"a": "L_C + L_Q", "b": "L_C + L_D + L_Q", "c": "L_C + L_R + L_Q", "d": "L_C + L_D + L_R",
-          "full": "L_C + L_D + L_R + L_Q"}
+
+
+def losses(ablation: str) -> str:
+    """The losses an ablation trains, e.g. "L_C + L_D + L_Q"."""
+    return " + ".join(["L_C"] + [loss for loss, on in zip(("L_D", "L_R", "L_Q"), ABLATIONS[ablation]) if on])
 
 
 def main() -> None:
@@ -49,7 +52,7 @@ def main() -> None:
         start = time.perf_counter()
         train(photos, cutouts, run, config)
         seconds[name] = time.perf_counter() - start
-        print(f"trained ({name}) {LOSSES[name]} in {seconds[name]:.0f} s", flush=True)
+        print(f"trained ({name}) {losses(name)} in {seconds[name]:.0f} s", flush=True)
         model, meta = load_trained(run)
         fp32 = export_onnx(model, run / "model.fp32.onnx", {"ablation": name, "step": meta["step"]})
         models[name] = quantize_int8(fp32, run / "model.onnx")
@@ -62,7 +65,7 @@ def main() -> None:
     write_report(result, args.out, "benchmarks/cmaa_ablation.py (see ablation.md)")
     rows = []
     for name, method in zip(ORDER, result.methods):
-        rows.append({"ablation": name, "losses": LOSSES[name], "f1": method.average("f1"),
+        rows.append({"ablation": name, "losses": losses(name), "f1": method.average("f1"),
                      "nhd_r": method.average("nhd_r"), "mu": method.mu, "tau_bits": method.tau_bits,
                      "train_seconds": seconds[name]})
     lines = [f"# CMAA loss ablation (Table 8), {args.steps} steps × batch {args.batch_size} each, "

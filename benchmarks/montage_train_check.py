@@ -30,7 +30,6 @@ def variant(name: str, method: str, background: Background) -> None:
     class Variant(SegmentsHasher):
         def __init__(self, **kwargs):
             super().__init__(object_method=method, background=background, **kwargs)
-            self.name = name  # type: ignore[misc]
 
     Variant.name = name
     register(Variant, name)

@@ -20,9 +20,19 @@ from .hashing import (
     register,
 )
 from .io import ImageError, LoadLimits, load_image, load_pil
-from . import segments  # noqa: E402,F401 - registers the `segments` method
 
 __version__ = "0.1.0"
+
+
+def _segments_hasher(**kwargs):
+    # Imported on first use: the segmenter's scikit-image and SciPy modules would add
+    # ~0.3 s to every `import robusthash` (and so to every CLI call).
+    from .segments import SegmentsHasher
+
+    return SegmentsHasher(**kwargs)
+
+
+register(_segments_hasher, "segments")
 
 
 def hash_image(image, method: str = "forbild"):

@@ -90,12 +90,10 @@ class OnnxHasher(BaseHasher):
         pending: list[Image.Image] = []
         for image in images:
             pending.append(load_for([self], image, self.limits))
-            if len(pending) == BATCH:
-                out += self._hashes(self.features(pending))
+            if len(pending) == BATCH:  # decoded images are held one batch at a time
+                out += self.hash_pils(pending)
                 pending = []
-        if pending:
-            out += self._hashes(self.features(pending))
-        return out
+        return out + self.hash_pils(pending)
 
     def _hashes(self, features: np.ndarray) -> list[Hash]:
         medians = np.median(features, axis=1, keepdims=True)

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from .cmaa import CMAA, CMAAConfig
+from .train import model_state
 
 OPSET = 17
 
@@ -26,7 +27,7 @@ def load_trained(run_dir: Path) -> tuple[CMAA, dict]:
     meta = json.loads((run_dir / "checkpoint.json").read_text())
     model = CMAA(CMAAConfig(**meta["model"]))
     tensors = load_file(run_dir / "checkpoint.safetensors")
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict(model_state(tensors))
     return model.eval(), meta
 
 

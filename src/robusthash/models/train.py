@@ -181,13 +181,18 @@ def load_checkpoint(out: Path, model: CMAA, optimizer: torch.optim.Optimizer, co
         raise ValueError(f"{out} holds a checkpoint of another configuration; use another folder")
     tensors = load_file(weights)
     device = next(model.parameters()).device
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict(model_state(tensors))
     params = [p for p in model.parameters() if p.requires_grad]
     for i, p in enumerate(params):
         buffer = tensors.get(f"optimizer.{i}.momentum_buffer")
         if buffer is not None:
             optimizer.state[p]["momentum_buffer"] = buffer.to(device)
     return int(meta["step"])
+
+
+def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's state dict out of a checkpoint's tensors (which also hold optimizer buffers)."""
+    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
 
 
 def _jsonable(config: TrainConfig) -> dict:

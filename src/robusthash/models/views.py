@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..attacks import draw_table1_attack, parse
 from ..attacks.suites import strong_attack
-from ..segments.montage import paste
+from ..segments.montage import object_size, paste
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,12 @@ def random_crop(im: Image.Image, rng: np.random.Generator, area: tuple[float, fl
 def paste_object(photo: Image.Image, cutout: Image.Image, rng: np.random.Generator,
                  scale: tuple[float, float]) -> Image.Image:
     """``photo`` with the RGBA ``cutout`` pasted at a random place and size (alpha kept)."""
-    factor = min(photo.size) * rng.uniform(*scale) / max(cutout.size)
-    size = (max(1, round(cutout.width * factor)), max(1, round(cutout.height * factor)))
-    room = (photo.width - size[0], photo.height - size[1])
-    left, top = (int(rng.integers(0, max(1, r + 1))) for r in room)
-    position = tuple(offset / r if r > 0 else 0.0 for offset, r in zip((left, top), room))
-    return paste(photo, cutout, factor * max(cutout.size) / min(photo.size), 0.0, position)[0]
+    drawn = rng.uniform(*scale)
+    width, height = object_size(photo, cutout, drawn)
+    room = (photo.width - width, photo.height - height)
+    offsets = [int(rng.integers(0, max(1, r + 1))) for r in room]
+    position = tuple(offset / r if r > 0 else 0.0 for offset, r in zip(offsets, room))
+    return paste(photo, cutout, drawn, 0.0, position)[0]
 
 
 def training_original(photo: Image.Image, rng: np.random.Generator, config: ViewConfig,

@@ -15,15 +15,15 @@ from typing import Any
 
 from PIL import Image
 
-from ..hashing.base import TRAIN_SPLIT_TAU, BaseHasher, Comparison, get_hasher, register
+from ..hashing.base import TRAIN_SPLIT_TAU, BaseHasher, Comparison, get_hasher
 from ..hashing.value import Hash, MultiHash
 from ..io import DEFAULT_LIMITS, LoadLimits
 from .objects import Background, normalise_object
 from .segmenter import ColourSegmenter, Segmenter
 
 
-@register
 class SegmentsHasher(BaseHasher):
+    # Registered as `segments` by robusthash/__init__.py, lazily.
     name = "segments"
     bits = 128
     multi = True

@@ -27,6 +27,12 @@ class MontageTruth:
         return asdict(self)
 
 
+def object_size(photo: Image.Image, cutout: Image.Image, scale: float) -> tuple[int, int]:
+    """The cut-out's size when its longer side is ``scale`` × the photo's shorter side."""
+    factor = min(photo.size) * scale / max(cutout.size)
+    return max(1, round(cutout.width * factor)), max(1, round(cutout.height * factor))
+
+
 def paste(photo: Image.Image, cutout: Image.Image, scale: float, angle: float = 0.0,
           position: tuple[float, float] = (0.5, 0.5)) -> tuple[Image.Image, MontageTruth]:
     """``photo`` with ``cutout`` (RGBA) resized so its longer side is ``scale`` × the
@@ -34,10 +40,7 @@ def paste(photo: Image.Image, cutout: Image.Image, scale: float, angle: float = 
     with its centre at ``position`` (fractions of the room left for it; (0.5, 0.5) = centred)."""
     if scale <= 0:
         raise ValueError(f"scale {scale} must be > 0")
-    side = min(photo.size) * scale
-    factor = side / max(cutout.size)
-    size = (max(1, round(cutout.width * factor)), max(1, round(cutout.height * factor)))
-    obj = cutout.convert("RGBA").resize(size, Image.Resampling.BILINEAR)
+    obj = cutout.convert("RGBA").resize(object_size(photo, cutout, scale), Image.Resampling.BILINEAR)
     if angle:
         obj = obj.rotate(angle, Image.Resampling.BILINEAR, expand=True)
     left = round(position[0] * max(0, photo.width - obj.width))
