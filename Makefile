@@ -28,7 +28,7 @@ results-classical: $(STAMP)
 	$(VENV)/bin/robusthash bench --images corpus/test.txt --sample 400 --attacks all --out results/classical
 
 # The shipped CMAA model (docs/models/cmaa.md): train (~1 h on 2 cores, resumable), then
-# export int8 ONNX + float16 weights into the package with τ calibrated on the train split.
+# export int8 ONNX + int8 safetensors weights into the package with τ calibrated on the train split.
 CMAA_RUN ?= runs/cmaa-small
 cmaa-model: $(STAMP)
 	$(VENV)/bin/robusthash train cmaa --data corpus/train.txt --objects corpus/objects --out $(CMAA_RUN) \
