@@ -7,7 +7,9 @@ generator. Training composites (``robusthash.models.views``) use ``paste`` too.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -16,15 +18,17 @@ from PIL import Image
 @dataclass(frozen=True)
 class MontageTruth:
     """Where the object went: its box in the montage, its scale (longer side over the
-    photo's shorter side), rotation (degrees, counter-clockwise) and the pasted pixels."""
+    photo's shorter side), rotation (degrees, counter-clockwise), the pasted pixels and
+    their mask over the montage (left out of ``to_dict``)."""
 
     box: tuple[int, int, int, int]
     scale: float
     angle: float
     object_pixels: int
+    mask: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros((0, 0), dtype=bool))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"box": list(self.box), "scale": self.scale, "angle": self.angle, "object_pixels": self.object_pixels}
 
 
 def object_size(photo: Image.Image, cutout: Image.Image, scale: float) -> tuple[int, int]:
@@ -48,8 +52,12 @@ def paste(photo: Image.Image, cutout: Image.Image, scale: float, angle: float = 
     montage = photo.convert("RGB").copy()
     montage.paste(obj, (left, top), obj)
     alpha = np.asarray(obj.getchannel("A")) > 127
+    mask = np.zeros((montage.height, montage.width), dtype=bool)
+    visible = alpha[: montage.height - top, : montage.width - left]
+    mask[top: top + visible.shape[0], left: left + visible.shape[1]] = visible
     box = obj.getchannel("A").getbbox() or (0, 0, 0, 0)
-    truth = MontageTruth((left + box[0], top + box[1], left + box[2], top + box[3]), scale, angle, int(alpha.sum()))
+    truth = MontageTruth((left + box[0], top + box[1], left + box[2], top + box[3]), scale, angle, int(alpha.sum()),
+                         mask)
     return montage, truth
 
 
@@ -59,3 +67,11 @@ def random_montage(photo: Image.Image, cutout: Image.Image, rng: np.random.Gener
     """``paste`` with a uniform scale, angle and position drawn from ``rng``."""
     return paste(photo, cutout, float(rng.uniform(*scale)), float(rng.uniform(*angle)),
                  (float(rng.uniform()), float(rng.uniform())))
+
+
+def object_split(path: Path | str) -> str:
+    """"train" or "test" for a corpus cut-out, fixed by its file name (the corpus splits
+    only its photos): about 70% train. ObjectNet trains on train cut-outs only; the
+    reported montage evaluation pastes test cut-outs into test photos."""
+    digest = hashlib.sha256(Path(path).name.encode()).digest()
+    return "train" if digest[0] % 10 < 7 else "test"
