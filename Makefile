@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-speed results-classical results-cmaa cmaa-model cmaa-ablation clean
+.PHONY: demo test bench-speed results-classical results-cmaa cmaa-model cmaa-ablation objectnet-model results-segments clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,17 @@ results-cmaa: $(STAMP)
 cmaa-ablation: $(STAMP)
 	$(PY) benchmarks/cmaa_ablation.py --corpus corpus --runs runs/ablation --steps 400 --batch-size 32 \
 		--sample 100 --out results/cmaa-ablation
+
+# ObjectNet, the pasted-object segmenter of `segments` (~40 min on 2 cores; train photos and
+# train cut-outs only): docs/segments.md.
+objectnet-model: $(STAMP)
+	$(VENV)/bin/robusthash train objectnet --data corpus/train.txt --objects corpus/objects \
+		--out src/robusthash/data/objectnet.onnx --steps 6000 --batch-size 32
+
+# Per-object hashing on the corpus test split (issue 6): the paper's Tables 1 and 2, crops with
+# rotation, montages, segments per image, time and bytes per image.
+results-segments: $(STAMP)
+	$(PY) -m robusthash.evaluation.segments_report --corpus corpus --out results/segments --photos 150 --montages 100
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from skimage import data
 
 PHOTO_NAMES = ("astronaut", "camera", "coffee", "chelsea", "rocket", "hubble_deep_field")
@@ -132,3 +132,18 @@ def fresh_postgres(postgres_url):
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="session")
+def clipart() -> Image.Image:
+    """An RGBA cut-out drawn like the corpus's clip art: flat colours, black outlines."""
+    im = Image.new("RGBA", (240, 300), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(im)
+    draw.rounded_rectangle((40, 20, 200, 200), radius=40, fill=(240, 200, 40, 255), outline=(0, 0, 0, 255), width=6)
+    for left in (75, 135):
+        draw.ellipse((left, 70, left + 30, 100), fill=(255, 255, 255, 255), outline=(0, 0, 0, 255), width=4)
+        draw.ellipse((left + 10, 80, left + 22, 92), fill=(0, 0, 0, 255))
+    draw.arc((80, 110, 160, 170), 20, 160, fill=(150, 30, 30, 255), width=6)
+    draw.polygon([(70, 200), (170, 200), (210, 290), (30, 290)], fill=(40, 90, 200, 255), outline=(0, 0, 0, 255),
+                 width=6)
+    return im

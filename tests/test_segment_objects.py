@@ -57,6 +57,11 @@ def test_removed_background_is_white_and_kept_background_is_the_photo():
     corner = (1, 1)
     assert removed.image.getpixel(corner) == (255, 255, 255)
     assert kept.image.getpixel(corner) == (90, 120, 90)
+    filled = normalise_object(*scene(30), background=Background.filled)
+    pixels = np.asarray(filled.image).reshape(-1, 3).astype(int)
+    background = np.abs(pixels - (90, 120, 90)).sum(axis=1) < 30
+    white = (pixels > 245).all(axis=1)
+    assert not background.any() and not white.any()  # every pixel comes from the object
 
 
 def test_small_and_empty_objects_are_discarded():

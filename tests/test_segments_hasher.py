@@ -34,7 +34,7 @@ def test_a_cropped_and_rotated_copy_is_found_through_an_object(photos):
 def test_the_papers_variant_forbild_with_background_removed(astronaut):
     hasher = SegmentsHasher(object_method="forbild", background=Background.removed)
     value = hasher.hash_pil(astronaut)
-    assert hasher.bits == 256 and all(h.nbits == 256 for h in value.hashes)
+    assert hasher.bits == 256 + 8 and all(h.nbits == 256 + 8 for h in value.hashes)  # + the kind byte
     assert "forbild" in hasher.version and "removed" in hasher.version
     result = hasher.compare(value, value)
     assert result.matched and result.hamming == 0 and result.details["query_box"] is not None
@@ -95,3 +95,64 @@ def test_a_montage_records_where_the_object_went(photos):
     one = random_montage(photo, cutout, np.random.default_rng(3))
     two = random_montage(photo, cutout, np.random.default_rng(3))
     assert one[1] == two[1] and np.array_equal(np.asarray(one[0]), np.asarray(two[0]))
+
+
+def test_a_montage_truth_mask_is_the_pasted_alpha(photos):
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from robusthash.segments.montage import object_split, paste
+
+    cutout = Image.new("RGBA", (100, 50), (0, 0, 0, 0))
+    ImageDraw.Draw(cutout).ellipse((0, 0, 99, 49), fill=(0, 0, 255, 255))
+    montage, truth = paste(photos["coffee"], cutout, scale=0.5, angle=30, position=(0.5, 0.5))
+    assert truth.mask.shape == (montage.height, montage.width) and truth.mask.sum() == truth.object_pixels
+    blue = (np.asarray(montage) == (0, 0, 255)).all(axis=2)
+    assert (blue & truth.mask).sum() > 0.9 * blue.sum()
+    assert "mask" not in truth.to_dict()
+    assert {object_split(f"objects__{i:04d}.png") for i in range(50)} == {"train", "test"}
+    assert object_split("corpus/objects/a.png") == object_split("a.png")
+
+
+def test_masks_that_repeat_an_earlier_one_add_no_part(astronaut):
+    import numpy as np
+
+    class Fixed:
+        background = None
+
+        def __init__(self, masks):
+            self.masks = masks
+
+        def segment(self, image):
+            return self.masks
+
+    mask = np.zeros((astronaut.height, astronaut.width), dtype=bool)
+    mask[100:300, 100:300] = True
+    almost = mask.copy()
+    almost[100:105, 100:300] = False  # IoU 0.975
+    other = np.zeros_like(mask)
+    other[300:500, 200:400] = True
+    hasher = SegmentsHasher(segmenters=(Fixed([mask]), Fixed([almost, other])))
+    kept, plain = hasher.masks(astronaut)
+    assert len(kept) == 2 and kept[0][0] is mask and kept[1][0] is other and not plain
+    assert len(hasher.hash_pil(astronaut)) == 3
+
+
+def test_a_pasted_cutout_is_found_through_its_own_mask(photos, clipart):
+    from PIL import Image
+
+    from robusthash.segments.montage import paste
+
+    cutout = clipart
+    registered = Image.new("RGB", cutout.size, (255, 255, 255))
+    registered.paste(cutout, (0, 0), cutout)  # as the loader composites an RGBA file on white
+    hasher = get_hasher("segments")
+    reference, background = hasher.hash_pil(registered), hasher.hash_pil(photos["coffee"])
+    assert [p.extra["kind"] for p in reference.hashes] == ["picture", "object"]  # one object on a plain background
+    # One placement where ObjectNet's mask is good (IoU 0.89); it misses often elsewhere
+    # (results/segments/report.md), which this test does not hide: it checks the chain.
+    montage, _ = paste(photos["coffee"], cutout, 0.4, 25, (0.9, 0.8))
+    query = hasher.hash_pil(montage)
+    object_match, photo_match = hasher.compare(query, reference), hasher.compare(query, background)
+    assert object_match.matched and object_match.details["kind"] == "object"
+    assert photo_match.matched and object_match.details["query_part"] != photo_match.details["query_part"]

@@ -657,20 +657,61 @@ def train_cmaa(
         raise typer.BadParameter(str(exc)) from None
     cutouts = sorted(objects.glob("*.png")) if objects else []
     err.print(f"{len(photos)} photos, {len(cutouts)} cut-outs, model {model}, ablation {ablation}, {steps} steps")
+    weights = _with_training_progress(steps, "total",
+                                      lambda report: run_training(photos, cutouts, run_dir, config, progress=report))
+    out.print(f"wrote {weights}", markup=False)
+
+
+def _with_training_progress(steps: int, loss: str, run):
+    """``run(report)`` under a progress bar (a JSON line every 100 steps when stderr is
+    not a terminal); a ValueError from it ends the command with its message."""
     with _progress(err.is_terminal) as bar:
         task = bar.add_task("training", total=steps)
 
         def report(step: int, total: int, record: dict) -> None:
-            bar.update(task, completed=step, description=f"training, loss {record['total']:.3f}")
+            bar.update(task, completed=step, description=f"training, loss {record[loss]:.3f}")
             if not err.is_terminal and (step % 100 == 0 or step == total):
                 err.print(json.dumps(record), markup=False)
 
         try:
-            weights = run_training(photos, cutouts, run_dir, config, progress=report)
+            return run(report)
         except ValueError as exc:
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(1) from None
-    out.print(f"wrote {weights}", markup=False)
+
+
+@train_app.command("objectnet")
+def train_objectnet(
+    data: Path = typer.Option(..., "--data", help="the training list, e.g. corpus/train.txt (test.txt is refused)"),
+    objects: Path = typer.Option(..., "--objects", help="folder of RGBA cut-outs; only the train share is used"),
+    onnx_path: Path = typer.Option(..., "--out", help="the ONNX file to write, e.g. objectnet.onnx"),
+    steps: int = typer.Option(6000, "--steps", min=1),
+    batch_size: int = typer.Option(32, "--batch-size", min=2),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Train ObjectNet, the network that marks pasted objects for `segments` (docs/segments.md)."""
+    try:
+        from .models.objectnet import ObjectNetConfig, export_onnx
+        from .models.objectnet import train as run_training
+        from .models.train import read_training_list
+    except ImportError as exc:
+        err.print(f"error: training needs torch and onnx ({exc}); pip install 'robusthash[train]'", markup=False)
+        raise typer.Exit(1) from None
+    from .segments.montage import object_split
+
+    try:
+        photos = read_training_list(data)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data") from None
+    cutouts = [p for p in sorted(objects.glob("*.png")) if object_split(p) == "train"]
+    config = ObjectNetConfig(steps=steps, batch_size=batch_size, seed=seed)
+    err.print(f"{len(photos)} photos, {len(cutouts)} train cut-outs, {steps} steps")
+    run_dir = onnx_path.with_suffix(".run")
+    model = _with_training_progress(steps, "loss",
+                                    lambda report: run_training(photos, cutouts, run_dir, config, progress=report))
+    export_onnx(model, onnx_path, {"steps": steps, "batch_size": batch_size, "seed": seed,
+                                   "data": "corpus train split + train cut-outs (segments.montage.object_split)"})
+    out.print(f"wrote {onnx_path} (log in {run_dir})", markup=False)
 
 
 @app.command("export")

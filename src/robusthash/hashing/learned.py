@@ -30,6 +30,23 @@ def shipped_model(name: str) -> Path:
     return Path(str(resources.files("robusthash") / "data" / name))
 
 
+def onnx_session(model_path: Path):
+    """An onnxruntime CPU session for ``model_path``; ValueError naming the file when it
+    is missing or not a loadable model."""
+    import onnxruntime as ort
+
+    if not model_path.is_file():
+        raise ValueError(f"{model_path}: no such model file")
+    options = ort.SessionOptions()
+    # onnxruntime ignores OMP_NUM_THREADS; honouring it lets a process pool (bench)
+    # give each worker one core, as it does for BLAS. 0 = onnxruntime's default.
+    options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+    try:
+        return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - a bad model file gets a message naming it
+        raise ValueError(f"{model_path}: not a loadable ONNX model ({exc})") from None
+
+
 class OnnxHasher(BaseHasher):
     """A hasher backed by an exported model file (see ``robusthash.models.export``)."""
 
@@ -41,20 +58,9 @@ class OnnxHasher(BaseHasher):
     threshold_source = "fixed fallback: the model file carries no calibration"
 
     def __init__(self, model_path: Path, name: str = "learned", limits: LoadLimits = DEFAULT_LIMITS):
-        import onnxruntime as ort
-
         super().__init__(limits)
         model_path = Path(model_path)
-        if not model_path.is_file():
-            raise ValueError(f"{model_path}: no such model file")
-        options = ort.SessionOptions()
-        # onnxruntime ignores OMP_NUM_THREADS; honouring it lets a process pool (bench)
-        # give each worker one core, as it does for BLAS. 0 = onnxruntime's default.
-        options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-        try:
-            self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - a bad model file gets a message naming it
-            raise ValueError(f"{model_path}: not a loadable ONNX model ({exc})") from None
+        self.session = onnx_session(model_path)
         metadata = self.session.get_modelmeta().custom_metadata_map
         if "robusthash.config" not in metadata:
             raise ValueError(f"{model_path}: no robusthash configuration in the model's metadata")
@@ -119,12 +125,18 @@ class CmaaHasher(OnnxHasher):
         super().__init__(model_path or shipped_model(CMAA_MODEL), name="cmaa", limits=limits)
 
 
-def hasher_from_model_spec(spec: str) -> OnnxHasher:
+def hasher_from_model_spec(spec: str) -> BaseHasher:
     """``NAME=PATH.onnx`` → a hasher of that exported model under NAME (any method list
-    takes such entries, e.g. ``robusthash bench --methods cmaa,mine=run/model.onnx``)."""
+    takes such entries, e.g. ``robusthash bench --methods cmaa,mine=run/model.onnx``).
+    ``segments-instances=PATH.onnx`` is ``segments`` with that instance-segmentation
+    network (Mask R-CNN's ONNX layout) in place of ObjectNet."""
     name, _, path = spec.partition("=")
     if not name or not path.endswith(".onnx"):
         raise ValueError(f"{spec!r}: a model method is NAME=PATH.onnx")
+    if name == "segments-instances":
+        from ..segments.hasher import instance_segments_hasher
+
+        return instance_segments_hasher(Path(path))
     return OnnxHasher(Path(path), name=name)
 
 

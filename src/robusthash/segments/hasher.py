@@ -1,8 +1,10 @@
 """The ``segments`` method: the whole image and each of its objects, hashed alike.
 
 A hash is a :class:`~robusthash.hashing.MultiHash`: first the whole image, then every
-object the segmenter finds, isolated and rotated upright (``objects``), each hashed by
-the object hasher (``cmaa`` by default; ``forbild`` as in the paper). Every part keeps
+object the segmenters find (an object on a plain background, objects ObjectNet marks as
+pasted, colour segments; a mask that repeats an earlier one is skipped), isolated and
+rotated upright (``objects``), each hashed by the object hasher (``cmaa`` by default;
+``forbild`` as in the paper). Every part keeps
 its box in the source image (``extra["box"]``; the whole image's is the full frame).
 Two images match when their closest pair of parts is within the threshold, so a
 cropped, rotated or montaged copy is found through any object it shares with an
@@ -11,44 +13,104 @@ original. Why cmaa with the background kept is the default: docs/segments.md.
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+from pathlib import Path
+from typing import Any, Sequence
 
+import numpy as np
 from PIL import Image
 
 from ..hashing.base import TRAIN_SPLIT_TAU, BaseHasher, Comparison, get_hasher
 from ..hashing.value import Hash, MultiHash
 from ..io import DEFAULT_LIMITS, LoadLimits
-from .objects import Background, normalise_object
-from .segmenter import ColourSegmenter, Segmenter
+from .objects import MIN_SIDE, Background, normalise_object
+from .segmenter import (ColourSegmenter, ObjectNetSegmenter, OnnxInstanceSegmenter, PlainBackgroundSegmenter,
+                        Segmenter)
+
+SAME_MASK_IOU = 0.9  # a mask this close to an earlier one adds no part
+WORK_SIDE = 512  # longer side of the copy objects are found and cut out on
+
+# Each part ends in one byte that says what it shows. Objects cut out on white (a
+# registered cut-out, a pasted object found by ObjectNet) look alike to a learned hash far
+# more often than pictures do (1.6% of distinct train cut-out pairs lie within 16 of
+# 128 bits, photo pairs 0.4%), so they are compared only with each other, under their
+# own, stricter threshold; the kind byte carries this through the database, which
+# stores bits only (and puts parts of different kinds 8 bits further apart).
+KIND_BYTE = {"picture": 0x00, "object": 0xFF}
+
+
+def part_kind(background: Background) -> str:
+    return "object" if background is Background.removed else "picture"
 
 
 class SegmentsHasher(BaseHasher):
     # Registered as `segments` by robusthash/__init__.py, lazily.
     name = "segments"
-    bits = 128
+    bits = 136
     multi = True
-    version = "1"
-    description = "whole image + each object (colour segments, rotated upright), hashed with cmaa; closest pair decides"
-    # τ at 1% FPR over the closest-part distances of distinct train photos
-    # (benchmarks/segments_threshold.py); the database recalibrates per collection.
-    threshold = 0.125  # 16 of 128 bits, 200 photos
-    threshold_source = TRAIN_SPLIT_TAU + " (closest pair of parts)"
+    version = "3"
+    description = ("whole image + each object (plain background, ObjectNet, colour segments; rotated upright), "
+                   "hashed with cmaa; closest pair of the same kind decides")
+    # Objects' distances are stretched by the ratio of the two kinds' τ at 1% FPR
+    # (18 / 12 bits), so one threshold decides both: 16 bits for pictures, 10 for
+    # objects, τ at 1% FPR over all distinct pairs of 200 train photos and 100 train
+    # cut-outs (benchmarks/segments_threshold.py). The database recalibrates per collection.
+    object_stretch = 18 / 12
+    threshold = 16 / 136
+    threshold_source = TRAIN_SPLIT_TAU + " (closest pair of parts of one kind)"
 
     def __init__(self, object_method: str = "cmaa", background: Background = Background.kept,
-                 segmenter: Segmenter | None = None, limits: LoadLimits = DEFAULT_LIMITS):
+                 segmenters: Sequence[Segmenter] | None = None, limits: LoadLimits = DEFAULT_LIMITS):
         super().__init__(limits)
         self.objects = get_hasher(object_method)
         self.background = Background(background)
-        self.segmenter = segmenter or ColourSegmenter()
-        self.bits = self.objects.bits  # type: ignore[misc]
-        self.version = f"1+{self.objects.name}@{self.objects.version}+{self.background.value}"  # type: ignore[misc]
+        self.segmenters = tuple(segmenters) if segmenters is not None else (
+            PlainBackgroundSegmenter(), ObjectNetSegmenter(), ColourSegmenter())
+        self.bits = self.objects.bits + 8  # type: ignore[misc]
+        if object_method != "cmaa":  # calibrated for cmaa; another hasher gets the same share of its bits
+            self.object_stretch = 1.0  # type: ignore[misc]
+            self.threshold = round(16 / 128 * self.objects.bits) / self.bits  # type: ignore[misc]
+        kinds = "+".join(type(s).__name__.removesuffix("Segmenter") for s in self.segmenters)
+        self.version = f"3+{self.objects.name}@{self.objects.version}+{self.background.value}+{kinds}"  # type: ignore[misc]
+
+    def masks(self, im: Image.Image) -> tuple[list[tuple[np.ndarray, Background]], bool]:
+        """(every segmenter's masks in order, each with how its object is cut out; whether
+        the image is one object on a plain background). A mask that covers an earlier
+        one (IoU ≥ 0.9) is dropped; an object on a plain background ends the search, as
+        its colour parts would match nothing."""
+        found: list[tuple[np.ndarray, Background]] = []
+        thumbs: list[np.ndarray] = []
+        step = max(1, max(im.size) // 256)  # IoU on a grid of ~256 px is close enough
+        for segmenter in self.segmenters:
+            background = segmenter.background or self.background
+            for mask in segmenter.segment(im):
+                thumb = mask[::step, ::step]
+                if any((thumb & t).sum() >= SAME_MASK_IOU * (thumb | t).sum() for t in thumbs):
+                    continue
+                thumbs.append(thumb)
+                found.append((mask, background))
+            if found and isinstance(segmenter, PlainBackgroundSegmenter):
+                return found, True
+        return found, False
 
     def hash_pil(self, im: Image.Image) -> MultiHash:
-        parts = [normalise_object(im, mask, self.background) for mask in self.segmenter.segment(im)]
-        parts = [p for p in parts if p is not None]
-        values = self.objects.hash_pils([im] + [p.image for p in parts])
-        boxes = [(0, 0, im.width, im.height)] + [p.box for p in parts]
-        hashes = tuple(self.make_hash(v.bits, box=box) for v, box in zip(values, boxes))
+        # Objects are found and cut out on a copy of at most WORK_SIDE px: the object
+        # hasher sees them at 96 px, and rotating and measuring full-size masks was half
+        # the time of a 1000 px photo. Boxes are given in the image's own pixels.
+        scale = min(1.0, WORK_SIDE / max(im.size))
+        work = im if scale == 1 else im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+                                               Image.Resampling.BILINEAR)
+        min_side = max(1, round(MIN_SIDE * scale))
+        masks, _ = self.masks(work)
+        parts = [(normalise_object(work, mask, background, min_side), part_kind(background))
+                 for mask, background in masks]
+        parts = [(p, kind) for p, kind in parts if p is not None]
+        values = self.objects.hash_pils([im] + [p.image for p, _ in parts])
+        boxes = [(0, 0, im.width, im.height)] + [_scaled_box(p.box, 1 / scale, im.size) for p, _ in parts]
+        kinds = ["picture"] + [kind for _, kind in parts]
+        hashes = tuple(self.make_hash(np.concatenate([v.bits, np.unpackbits(np.uint8(KIND_BYTE[kind]))]),
+                                      box=box, kind=kind)
+                       for v, box, kind in zip(values, boxes, kinds))
         return MultiHash(hashes, self.name, self.version)
 
     def distance(self, a: MultiHash, b: MultiHash) -> float:
@@ -56,11 +118,44 @@ class SegmentsHasher(BaseHasher):
 
     def compare(self, a: MultiHash, b: MultiHash, threshold: float | None = None) -> Comparison:
         threshold = self.threshold if threshold is None else threshold
-        hamming, i, j = self._closest(a, b)
-        details: dict[str, Any] = {"threshold": threshold, "query_part": i, "reference_part": j,
+        scaled, i, j = self._closest(a, b)
+        kind = kind_of(a.hashes[i])
+        details: dict[str, Any] = {"threshold": threshold, "query_part": i, "reference_part": j, "kind": kind,
                                    "query_box": a.hashes[i].extra.get("box")}
-        return Comparison(hamming / self.bits, hamming, hamming / self.bits <= threshold, details)
+        return Comparison(scaled / self.bits, a.hashes[i] - b.hashes[j], scaled / self.bits <= threshold, details)
 
-    @staticmethod
-    def _closest(a: MultiHash, b: MultiHash) -> tuple[int, int, int]:
-        return min((x - y, i, j) for i, x in enumerate(a.hashes) for j, y in enumerate(b.hashes))
+    def _closest(self, a: MultiHash, b: MultiHash) -> tuple[float, int, int]:
+        """(Hamming distance on the pictures' scale, query part, reference part) of the
+        closest pair of parts of one kind; parts of different kinds never pair."""
+        stretch = {"picture": 1.0, "object": self.object_stretch}
+        best = (float(self.bits), 0, 0)
+        for i, x in enumerate(a.hashes):
+            kind = kind_of(x)
+            for j, y in enumerate(b.hashes):
+                if kind_of(y) == kind:
+                    best = min(best, ((x - y) * stretch[kind], i, j))
+        return best
+
+
+def _scaled_box(box: tuple[int, int, int, int], factor: float, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    left, top, right, bottom = (round(v * factor) for v in box)
+    return max(0, left), max(0, top), min(size[0], right), min(size[1], bottom)
+
+
+def kind_of(part: Hash) -> str:
+    """A part's kind, from its last byte (stored parts carry no extras)."""
+    return "object" if part.data[-1] == KIND_BYTE["object"] else "picture"
+
+
+def instance_segments_hasher(model: Path, score: float = 0.20, **kwargs: Any) -> SegmentsHasher:
+    """``segments-instances=MODEL.onnx``: ``segments`` with the user's instance-segmentation
+    network (ONNX, Mask R-CNN's export layout; ``OnnxInstanceSegmenter``) in place of
+    ObjectNet. The version carries the model file's SHA-256, so hashes from another model
+    never mix."""
+    instances = OnnxInstanceSegmenter(model, score)
+    hasher = SegmentsHasher(segmenters=(PlainBackgroundSegmenter(), instances, ColourSegmenter()), **kwargs)
+    digest = hashlib.sha256(Path(model).read_bytes()).hexdigest()[:12]
+    hasher.name = "segments-instances"  # type: ignore[misc]
+    hasher.version = f"{hasher.version}@{digest}@{score:g}"  # type: ignore[misc]
+    hasher.description = "segments with the user's instance-segmentation network (ONNX) in place of ObjectNet"  # type: ignore[misc]
+    return hasher

@@ -20,6 +20,7 @@ from enum import Enum
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage as ndi
 from skimage.measure import regionprops
 
 MIN_SIDE = 50  # the paper discards objects smaller than 50 × 50 pixels
@@ -29,6 +30,10 @@ WHITE = (255, 255, 255)
 class Background(str, Enum):
     removed = "removed"  # pixels outside the mask set to white
     kept = "kept"  # the bounding box as it is
+    # Pixels outside the mask take the colour of the nearest pixel inside it: the object
+    # alone decides the picture, as with "removed", but different objects do not all
+    # become mostly-white pictures whose learned hashes crowd together.
+    filled = "filled"
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,12 @@ def box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(left), int(top), int(right) + 1, int(bottom) + 1
 
 
+def nearest_fill(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``pixels`` (H×W×3) with every pixel outside ``mask`` set to its nearest pixel inside."""
+    _, (rows, cols) = ndi.distance_transform_edt(~mask, return_indices=True)
+    return pixels[rows, cols]
+
+
 def normalise_object(image: Image.Image, mask: np.ndarray, background: Background = Background.removed,
                      min_side: int = MIN_SIDE) -> NormalisedObject | None:
     """The object ``mask`` marks in ``image``, isolated and upright; None when its
@@ -71,6 +82,8 @@ def normalise_object(image: Image.Image, mask: np.ndarray, background: Backgroun
         pixels = np.array(rgb.crop(box))
         pixels[~mask[top:bottom, left:right]] = WHITE
         region, region_mask = Image.fromarray(pixels), mask[top:bottom, left:right]
+    elif background is Background.filled:  # filled after the rotation, below
+        region, region_mask = rgb.crop(box), mask[top:bottom, left:right]
     else:
         # Rotating the box would bring in corners from outside it: take a square around
         # the box's centre that holds the box at any angle, so the rotated bounding box
@@ -86,4 +99,11 @@ def normalise_object(image: Image.Image, mask: np.ndarray, background: Backgroun
     bbox = turned_mask.getbbox()
     if bbox is None:
         return None
-    return NormalisedObject(turned.crop(bbox), box, angle, int(mask.sum()))
+    upright = turned.crop(bbox)
+    if background is Background.filled:
+        # One pixel in from the mask's edge: the bilinear rotation blends the border pixels
+        # with what lay outside the object.
+        inside = np.asarray(turned_mask.crop(bbox)) > 0
+        eroded = ndi.binary_erosion(inside)
+        upright = Image.fromarray(nearest_fill(np.asarray(upright), eroded if eroded.any() else inside))
+    return NormalisedObject(upright, box, angle, int(mask.sum()))
