@@ -1,7 +1,10 @@
 """A quick look at ``segments`` against whole-image ``cmaa`` on train photos that the
 threshold was not calibrated on (reported results come from the test split).
 
-    .venv/bin/python benchmarks/segments_train_check.py --corpus corpus [--first 200 --images 100]
+    .venv/bin/python benchmarks/segments_train_check.py --corpus corpus [--images 100]
+
+The photos are every k-th of train.txt from the second on (k = len / 200), so none of
+the 200 that benchmarks/segments_threshold.py calibrates on (every k-th from the first).
 """
 
 from __future__ import annotations
@@ -20,14 +23,14 @@ ATTACKS = ("RT(20)", "CROP(0.5)+RT(20)", "CROP(0.5)+RT(-20)", "CROP(0.25)+RT(20)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, required=True)
-    parser.add_argument("--first", type=int, default=200, help="skip the photos the threshold came from")
     parser.add_argument("--images", type=int, default=100)
     args = parser.parse_args()
-    names = (args.corpus / "train.txt").read_text().split()[args.first:args.first + args.images]
+    every = (args.corpus / "train.txt").read_text().split()
+    names = every[1:: max(1, len(every) // 200)][: args.images]
     photos = [Image.open(args.corpus / n).convert("RGB") for n in names]
     hashers = {m: get_hasher(m) for m in ("segments", "cmaa")}
     originals = {m: h.hash_pils(photos) for m, h in hashers.items()}
-    print(f"{len(photos)} train photos (from #{args.first}); share of copies matched by each method's default rule")
+    print(f"{len(photos)} train photos; share of copies matched by each method's default rule")
     print("| attack | segments | cmaa |\n|---|---:|---:|")
     for spec in ATTACKS:
         copies = [attacks.parse(spec)(im, seed=1) for im in photos]
