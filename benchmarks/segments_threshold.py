@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     hasher = get_hasher("segments")
     every = (args.corpus / "train.txt").read_text().split()
-    names = every[:: max(1, len(every) // args.images)][: args.images]  # spread over the sources
+    names = every[:: max(1, len(every) // args.images)][: args.images]  # every k-th: train.txt is sorted by source
     start = time.perf_counter()
     multis = [hasher.hash(args.corpus / name) for name in names]
     seconds = (time.perf_counter() - start) / len(names)
