@@ -100,14 +100,6 @@ def protocol_tau(hasher: BaseHasher, originals: list, fpr: float = 0.01) -> floa
     return float(np.quantile(distances, fpr, method="lower"))
 
 
-@dataclass
-class Timing:
-    seconds: list[float] = field(default_factory=list)
-
-    def ms(self) -> float:
-        return 1000 * float(np.mean(self.seconds)) if self.seconds else float("nan")
-
-
 def compared(hasher: BaseHasher, query: Hash | MultiHash, references: list[Hash | MultiHash]) -> list:
     return [hasher.compare(query, ref) for ref in references]
 
@@ -123,13 +115,6 @@ def flattened(cutout: Image.Image) -> Image.Image:
     white = Image.new("RGB", cutout.size, (255, 255, 255))
     white.paste(cutout, (0, 0), cutout)
     return white
-
-
-def hash_timed(hasher: BaseHasher, im: Image.Image, timing: Timing) -> Hash | MultiHash:
-    started = time.perf_counter()
-    value = hasher.hash_pil(im)
-    timing.seconds.append(time.perf_counter() - started)
-    return value
 
 
 def attack_rows(methods: dict[str, BaseHasher], photos: list[Image.Image], attacks: tuple[str, ...],
@@ -229,8 +214,7 @@ def main() -> None:
     cutouts = [Image.open(p).convert("RGBA") for p in cutout_paths]
     names = ("segments", "segments-forbild-removed", "segments-forbild-kept", "forbild", "crop-resistant", "cmaa")
     methods: dict[str, BaseHasher] = {n: get_hasher(n) for n in names}  # type: ignore[misc]
-    timings = {n: Timing() for n in names}
-    originals = {n: [hash_timed(h, p, timings[n]) for p in photos] for n, h in methods.items()}
+    originals = {n: [h.hash_pil(p) for p in photos] for n, h in methods.items()}
     progress(f"{len(photos)} test photos ≤ {MAX_SIDE} px, {len(cutouts)} test cut-outs; originals hashed")
     result: dict = {"photos": len(photos), "max_side": MAX_SIDE, "cutouts": len(cutouts),
                     "thresholds": {n: h.threshold for n, h in methods.items()}}
