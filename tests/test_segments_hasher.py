@@ -156,3 +156,7 @@ def test_a_pasted_cutout_is_found_through_its_own_mask(photos, clipart):
     object_match, photo_match = hasher.compare(query, reference), hasher.compare(query, background)
     assert object_match.matched and object_match.details["kind"] == "object"
     assert photo_match.matched and object_match.details["query_part"] != photo_match.details["query_part"]
+
+
+def test_the_decision_names_both_thresholds():
+    assert get_hasher("segments").decision == "closest pair of one kind: pictures ≤ 16 bits, objects ≤ 10 bits"

@@ -73,6 +73,12 @@ class SegmentsHasher(BaseHasher):
         kinds = "+".join(type(s).__name__.removesuffix("Segmenter") for s in self.segmenters)
         self.version = f"3+{self.objects.name}@{self.objects.version}+{self.background.value}+{kinds}"  # type: ignore[misc]
 
+    @property
+    def decision(self) -> str:
+        bits = self.threshold * self.bits
+        return (f"closest pair of one kind: pictures ≤ {round(bits)} bits, "
+                f"objects ≤ {int(bits / self.object_stretch + 1e-9)} bits")
+
     def masks(self, im: Image.Image) -> tuple[list[tuple[np.ndarray, Background]], bool]:
         """(every segmenter's masks in order, each with how its object is cut out; whether
         the image is one object on a plain background). A mask that covers an earlier
