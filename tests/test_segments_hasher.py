@@ -133,19 +133,17 @@ def test_masks_that_repeat_an_earlier_one_add_no_part(astronaut):
     other = np.zeros_like(mask)
     other[300:500, 200:400] = True
     hasher = SegmentsHasher(segmenters=(Fixed([mask]), Fixed([almost, other])))
-    kept, plain = hasher.masks(astronaut)
-    assert len(kept) == 2 and kept[0][0] is mask and kept[1][0] is other and not plain
+    kept = hasher.masks(astronaut)
+    assert len(kept) == 2 and kept[0][0] is mask and kept[1][0] is other
     assert len(hasher.hash_pil(astronaut)) == 3
 
 
 def test_a_pasted_cutout_is_found_through_its_own_mask(photos, clipart):
-    from PIL import Image
-
+    from robusthash.io import to_rgb
     from robusthash.segments.montage import paste
 
     cutout = clipart
-    registered = Image.new("RGB", cutout.size, (255, 255, 255))
-    registered.paste(cutout, (0, 0), cutout)  # as the loader composites an RGBA file on white
+    registered = to_rgb(cutout)  # the loader's rule for an RGBA file: composited on white
     hasher = get_hasher("segments")
     reference, background = hasher.hash_pil(registered), hasher.hash_pil(photos["coffee"])
     assert [p.extra["kind"] for p in reference.hashes] == ["picture", "object"]  # one object on a plain background
@@ -156,6 +154,35 @@ def test_a_pasted_cutout_is_found_through_its_own_mask(photos, clipart):
     object_match, photo_match = hasher.compare(query, reference), hasher.compare(query, background)
     assert object_match.matched and object_match.details["kind"] == "object"
     assert photo_match.matched and object_match.details["query_part"] != photo_match.details["query_part"]
+
+
+def test_parts_of_different_kinds_never_pair():
+    import numpy as np
+
+    from robusthash.segments.hasher import kind_of
+
+    hasher = SegmentsHasher(segmenters=())
+    part = hasher.part_hash
+    rng = np.random.default_rng(0)
+    shared, far_a, far_b = (rng.integers(0, 2, 128).astype(bool) for _ in range(3))
+    a = MultiHash((part(far_a, "picture"), part(shared, "object")), hasher.name, hasher.version)
+    b = MultiHash((part(far_b, "picture"), part(shared, "picture")), hasher.name, hasher.version)
+    assert [kind_of(p) for p in a.hashes] == ["picture", "object"]
+    result = hasher.compare(a, b)  # the identical bits are an object in a and a picture in b
+    assert not result.matched and result.details["kind"] == "picture"
+    same = MultiHash((part(far_b, "picture"), part(shared, "object")), hasher.name, hasher.version)
+    result = hasher.compare(a, same)
+    assert result.matched and result.hamming == 0 and result.details["kind"] == "object"
+    # object distances are stretched by picture τ / object τ: one threshold decides both
+    object_bits = int(hasher.threshold * hasher.bits / hasher.object_stretch)  # 16 / 1.5 → 10
+    assert object_bits < hasher.threshold * hasher.bits
+    flipped = shared.copy()
+    flipped[: object_bits + 1] ^= True
+    near = MultiHash((part(far_b, "picture"), part(flipped, "object")), hasher.name, hasher.version)
+    assert not hasher.compare(a, near).matched
+    flipped[object_bits] ^= True  # exactly the object threshold
+    near = MultiHash((part(far_b, "picture"), part(flipped, "object")), hasher.name, hasher.version)
+    assert hasher.compare(a, near).matched
 
 
 def test_the_decision_names_both_thresholds():

@@ -35,6 +35,7 @@ from PIL import Image
 from ..attacks import parse
 from ..hashing.base import BaseHasher, get_hasher, register
 from ..hashing.value import Hash, MultiHash
+from ..io import to_rgb
 from ..segments import Background, SegmentsHasher
 from ..segments.montage import object_split, random_montage
 from ..segments.segmenter import ColourSegmenter, ObjectNetSegmenter
@@ -111,12 +112,6 @@ def reduced(im: Image.Image, side: int = MAX_SIDE) -> Image.Image:
     return im
 
 
-def flattened(cutout: Image.Image) -> Image.Image:
-    white = Image.new("RGB", cutout.size, (255, 255, 255))
-    white.paste(cutout, (0, 0), cutout)
-    return white
-
-
 def attack_rows(methods: dict[str, BaseHasher], photos: list[Image.Image], attacks: tuple[str, ...],
                 originals: dict[str, list], taus: dict[str, float], progress) -> dict[str, dict[str, dict]]:
     """{attack: {method: decisions row}} for ``attacks`` on every photo."""
@@ -136,7 +131,7 @@ def attack_rows(methods: dict[str, BaseHasher], photos: list[Image.Image], attac
 def montage_rows(methods: dict[str, BaseHasher], photos: list[Image.Image], cutouts: list[Image.Image],
                  count: int, progress) -> dict[str, dict]:
     """Photos and flattened cut-outs registered; montage i pastes cut-out i into photo i+1."""
-    references = photos + [flattened(c) for c in cutouts]
+    references = photos + [to_rgb(c) for c in cutouts]  # a cut-out as the loader registers it: on white
     rng = np.random.default_rng(0)
     made = [random_montage(photos[(i + 1) % len(photos)], cutouts[i % len(cutouts)], rng) for i in range(count)]
     montages = [montage for montage, _ in made]
@@ -147,14 +142,14 @@ def montage_rows(methods: dict[str, BaseHasher], photos: list[Image.Image], cuto
         found = {"photo": 0, "object": 0, "both": 0, "montage_flag": 0, "false_sources": 0}
         for i, montage in enumerate(montages):
             query = hasher.hash_pil(montage)
-            compared = [hasher.compare(query, ref) for ref in stored]
+            results = compared(hasher, query, stored)
             photo, cutout = (i + 1) % len(photos), len(photos) + i % len(cutouts)
-            matched = {k for k, c in enumerate(compared) if c.matched}
+            matched = {k for k, c in enumerate(results) if c.matched}
             found["photo"] += photo in matched
             found["object"] += cutout in matched
             found["both"] += photo in matched and cutout in matched
             found["false_sources"] += len(matched - {photo, cutout})
-            parts = {compared[k].details.get("query_part", 0) for k in matched}
+            parts = {results[k].details.get("query_part", 0) for k in matched}
             found["montage_flag"] += len(matched) >= 2 and len(parts) >= 2
         rows[name] = {k: v / count for k, v in found.items()} | {"montages": count}
         progress(f"montages {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in rows[name].items()))
@@ -162,8 +157,7 @@ def montage_rows(methods: dict[str, BaseHasher], photos: list[Image.Image], cuto
 
 
 def mask_quality(truths: list[np.ndarray], montages: list[Image.Image]) -> dict:
-    """How well ObjectNet's best mask covers each pasted object (IoU), and how much of a
-    plain photo it marks."""
+    """How well ObjectNet's best mask covers each pasted object (IoU)."""
     segmenter = ObjectNetSegmenter()
     ious = np.array([max((float((t & m).sum() / (t | m).sum()) for m in segmenter.segment(im)), default=0.0)
                      for t, im in zip(truths, montages)])

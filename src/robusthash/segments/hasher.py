@@ -71,7 +71,7 @@ class SegmentsHasher(BaseHasher):
             self.object_stretch = 1.0  # type: ignore[misc]
             self.threshold = round(16 / 128 * self.objects.bits) / self.bits  # type: ignore[misc]
         kinds = "+".join(type(s).__name__.removesuffix("Segmenter") for s in self.segmenters)
-        self.version = f"3+{self.objects.name}@{self.objects.version}+{self.background.value}+{kinds}"  # type: ignore[misc]
+        self.version = f"{SegmentsHasher.version}+{self.objects.name}@{self.objects.version}+{self.background.value}+{kinds}"  # type: ignore[misc]
 
     @property
     def decision(self) -> str:
@@ -79,11 +79,10 @@ class SegmentsHasher(BaseHasher):
         return (f"closest pair of one kind: pictures ≤ {round(bits)} bits, "
                 f"objects ≤ {int(bits / self.object_stretch + 1e-9)} bits")
 
-    def masks(self, im: Image.Image) -> tuple[list[tuple[np.ndarray, Background]], bool]:
-        """(every segmenter's masks in order, each with how its object is cut out; whether
-        the image is one object on a plain background). A mask that covers an earlier
-        one (IoU ≥ 0.9) is dropped; an object on a plain background ends the search, as
-        its colour parts would match nothing."""
+    def masks(self, im: Image.Image) -> list[tuple[np.ndarray, Background]]:
+        """Every segmenter's masks in order, each with how its object is cut out. A mask
+        that covers an earlier one (IoU ≥ 0.9) is dropped; an object on a plain
+        background ends the search, as its colour parts would match nothing."""
         found: list[tuple[np.ndarray, Background]] = []
         thumbs: list[np.ndarray] = []
         step = max(1, max(im.size) // 256)  # IoU on a grid of ~256 px is close enough
@@ -96,8 +95,8 @@ class SegmentsHasher(BaseHasher):
                 thumbs.append(thumb)
                 found.append((mask, background))
             if found and isinstance(segmenter, PlainBackgroundSegmenter):
-                return found, True
-        return found, False
+                break
+        return found
 
     def hash_pil(self, im: Image.Image) -> MultiHash:
         # Objects are found and cut out on a copy of at most WORK_SIDE px: the object
@@ -107,17 +106,18 @@ class SegmentsHasher(BaseHasher):
         work = im if scale == 1 else im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
                                                Image.Resampling.BILINEAR)
         min_side = max(1, round(MIN_SIDE * scale))
-        masks, _ = self.masks(work)
         parts = [(normalise_object(work, mask, background, min_side), part_kind(background))
-                 for mask, background in masks]
+                 for mask, background in self.masks(work)]
         parts = [(p, kind) for p, kind in parts if p is not None]
         values = self.objects.hash_pils([im] + [p.image for p, _ in parts])
         boxes = [(0, 0, im.width, im.height)] + [_scaled_box(p.box, 1 / scale, im.size) for p, _ in parts]
         kinds = ["picture"] + [kind for _, kind in parts]
-        hashes = tuple(self.make_hash(np.concatenate([v.bits, np.unpackbits(np.uint8(KIND_BYTE[kind]))]),
-                                      box=box, kind=kind)
-                       for v, box, kind in zip(values, boxes, kinds))
+        hashes = tuple(self.part_hash(v.bits, kind, box=box) for v, box, kind in zip(values, boxes, kinds))
         return MultiHash(hashes, self.name, self.version)
+
+    def part_hash(self, bits: np.ndarray, kind: str, **extra: Any) -> Hash:
+        """One part: the object hasher's bits followed by the kind byte."""
+        return self.make_hash(np.concatenate([bits, np.unpackbits(np.uint8(KIND_BYTE[kind]))]), kind=kind, **extra)
 
     def distance(self, a: MultiHash, b: MultiHash) -> float:
         return self._closest(a, b)[0] / self.bits
@@ -134,11 +134,12 @@ class SegmentsHasher(BaseHasher):
         """(Hamming distance on the pictures' scale, query part, reference part) of the
         closest pair of parts of one kind; parts of different kinds never pair."""
         stretch = {"picture": 1.0, "object": self.object_stretch}
+        b_kinds = [kind_of(y) for y in b.hashes]
         best = (float(self.bits), 0, 0)
         for i, x in enumerate(a.hashes):
             kind = kind_of(x)
             for j, y in enumerate(b.hashes):
-                if kind_of(y) == kind:
+                if b_kinds[j] == kind:
                     best = min(best, ((x - y) * stretch[kind], i, j))
         return best
 

@@ -205,13 +205,14 @@ class OnnxInstanceSegmenter:
             raise ValueError(f"{self.path}: an instance-segmentation model needs one input and the outputs "
                              f"{', '.join(INSTANCE_OUTPUTS)}; it has {', '.join(outputs)}")
         self.input = self.session.get_inputs()[0].name
+        self.outputs = outputs
         self.score = score
         self.work_size = work_size
 
     def segment(self, image: Image.Image) -> list[np.ndarray]:
         work = _reduced(image.convert("RGB"), self.work_size)
         pixels = (np.asarray(work, dtype=np.float32) / 255.0).transpose(2, 0, 1)
-        found = dict(zip([o.name for o in self.session.get_outputs()], self.session.run(None, {self.input: pixels})))
+        found = dict(zip(self.outputs, self.session.run(None, {self.input: pixels})))
         masks = []
         for box, score, mask in zip(found["boxes"], found["scores"], found["masks"]):
             if score < self.score:
