@@ -28,7 +28,8 @@ def main() -> None:
     parser.add_argument("--methods", default="segments,segments-forbild-removed")
     args = parser.parse_args()
     register_paper_variants()
-    names = (args.corpus / "train.txt").read_text().split()[-(args.montages + 1):]
+    every = (args.corpus / "train.txt").read_text().split()
+    names = every[:: max(1, len(every) // (args.montages + 1))][: args.montages + 1]  # spread over the sources
     photos = [reduced(Image.open(args.corpus / n)) for n in names]
     cutouts = [Image.open(p).convert("RGBA") for p in sorted((args.corpus / "objects").glob("*.png"))
                if object_split(p) == "train"]

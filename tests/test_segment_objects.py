@@ -74,3 +74,19 @@ def test_small_and_empty_objects_are_discarded():
     assert normalise_object(image, mask) is not None
     with pytest.raises(ValueError, match="does not fit"):
         normalise_object(image, mask[:100])
+
+
+def test_fill_in_takes_a_pasted_object_off_the_picture():
+    from robusthash.segments.objects import fill_in
+
+    picture = Image.new("RGB", (200, 100), (40, 120, 200))
+    ImageDraw.Draw(picture).rectangle((0, 50, 199, 99), fill=(30, 160, 40))  # sky over grass
+    montage = picture.copy()
+    ImageDraw.Draw(montage).ellipse((80, 30, 130, 80), fill=(250, 0, 0))  # pasted over the horizon
+    mask = np.zeros((100, 200), dtype=bool)
+    mask[30:81, 80:131] = np.asarray(Image.new("L", (200, 100)).crop((0, 0, 51, 51))) == 0  # the object's box
+    filled = np.asarray(fill_in(montage, [mask]), dtype=int)
+    assert np.abs(filled - np.asarray(picture, dtype=int)).max(axis=2).mean() < 1  # sky and grass again
+    assert (np.abs(filled - (250, 0, 0)).max(axis=2) > 100).all()  # no red left
+    assert fill_in(montage, []) is None
+    assert fill_in(montage, [np.ones((100, 200), dtype=bool)]) is None  # nothing around it to fill from

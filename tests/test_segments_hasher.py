@@ -135,7 +135,7 @@ def test_masks_that_repeat_an_earlier_one_add_no_part(astronaut):
     hasher = SegmentsHasher(segmenters=(Fixed([mask]), Fixed([almost, other])))
     kept = hasher.masks(astronaut)
     assert len(kept) == 2 and kept[0][0] is mask and kept[1][0] is other
-    assert len(hasher.hash_pil(astronaut)) == 3
+    assert len(hasher.hash_pil(astronaut)) == 4  # the whole image, its moment window, two masks
 
 
 def test_a_pasted_cutout_is_found_through_its_own_mask(photos, clipart):
@@ -146,7 +146,8 @@ def test_a_pasted_cutout_is_found_through_its_own_mask(photos, clipart):
     registered = to_rgb(cutout)  # the loader's rule for an RGBA file: composited on white
     hasher = get_hasher("segments")
     reference, background = hasher.hash_pil(registered), hasher.hash_pil(photos["coffee"])
-    assert [p.extra["kind"] for p in reference.hashes] == ["picture", "object"]  # one object on a plain background
+    # the whole image, its moment window, and one object on a plain background
+    assert [p.extra["kind"] for p in reference.hashes] == ["picture", "picture", "object"]
     # One placement where ObjectNet's mask is good (IoU 0.89); it misses often elsewhere
     # (results/segments/report.md), which this test does not hide: it checks the chain.
     montage, _ = paste(photos["coffee"], cutout, 0.4, 25, (0.9, 0.8))
@@ -187,3 +188,27 @@ def test_parts_of_different_kinds_never_pair():
 
 def test_the_decision_names_both_thresholds():
     assert get_hasher("segments").decision == "closest pair of one kind: pictures ≤ 16 bits, objects ≤ 10 bits"
+
+
+def test_pasted_objects_also_give_the_picture_beneath(photos):
+    import numpy as np
+
+    from robusthash.segments.hasher import kind_of
+
+    class Pasted:
+        background = Background.removed
+
+        def __init__(self, pasted):
+            self.pasted = pasted
+
+        def segment(self, image):
+            mask = np.zeros((image.height, image.width), dtype=bool)
+            mask[100:200, 150:300] = True
+            return [mask]
+
+    coffee = photos["coffee"]
+    plain, pasted = (SegmentsHasher(segmenters=(Pasted(p),)).hash_pil(coffee) for p in (False, True))
+    assert len(pasted) == len(plain) + 1
+    beneath = pasted.hashes[2]  # the whole image, its moment window, then the picture beneath
+    assert kind_of(beneath) == "picture" and beneath.extra["box"] == (0, 0, coffee.width, coffee.height)
+    assert beneath - pasted.hashes[0] > 0  # the box was filled in

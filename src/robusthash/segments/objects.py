@@ -66,6 +66,21 @@ def nearest_fill(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return pixels[rows, cols]
 
 
+MAX_FILLED = 0.6  # fill_in leaves a picture alone where its objects cover more than this share
+
+
+def fill_in(image: Image.Image, masks: list[np.ndarray], margin: int = 2) -> Image.Image | None:
+    """``image`` with the objects ``masks`` mark (grown by ``margin`` px, for their blended
+    edges) filled from the nearest pixels around them: a montage's photo without what was
+    pasted on it. None without masks, or where they cover most of the picture."""
+    if not masks:
+        return None
+    covered = ndi.binary_dilation(np.logical_or.reduce(masks), iterations=margin)
+    if covered.mean() > MAX_FILLED or covered.all():
+        return None
+    return Image.fromarray(nearest_fill(np.asarray(image.convert("RGB")), ~covered))
+
+
 def normalise_object(image: Image.Image, mask: np.ndarray, background: Background = Background.removed,
                      min_side: int = MIN_SIDE) -> NormalisedObject | None:
     """The object ``mask`` marks in ``image``, isolated and upright; None when its

@@ -37,6 +37,9 @@ class Segmenter(Protocol):
     # objects (plain background, ObjectNet) are cut with the background removed, so a
     # pasted object matches its registered cut-out whatever it was pasted on.
     background: Background | None
+    # Its objects were pasted onto the picture (ObjectNet): the hasher also hashes the
+    # picture with them filled in from their surroundings, to find the photo beneath.
+    pasted: bool
 
     def segment(self, image: Image.Image) -> list[np.ndarray]:
         """Boolean masks of the image's size, one per object, largest first."""
@@ -74,6 +77,7 @@ def kmeans_classes(pixels: np.ndarray, k: int, iterations: int) -> np.ndarray:
 
 class ColourSegmenter:
     background = None
+    pasted = False
 
     def __init__(self, config: ColourSegmenterConfig = ColourSegmenterConfig()):
         self.config = config
@@ -119,6 +123,7 @@ class PlainBackgroundSegmenter:
     border is not plain (a photo)."""
 
     background = Background.removed
+    pasted = False
 
     def __init__(self, config: PlainBackgroundConfig = PlainBackgroundConfig()):
         self.config = config
@@ -153,6 +158,7 @@ class ObjectNetSegmenter:
     """Connected regions of ObjectNet's mask, largest first."""
 
     background = Background.removed
+    pasted = True
 
     def __init__(self, config: ObjectNetSegmenterConfig = ObjectNetSegmenterConfig()):
         from ..hashing.learned import onnx_session, shipped_model
@@ -194,6 +200,7 @@ class OnnxInstanceSegmenter:
     0.20) are kept, their masks at 0.5. Runs on onnxruntime; nothing is downloaded."""
 
     background = None
+    pasted = False
 
     def __init__(self, model: Path | str, score: float = 0.20, work_size: int = 640):
         from ..hashing.learned import onnx_session
