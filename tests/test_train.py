@@ -113,3 +113,59 @@ def test_cli_trains_and_refuses_the_test_split(data, tmp_path):
                               str(tmp_path / "test.txt"), "--out", str(tmp_path / "x")],
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "test split" in refused.stderr
+
+
+def test_aria_perturbations_stay_in_budget_and_raise_the_contrastive_loss():
+    from robusthash.models.aria import AriaConfig, perturb_views, to_pixels
+    from robusthash.models.cmaa import CMAA, CONFIGS
+
+    torch.manual_seed(0)
+    model = CMAA(CONFIGS["tiny"]).train()
+    size = model.config.img_size
+    views = [torch.randn(4, 3, size, size) * 0.5 for _ in range(3)]
+    config = AriaConfig(eps=8 / 255, steps=3, step_size=4 / 255)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    v1, v2 = perturb_views(model, *views, config, torch.Generator().manual_seed(0))
+    assert model.training  # restored
+    for key, value in model.state_dict().items():  # the attack moved no weight and no BatchNorm statistic
+        assert torch.equal(value, before[key]), key
+    for clean, attacked in ((views[0], v1), (views[1], v2)):
+        delta = to_pixels(attacked) - to_pixels(clean).clamp(0, 1)
+        assert delta.abs().max() <= 8 / 255 + 1e-5
+    model.eval()
+    with torch.no_grad():
+        u3 = model.momentum_encoder(views[2])
+        clean_loss = model.contrastive_loss(model.encoder(views[1]), u3)
+        attacked_loss = model.contrastive_loss(model.encoder(v2), u3)
+    assert attacked_loss > clean_loss
+    with pytest.raises(ValueError):
+        AriaConfig(steps=0)
+
+
+def test_aria_fine_tunes_from_saved_weights_and_resumes(data, tmp_path):
+    from robusthash.models.aria import AriaConfig
+    from robusthash.models.cmaa import CMAA, CONFIGS
+    from robusthash.models.export import load_weights, save_weights
+
+    photos, cutouts = data
+    torch.manual_seed(1)
+    start = save_weights(CMAA(CONFIGS["tiny"]), tmp_path / "start.safetensors")
+    config = TrainConfig(**{**CONFIG.__dict__, "init": str(start), "adversarial": AriaConfig(steps=2)})
+    straight = train(photos, cutouts, tmp_path / "straight", config)
+    with pytest.raises(Interrupted):
+        train(photos, cutouts, tmp_path / "resumed", config, progress=stop_after(2))
+    resumed = train(photos, cutouts, tmp_path / "resumed", config)
+    a, b = load_file(straight), load_file(resumed)
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
+    # it started from the saved weights: the first logged step's weights are near them, not a fresh init
+    plain = train(photos, cutouts, tmp_path / "plain", TrainConfig(**{**CONFIG.__dict__, "init": str(start)}))
+    assert not torch.allclose(load_file(plain)["model.encoder.patch_embed.weight"],
+                              a["model.encoder.patch_embed.weight"])  # the adversarial views changed training
+    initial = load_weights(start).encoder.patch_embed.weight
+    assert (a["model.encoder.patch_embed.weight"] - initial).abs().max() < 0.05
+    other = CMAA(CONFIGS["small"])
+    save_weights(other, tmp_path / "small.safetensors")
+    with pytest.raises(ValueError, match="another configuration"):
+        train(photos, cutouts, tmp_path / "mismatch",
+              TrainConfig(**{**CONFIG.__dict__, "init": str(tmp_path / "small.safetensors")}))

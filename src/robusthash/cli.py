@@ -243,6 +243,129 @@ def _grid_text(specs: tuple[str, ...]) -> str:
     return " ".join(a[0] for a in args)
 
 
+def _fraction(text: str, name: str) -> float:
+    """'8/255' or '0.5' → a number, for budgets quoted in 8-bit levels."""
+    try:
+        top, _, bottom = text.partition("/")
+        value = float(top) / float(bottom) if bottom else float(top)
+    except (ValueError, ZeroDivisionError):
+        raise typer.BadParameter(f"{text!r} is not a number or a fraction such as 8/255", param_hint=name) from None
+    if value <= 0:
+        raise typer.BadParameter(f"{text!r} must be > 0", param_hint=name)
+    return value
+
+
+@app.command("attack-adv")
+def attack_adv(
+    source: Path = typer.Argument(..., metavar="IN", help="The image to perturb (its hash is what the attack moves)."),
+    target_file: Path = typer.Argument(..., metavar="OUT",
+                                       help="Where to write the adversarial file (.jpg: JPEG as modelled; .png)."),
+    target: Optional[Path] = typer.Option(None, "--target", help="Targeted: pull IN's hash onto this image's hash."),
+    invert: bool = typer.Option(False, "--invert", help="Hash inversion: from flat grey, an image with IN's exact hash."),
+    method: str = typer.Option("cmaa", "--method", "-m", help="A learned hasher with shipped weights: cmaa, aria."),
+    norm: str = typer.Option("linf", "--norm", help="linf or l2"),
+    eps: str = typer.Option("8/255", "--eps", help="Budget: per pixel for linf; for l2, for a 224×224 image "
+                                                    "(scaled by √(pixels/224²))."),
+    steps: int = typer.Option(50, "--steps", min=1, help="PGD iterations (inversion: at most 1000 by default)."),
+    step_size: str = typer.Option("4/255", "--step-size", help="linf step, halved at 25%, 50% and 75% of the steps."),
+    quality: int = typer.Option(90, "--quality", min=1, max=100, help="JPEG quality of OUT, modelled in the attack."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random start within the budget."),
+    fmt: Format = typer.Option(Format.text, "--format", help="text or one JSON object"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr."),
+):
+    """White-box adversarial attack on a learned hash (ARIA): PGD in IN's own pixels, through
+    a differentiable JPEG and the model's resize; OUT is saved as a real file and hashed
+    again, and what the hasher says about OUT is reported.
+
+    Examples:
+
+    robusthash attack-adv photo.jpg evades.jpg                       (untargeted, ε = 8/255)
+
+    robusthash attack-adv photo.jpg collides.jpg --target other.jpg  (targeted)
+
+    robusthash attack-adv photo.jpg evades.jpg --norm l2 --eps 0.5
+
+    robusthash attack-adv photo.jpg inverted.png --invert             (hash inversion)
+
+    Needs torch (pip install 'robusthash[train]'). docs/adversarial.md.
+    """
+    from .io import load_pil
+
+    if norm not in ("linf", "l2"):
+        raise typer.BadParameter(f"{norm!r}: use linf or l2", param_hint="--norm")
+    suffix = target_file.suffix.lower()
+    if suffix not in (".jpg", ".jpeg", ".png"):
+        raise typer.BadParameter(f"{target_file}: OUT must be .jpg, .jpeg or .png", param_hint="OUT")
+    if invert and target:
+        raise typer.BadParameter("--invert and --target exclude each other", param_hint="--invert")
+    budget, step = _fraction(eps, "--eps"), _fraction(step_size, "--step-size")
+    try:
+        import torch  # noqa: F401
+
+        from .attacks import adversarial as adv
+    except ImportError as exc:
+        err.print(f"error: adversarial attacks need torch ({exc}); pip install 'robusthash[train]'", markup=False)
+        raise typer.Exit(1) from None
+    if method not in adv.WHITE_BOX or method not in available_methods():
+        raise typer.BadParameter(f"{method!r} has no white-box model here; white-box methods: "
+                                 f"{', '.join(m for m in adv.WHITE_BOX if m in available_methods())}",
+                                 param_hint="--method")
+    try:
+        image = load_pil(source)
+        wanted = load_pil(target) if target else None
+    except ImageError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True)
+        raise typer.Exit(1) from None
+    jpeg_quality = quality if suffix in (".jpg", ".jpeg") else None
+    hasher = get_hasher(method)
+    fingerprint = adv.shipped_fingerprint(jpeg_quality, method)
+    x = adv.to_tensor(image)
+    total = 1000 if invert and steps == 50 else steps
+    with _progress(err.is_terminal if progress is None else progress) as bar:
+        task = bar.add_task("attacking", total=total)
+
+        def report(i: int, loss: float) -> None:
+            bar.update(task, completed=i, description=f"attacking, loss {loss:.3f}")
+
+        if invert:
+            result, taken = adv.invert(fingerprint, x, steps=total, progress=report)
+        else:
+            config = adv.PGDConfig(norm=norm, eps=budget, steps=steps, step_size=step, jpeg_quality=jpeg_quality,
+                                   seed=seed)
+            result = (adv.targeted(fingerprint, x, adv.to_tensor(wanted), config, report) if wanted is not None
+                      else adv.untargeted(fingerprint, x, config, report))
+    try:
+        adv.save(result, target_file, jpeg_quality)
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot write {escape(str(target_file))}: {escape(str(exc))}", markup=True)
+        raise typer.Exit(1) from None
+    saved = hasher.hash(target_file)
+    to_source = saved - hasher.hash_pil(image)
+    tau = round(hasher.threshold * hasher.bits)
+    record: dict = {"source": str(source), "out": str(target_file), "method": method, "threshold_bits": tau,
+                    "distance_to_source": to_source, "matches_source": to_source <= tau}
+    if invert:
+        record |= {"attack": "inversion", "steps": taken, "exact": to_source == 0}
+        text = (f"hash inversion → {target_file}: {taken} steps, {method} distance to {source} {to_source} bits"
+                + (" (exact)" if to_source == 0 else f" (not exact after {taken} steps)"))
+    else:
+        # The budget bounds the perturbation before saving; the file also carries JPEG's own error.
+        delta, in_file = result - x, adv.to_tensor(load_pil(target_file)) - x
+        record |= {"attack": "targeted" if target else "untargeted", "norm": norm, "eps": budget, "steps": steps,
+                   "linf_255": round(float(delta.abs().max()) * 255, 2), "l2": round(float(delta.norm()), 3),
+                   "psnr_db": round(float(-10 * torch.log10((in_file**2).mean().clamp_min(1e-12))), 2)}
+        text = (f"{record['attack']} PGD {norm} ε={eps}, {steps} steps → {target_file}"
+                f"{f' (JPEG q{jpeg_quality})' if jpeg_quality else ''}: {method} distance to {source} {to_source} bits "
+                f"(τ {tau}: {'still matches' if to_source <= tau else 'no longer matches'})")
+        if wanted is not None:
+            to_target = saved - hasher.hash_pil(wanted)
+            record |= {"target": str(target), "distance_to_target": to_target, "matches_target": to_target <= tau}
+            text += f"; to {target} {to_target} bits ({'matches' if to_target <= tau else 'does not match'})"
+        text += (f"; perturbation ℓ∞ {record['linf_255']}/255, ℓ2 {record['l2']}; "
+                 f"file PSNR {record['psnr_db']} dB against IN")
+    _emit(fmt, record, text)
+
+
 @app.command("attacks")
 def attacks_command(fmt: Format = typer.Option(Format.text, "--format", help="text table or one JSON object per line")):
     """List the attack codes, their parameters, CMAA's Table 1 grids and the named suites."""
@@ -678,6 +801,54 @@ def _with_training_progress(steps: int, loss: str, run):
         except ValueError as exc:
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(1) from None
+
+
+@train_app.command("aria")
+def train_aria(
+    data: Path = typer.Option(..., "--data", help="the training list, e.g. corpus/train.txt (test.txt is refused)"),
+    objects: Optional[Path] = typer.Option(None, "--objects", help="folder of RGBA cut-outs; only the train share is used"),
+    run_dir: Path = typer.Option(..., "--out", help="run folder (resumes from its checkpoint)"),
+    init: Optional[Path] = typer.Option(None, "--init", help="weights to fine-tune [default: the shipped cmaa]"),
+    eps: str = typer.Option("4/255", "--eps", help="ℓ∞ radius of the inner maximisation"),
+    pgd_steps: int = typer.Option(3, "--pgd-steps", min=1, help="PGD steps of the inner maximisation (1 overfits)"),
+    steps: int = typer.Option(500, "--steps", min=1),
+    batch_size: int = typer.Option(32, "--batch-size", min=2),
+    lr: float = typer.Option(0.005, "--lr", min=0.0),
+    seed: int = typer.Option(0, "--seed"),
+    loader_workers: int = typer.Option(1, "--loader-workers", min=0),
+    checkpoint_every: int = typer.Option(100, "--checkpoint-every", min=1),
+):
+    """Fine-tune CMAA with ARIA's robust contrastive training (docs/adversarial.md):
+    each batch's online views are first attacked by a few PGD steps that raise the
+    contrastive loss, then all of CMAA's losses train on them."""
+    try:
+        from .hashing.learned import shipped_model
+        from .models.aria import AriaConfig
+        from .models.train import TrainConfig, read_training_list
+        from .models.train import train as run_training
+    except ImportError as exc:
+        err.print(f"error: training needs torch and safetensors ({exc}); pip install 'robusthash[train]'", markup=False)
+        raise typer.Exit(1) from None
+    radius = _fraction(eps, "--eps")
+    start = init or shipped_model("cmaa-small.safetensors")
+    if not start.is_file():
+        raise typer.BadParameter(f"{start}: no such weights file", param_hint="--init")
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, loader_workers=loader_workers,
+                         checkpoint_every=checkpoint_every, init=str(start),
+                         adversarial=AriaConfig(eps=radius, steps=pgd_steps, step_size=2.5 * radius / pgd_steps))
+    try:
+        photos = read_training_list(data)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data") from None
+    from .segments.montage import object_split
+
+    cutouts = [p for p in sorted(objects.glob("*.png")) if object_split(p) == "train"] if objects else []
+    err.print(f"{len(photos)} photos, {len(cutouts)} train cut-outs, from {start}, ε {eps}, {pgd_steps} PGD steps, "
+              f"{steps} steps")
+    weights = _with_training_progress(steps, "total",
+                                      lambda report: run_training(photos, cutouts, run_dir, config, progress=report))
+    out.print(f"wrote {weights}; export with: robusthash export {run_dir} --out aria.onnx --calibrate {data}",
+              markup=False)
 
 
 @train_app.command("objectnet")

@@ -21,6 +21,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from ..io import ImageError, load_pil
+from .aria import AriaConfig, perturb_views
 from .cmaa import CMAA, CONFIGS, CMAAConfig, cosine_schedule, with_losses
 from .preprocess import preprocess
 from .views import ViewConfig, three_views, training_original
@@ -49,6 +50,10 @@ class TrainConfig:
     log_every: int = 10
     loader_workers: int = 1
     views: ViewConfig = field(default_factory=ViewConfig)
+    # Fine-tuning: start from these weights (``export.save_weights``' file), not from scratch.
+    init: str | None = None
+    # ARIA: the inner maximisation over ℓ∞-bounded perturbations (models.aria); None trains plain CMAA.
+    adversarial: AriaConfig | None = None
 
     def model_config(self) -> CMAAConfig:
         if self.model not in CONFIGS:
@@ -124,6 +129,8 @@ def train(photos: list[Path], cutouts: list[Path], out: Path, config: TrainConfi
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                 momentum=config.momentum, weight_decay=config.weight_decay)
     step = load_checkpoint(out, model, optimizer, config)
+    if step == 0 and config.init:
+        start_from(model, Path(config.init))
     samples = TrainingSamples(photos, cutouts, model.config.img_size, config)
     loader = torch.utils.data.DataLoader(
         samples, batch_size=config.batch_size, num_workers=config.loader_workers,
@@ -137,7 +144,11 @@ def train(photos: list[Path], cutouts: list[Path], out: Path, config: TrainConfi
         lr = cosine_schedule(step, config.steps, config.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        losses = model.forward_loss(*(v.to(device) for v in views))
+        views = [v.to(device) for v in views]
+        if config.adversarial:
+            generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step)
+            views[0], views[1] = perturb_views(model, *views, config.adversarial, generator)
+        losses = model.forward_loss(*views)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         optimizer.step()
@@ -154,6 +165,17 @@ def train(photos: list[Path], cutouts: list[Path], out: Path, config: TrainConfi
             save_checkpoint(out, model, optimizer, config, step)
     log.close()
     return out / "checkpoint.safetensors"
+
+
+def start_from(model: CMAA, weights: Path) -> None:
+    """Load ``export.save_weights``' file into ``model`` (same configuration), the
+    momentum encoder as a copy of the encoder: the start of a fine-tuning run."""
+    from .export import load_weights
+
+    trained = load_weights(weights)
+    if trained.config != model.config:
+        raise ValueError(f"{weights} holds a model of another configuration than this run's")
+    model.load_state_dict(trained.state_dict())
 
 
 def save_checkpoint(out: Path, model: CMAA, optimizer: torch.optim.Optimizer, config: TrainConfig, step: int) -> None:
