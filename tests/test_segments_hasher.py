@@ -211,4 +211,5 @@ def test_pasted_objects_also_give_the_picture_beneath(photos):
     assert len(pasted) == len(plain) + 1
     beneath = pasted.hashes[2]  # the whole image, its moment window, then the picture beneath
     assert kind_of(beneath) == "picture" and beneath.extra["box"] == (0, 0, coffee.width, coffee.height)
+    assert [h.extra["part"] for h in pasted.hashes] == ["image", "moments", "beneath", "object"]
     assert beneath - pasted.hashes[0] > 0  # the box was filled in

@@ -224,7 +224,8 @@ def main() -> None:
     result["crops"] = attack_rows({n: methods[n] for n in CROP_METHODS}, photos, CROPS, originals, taus, progress)
     result["montages"] = montage_rows({n: methods[n] for n in MONTAGE_METHODS}, photos, cutouts, args.montages,
                                       progress)
-    segments = [len(v.hashes) - 1 for v in originals["segments"]]
+    # Objects only, not the image and its normalised pictures (moments, frame, beneath).
+    segments = [sum(h.extra["part"] == "object" for h in v.hashes) for v in originals["segments"]]
     result["segments_per_image"] = {"mean": float(np.mean(segments)), "histogram": np.bincount(segments).tolist()}
     # Time per image, decode included, one photo at a time from its ≤ 1000 px file.
     with tempfile.TemporaryDirectory() as tmp:

@@ -122,12 +122,16 @@ class SegmentsHasher(BaseHasher):
         # brightness moments (frame.py), and with pasted objects filled in, as the photo
         # beneath a montage.
         beneath = fill_in(work, [mask for mask, _, pasted in found if pasted])
-        pictures = [im] + [p for p in (upright_picture(work), moment_upright(work), beneath) if p is not None]
-        values = self.objects.hash_pils(pictures + [p.image for p, _ in parts])
+        normalised = {"frame": upright_picture(work), "moments": moment_upright(work), "beneath": beneath}
+        pictures = [("image", im)] + [(what, p) for what, p in normalised.items() if p is not None]
+        values = self.objects.hash_pils([p for _, p in pictures] + [p.image for p, _ in parts])
         frame = (0, 0, im.width, im.height)
-        boxes = [frame] * len(pictures) + [_scaled_box(p.box, 1 / scale, im.size) for p, _ in parts]
-        kinds = ["picture"] * len(pictures) + [kind for _, kind in parts]
-        hashes = tuple(self.part_hash(v.bits, kind, box=box) for v, box, kind in zip(values, boxes, kinds))
+        # extra["part"] says what each part shows: the image, one of its normalised
+        # pictures (frame, moments, beneath), or an object (a mask of a segmenter).
+        described = [(what, "picture", frame) for what, _ in pictures]
+        described += [("object", kind, _scaled_box(p.box, 1 / scale, im.size)) for p, kind in parts]
+        hashes = tuple(self.part_hash(v.bits, kind, box=box, part=what)
+                       for v, (what, kind, box) in zip(values, described))
         return MultiHash(hashes, self.name, self.version)
 
     def part_hash(self, bits: np.ndarray, kind: str, **extra: Any) -> Hash:
