@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-speed results-classical results-cmaa cmaa-model cmaa-ablation objectnet-model results-segments aria-model results-adversarial clean
+.PHONY: demo test bench-speed results-classical results-cmaa cmaa-model cmaa-ablation objectnet-model results-segments aria-model results-aria results-adversarial clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,11 +58,18 @@ ARIA_RUN ?= runs/aria-small
 aria-model: $(STAMP)
 	$(VENV)/bin/robusthash train aria --data corpus/train.txt --objects corpus/objects --out $(ARIA_RUN) \
 		--steps 500 --batch-size 32 --checkpoint-every 50
-	$(VENV)/bin/robusthash export $(ARIA_RUN) --out src/robusthash/data/aria-small.onnx --calibrate corpus/train.txt
+	$(VENV)/bin/robusthash export $(ARIA_RUN) --out src/robusthash/data/aria-small.onnx \
+		--weights src/robusthash/data/aria-small.safetensors --calibrate corpus/train.txt
+
+# aria against cmaa on the protocol (Tables 1 + 2), 200 test photos, one run (issue 7's F1 goal).
+results-aria: $(STAMP)
+	$(VENV)/bin/robusthash bench --images corpus/test.txt --sample 200 --attacks table1,table2 \
+		--methods cmaa,aria --out results/aria
 
 # Recall under realisable adversarial attack, every hasher side by side (issue 7).
 results-adversarial: $(STAMP)
-	$(PY) -m robusthash.evaluation.adversarial_report --corpus corpus --out results/adversarial --originals 100
+	$(PY) -m robusthash.evaluation.adversarial_report --corpus corpus --out results/adversarial --originals 100 \
+		--methods cmaa,aria,pdq,phash,blockhash,forbild
 
 # Per-object hashing on the corpus test split (issue 6): the paper's Tables 1 and 2, crops with
 # rotation, montages, segments per image, time and bytes per image.

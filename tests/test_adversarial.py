@@ -177,8 +177,9 @@ def test_the_adversarial_bench_runs_end_to_end(tmp_path, photos):
         names.append(f"photos/{name}.jpg")
     (corpus / "test.txt").write_text("\n".join(names[:4]))
     (corpus / "train.txt").write_text("\n".join(names[4:]))
-    config = AdversarialBenchConfig(corpus=corpus, originals=2, methods=("cmaa", "phash"), steps=3, queries=3,
-                                    unseen=(("l2", 0.5),), unseen_queries=1)
+    config = AdversarialBenchConfig(originals_list=corpus / "test.txt", originals=2, methods=("cmaa", "phash"),
+                                    steps=3, queries=3, unseen=(("l2", 0.5),), unseen_queries=1,
+                                    distractor_lists=(corpus / "train.txt",))
     result = run(config, progress=lambda line: None)
     for method in ("cmaa", "phash"):
         row = result["methods"][method]
@@ -201,3 +202,27 @@ def test_recall_counts_ties_against_the_original():
     queries = [h([0] * 8), h([0] * 7 + [1])]
     # query 0 is its original exactly; query 1 sits 1 bit from original 0 and 0 from reference 2
     assert recall(queries, references, [0, 0], ks=(1, 2)) == {"recall@1": 0.5, "recall@2": 1.0}
+
+
+def test_bench_adversarial_checks_its_inputs(tmp_path):
+    runner = CliRunner()
+    listed = tmp_path / "originals.txt"
+    listed.write_text("a.jpg\n")
+    folder = runner.invoke(app, ["bench", "--adversarial", "--images", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert folder.exit_code == 2 and "one .txt list" in folder.output
+    methods = runner.invoke(app, ["bench", "--adversarial", "--images", str(listed), "--methods", "dhash",
+                                  "--out", str(tmp_path / "o")])
+    assert methods.exit_code == 2 and "no adversarial attack for dhash" in methods.output
+
+
+def test_the_black_box_attack_can_spend_its_whole_budget(photos):
+    from robusthash.attacks.surrogates import SurrogateConfig, surrogate_attack
+
+    coffee = photos["coffee"].resize((300, 200))
+    phash = get_hasher("phash")
+    original = phash.hash_pil(coffee)
+    stopped = surrogate_attack("phash", phash.hash_pil, coffee, original, 0, config=SurrogateConfig(queries=20))
+    full = surrogate_attack("phash", phash.hash_pil, coffee, original, 0,
+                            config=SurrogateConfig(queries=20, stop_at_success=False))
+    assert stopped.success and full.success and stopped.queries == full.queries  # the first query past τ
+    assert full.distance >= stopped.distance and full.distance > 4  # it went on pushing

@@ -100,3 +100,30 @@ def test_shipped_cmaa_model_recognises_a_copy_and_tells_images_apart(photos):
         distances = {other: hasher.hash_pil(copy).nhd(h) for other, h in originals.items()}
         assert min(distances, key=distances.get) == name  # its own original is the nearest
         assert distances[name] <= hasher.threshold
+
+
+def test_shipped_aria_model_is_its_own_method_with_its_own_calibration(photos):
+    from robusthash import attacks, get_hasher
+
+    aria, cmaa = get_hasher("aria"), get_hasher("cmaa")
+    assert aria.bits == 128 and aria.version.startswith("aria-small-") and aria.version != cmaa.version
+    assert 0 < aria.threshold < 0.5 and "train-split" in aria.threshold_source
+    assert aria.provenance  # the fine-tuning run is recorded in the file
+    originals = {name: aria.hash_pil(im) for name, im in photos.items()}
+    assert any((originals[n].bits != cmaa.hash_pil(photos[n]).bits).any() for n in photos)  # not cmaa's bits
+    for name, im in photos.items():
+        copy = aria.hash_pil(attacks.parse("JC(70)+RS(0.75)")(im, seed=0))
+        distances = {other: copy.nhd(h) for other, h in originals.items()}
+        assert min(distances, key=distances.get) == name and distances[name] <= aria.threshold
+
+
+def test_aria_ships_torch_weights_for_white_box_attacks(photos):
+    from robusthash import get_hasher
+    from robusthash.attacks.adversarial import median_signs, shipped_fingerprint, to_tensor
+
+    fingerprint = shipped_fingerprint(jpeg_quality=None, method="aria")
+    aria = get_hasher("aria")
+    im = photos["coffee"]
+    with torch.no_grad():
+        bits = median_signs(fingerprint(to_tensor(im)))[0].numpy() > 0
+    assert (bits != aria.hash_pil(im).bits).sum() <= 6  # int8 ONNX against the dequantised weights

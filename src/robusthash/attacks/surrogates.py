@@ -115,6 +115,9 @@ class SurrogateConfig:
     margin: float = 0.5  # push each margin this far past zero, in units of the original margins' spread
     jpeg_quality: int | None = 90
     seed: int = 0
+    # Stop at the first query past the threshold. An attacker who does not know the
+    # database spends the whole budget instead, to get as far as possible.
+    stop_at_success: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ class SurrogateResult:
     image: Image.Image  # the published file's pixels at the best query
     distance: int  # bits from the original (untargeted) or the target (targeted), real hasher
     success: bool
-    queries: int  # queries spent; for a success, the query that reached it
+    queries: int  # the first query past the threshold (a success), else all that were spent
 
 
 def surrogate_attack(method: str, hash_image: Callable[[Image.Image], Hash], image: Image.Image, reference: Hash,
@@ -149,6 +152,7 @@ def surrogate_attack(method: str, hash_image: Callable[[Image.Image], Hash], ima
         return distance <= threshold if target is not None else distance > threshold
 
     best: tuple[int, Image.Image] | None = None
+    first_success: int | None = None
     for query in range(1, config.queries + 1):
         # A hinge on every bit: zero once the margin is past zero by ``margin`` spreads.
         loss = F.relu(config.margin - goal * margins_of(x + delta) / spread).sum()
@@ -162,10 +166,12 @@ def surrogate_attack(method: str, hash_image: Callable[[Image.Image], Hash], ima
         better = best is None or (distance < best[0] if target is not None else distance > best[0])
         if better:
             best = (distance, candidate)
-        if done(distance):
-            return SurrogateResult(candidate, distance, True, query)
+        if done(distance) and first_success is None:
+            first_success = query
+            if config.stop_at_success:
+                break
     assert best is not None
-    return SurrogateResult(best[1], best[0], False, config.queries)
+    return SurrogateResult(best[1], best[0], first_success is not None, first_success or config.queries)
 
 
 def surrogate_bits(method: str, image: Image.Image) -> np.ndarray:

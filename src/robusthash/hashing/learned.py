@@ -125,6 +125,22 @@ class CmaaHasher(OnnxHasher):
         super().__init__(model_path or shipped_model(CMAA_MODEL), name="cmaa", limits=limits)
 
 
+ARIA_MODEL = "aria-small.onnx"
+
+
+@register
+class AriaHasher(OnnxHasher):
+    """ARIA: the shipped CMAA model fine-tuned with robust contrastive training against
+    ℓ∞ perturbations (docs/models/aria.md)."""
+
+    name = "aria"
+    bits = 128
+    description = "ARIA: cmaa fine-tuned adversarially (ε 4/255, 3 PGD steps; int8 ONNX, 96 px); median bits"
+
+    def __init__(self, model_path: Path | None = None, limits: LoadLimits = DEFAULT_LIMITS):
+        super().__init__(model_path or shipped_model(ARIA_MODEL), name="aria", limits=limits)
+
+
 def hasher_from_model_spec(spec: str) -> BaseHasher:
     """``NAME=PATH.onnx`` → a hasher of that exported model under NAME (any method list
     takes such entries, e.g. ``robusthash bench --methods cmaa,mine=run/model.onnx``).
@@ -140,4 +156,4 @@ def hasher_from_model_spec(spec: str) -> BaseHasher:
     return OnnxHasher(Path(path), name=name)
 
 
-__all__ = ["CmaaHasher", "OnnxHasher", "hasher_from_model_spec", "shipped_model"]
+__all__ = ["AriaHasher", "CmaaHasher", "OnnxHasher", "hasher_from_model_spec", "shipped_model"]
