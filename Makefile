@@ -70,6 +70,7 @@ results-aria: $(STAMP)
 results-adversarial: $(STAMP)
 	$(PY) -m robusthash.evaluation.adversarial_report --corpus corpus --out results/adversarial --originals 100 \
 		--methods cmaa,aria,pdq,phash,blockhash,forbild
+	$(PY) -m robusthash.evaluation.inversions --corpus corpus --out results/adversarial/inversions.png
 
 # Per-object hashing on the corpus test split (issue 6): the paper's Tables 1 and 2, crops with
 # rotation, montages, segments per image, time and bytes per image.

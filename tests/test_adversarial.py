@@ -226,3 +226,18 @@ def test_the_black_box_attack_can_spend_its_whole_budget(photos):
                             config=SurrogateConfig(queries=20, stop_at_success=False))
     assert stopped.success and full.success and stopped.queries == full.queries  # the first query past τ
     assert full.distance >= stopped.distance and full.distance > 4  # it went on pushing
+
+
+def test_the_inversion_sheet_is_written(tmp_path, photos):
+    from robusthash.evaluation.inversions import main
+
+    (tmp_path / "photos").mkdir()
+    photos["coffee"].resize((120, 80)).save(tmp_path / "photos" / "coffee.jpg")
+    (tmp_path / "test.txt").write_text("photos/coffee.jpg\n")
+    main(["--corpus", str(tmp_path), "--out", str(tmp_path / "sheet.png"), "--photos", "1", "--methods", "cmaa",
+          "--steps", "3"])
+    sheet = Image.open(tmp_path / "sheet.png")
+    assert sheet.size == (2 * 192, 192 + 32)
+    record = json.loads((tmp_path / "sheet.json").read_text())
+    assert record == [{"photo": 0, "method": "cmaa", "steps": record[0]["steps"], "bits_off": record[0]["bits_off"]}]
+    assert record[0]["steps"] <= 3
