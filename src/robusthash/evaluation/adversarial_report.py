@@ -100,7 +100,8 @@ def run(config: AdversarialBenchConfig, progress=lambda line: print(line, flush=
 
     test = listed(config.originals_list)
     chosen = spread(test, config.originals)
-    others = [p for p in test if p not in set(chosen)]
+    picked = set(chosen)
+    others = [p for p in test if p not in picked]
     for extra in config.distractor_lists:
         others += listed(extra)
     rng = np.random.default_rng(config.seed)
