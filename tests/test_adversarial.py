@@ -178,7 +178,7 @@ def test_the_adversarial_bench_runs_end_to_end(tmp_path, photos):
     (corpus / "test.txt").write_text("\n".join(names[:4]))
     (corpus / "train.txt").write_text("\n".join(names[4:]))
     config = AdversarialBenchConfig(originals_list=corpus / "test.txt", originals=2, methods=("cmaa", "phash"),
-                                    steps=3, queries=3, unseen=(("l2", 0.5),), unseen_queries=1,
+                                    steps=3, queries=3, unseen=(("l2", 0.5),), unseen_queries=1, targeted_queries=1,
                                     distractor_lists=(corpus / "train.txt",))
     result = run(config, progress=lambda line: None)
     for method in ("cmaa", "phash"):
@@ -187,8 +187,12 @@ def test_the_adversarial_bench_runs_end_to_end(tmp_path, photos):
         assert 0 <= row["attack"]["success"] <= 1
     assert result["methods"]["phash"]["attack"]["mean_queries"] <= 3
     assert "l2 0.5" in result["methods"]["cmaa"]["unseen"]
+    for method in ("cmaa", "phash"):
+        targeted = result["methods"][method]["targeted"]
+        assert targeted["queries"] == 1 and 0 <= targeted["success"] <= 1 and 0 <= targeted["hijacked"] <= 1
     write_markdown(result, tmp_path, "cmd")
-    assert "| cmaa | white-box PGD |" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "| cmaa | white-box PGD |" in report and "## Targeted attacks" in report
 
 
 def test_recall_counts_ties_against_the_original():

@@ -23,7 +23,8 @@ Queries, one per original:
 Reported: recall@1 and @10 (the original's rank among all references by Hamming
 distance; ties count against it), the attack's success on the saved files (distance >
 the method's τ), queries, PSNR; for the learned hashers also budgets not trained
-against (ℓ∞ 16/255 and 32/255, ℓ2 0.5), on the first 25 queries.
+against (ℓ∞ 16/255 and 32/255, ℓ2 0.5), on the first 25 queries; and targeted attacks
+(collisions: query i pulled onto original i + 1's hash) on the first 25 queries.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class AdversarialBenchConfig:
     queries: int = 100  # black-box query budget
     unseen: tuple[tuple[str, float], ...] = (("linf", 16 / 255), ("linf", 32 / 255), ("l2", 0.5))
     unseen_queries: int = 25  # how many of the queries the unseen budgets attack
+    targeted_queries: int = 25  # how many queries a targeted attack pulls onto another original
     seed: int = 0
     distractor_lists: tuple[Path, ...] = ()  # more distractors, e.g. corpus/train.txt
 
@@ -166,9 +168,40 @@ def run(config: AdversarialBenchConfig, progress=lambda line: print(line, flush=
                 row["unseen"][label] = recall(hasher.hash_pils(files), references, truth[:budget]) | {
                     "queries": budget, "clean": recall(clean_hashes[:budget], references, truth[:budget])}
                 progress(f"{method} unseen {label}: {row['unseen'][label]}")
+        row["targeted"] = targeted_row(method, hasher, fingerprint, clean, originals, references, tau, config)
+        progress(f"{method} targeted: {row['targeted']}")
         result["methods"][method] = row
         progress(f"{method}: {json.dumps(row, default=str)[:300]}")
     return result
+
+
+def targeted_row(method: str, hasher, fingerprint, clean: list[Image.Image], originals: list[Image.Image],
+                 references: list[Hash], tau: int, config: AdversarialBenchConfig) -> dict:
+    """Collisions (Eq. 2): query i pulled onto original i + 1's hash, ℓ∞ ε, saved as JPEG.
+    Success: within τ of the target; hijacked: the target ranks first."""
+    from ..attacks import adversarial as adv
+    from ..attacks.blackbox import published
+    from ..attacks.surrogates import SurrogateConfig, surrogate_attack
+
+    count = min(config.targeted_queries, len(clean))
+    files = []
+    for i in range(count):
+        target = (i + 1) % len(originals)
+        if fingerprint is not None:
+            pixels = adv.targeted(fingerprint, adv.to_tensor(clean[i]), adv.to_tensor(originals[target]),
+                                  adv.PGDConfig(eps=config.eps, steps=config.steps, seed=config.seed))
+            files.append(published(pixels[0].numpy().transpose(1, 2, 0), 90))
+        else:
+            files.append(surrogate_attack(method, hasher.hash_pil, clean[i], references[target], tau,
+                                          target=originals[target],
+                                          config=SurrogateConfig(eps=config.eps, queries=config.queries,
+                                                                 seed=config.seed)).image)
+    hashes = hasher.hash_pils(files)
+    targets = [(i + 1) % len(originals) for i in range(count)]
+    within = [h - references[t] <= tau for h, t in zip(hashes, targets)]
+    hijacked = recall(hashes, references, targets, ks=(1,))["recall@1"] if count else 0.0
+    return {"queries": count, "success": float(np.mean(within)) if count else 0.0, "hijacked": hijacked,
+            "still_own_recall@1": recall(hashes, references, list(range(count)), ks=(1,))["recall@1"] if count else 0.0}
 
 
 def write_markdown(result: dict, out: Path, command: str) -> None:
@@ -200,6 +233,16 @@ def write_markdown(result: dict, out: Path, command: str) -> None:
         n = c["originals"]
         for method, at in black.items():
             lines.append(f"| {method} | " + " | ".join(f"{sum(q <= b for q in at) / n:.2f}" for b in budgets) + " |")
+        lines.append("")
+    targeted = {m: r["targeted"] for m, r in result["methods"].items() if r.get("targeted")}
+    if targeted:
+        lines += ["## Targeted attacks (collisions)", "",
+                  "Query i pulled onto original i + 1's hash (ℓ∞ ε as above, saved as JPEG), on the first queries.", "",
+                  "| method | queries | within τ of the target | target ranks first | own original still first |",
+                  "|---|---:|---:|---:|---:|"]
+        for method, r in targeted.items():
+            lines.append(f"| {method} | {r['queries']} | {r['success']:.3f} | {r['hijacked']:.3f} | "
+                         f"{r['still_own_recall@1']:.3f} |")
         lines.append("")
     unseen = {m: r["unseen"] for m, r in result["methods"].items() if r.get("unseen")}
     if unseen:
