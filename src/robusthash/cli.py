@@ -20,7 +20,7 @@ from rich.text import Text
 from . import __version__
 from .evaluation.bench import BenchConfig, attack_cases, default_cache_path, default_workers, run_bench
 from .evaluation.report import write_report
-from .files import iter_image_paths
+from .files import evenly_spaced, iter_image_paths
 from .hashing import available_methods, get_hasher
 from .hashing.base import load_for
 from .io import ImageError
@@ -425,15 +425,6 @@ def demo(
 CLASSICAL = "forbild,blockhash,pdq,phash,dhash,ahash,whash"
 
 
-def _evenly_spaced(paths: list, count: int | None) -> list:
-    """``count`` paths spread evenly through the list, so that every source of a sorted
-    collection is represented (its first files often all come from one source)."""
-    if count is None or count >= len(paths):
-        return paths
-    step = len(paths) / count
-    return [paths[int(i * step)] for i in range(count)]
-
-
 @app.command()
 def bench(
     images: List[str] = typer.Option(
@@ -478,7 +469,7 @@ def bench(
         attack_cases(attack_spec)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--attacks") from None
-    paths = _evenly_spaced(list(iter_image_paths(images)), sample)
+    paths = evenly_spaced(list(iter_image_paths(images)), sample)
     if len(paths) < 2:
         raise typer.BadParameter(f"found {len(paths)} image(s) in {' '.join(images)}; the protocol needs at least two",
                                  param_hint="--images")

@@ -23,6 +23,15 @@ def read_image_list(path: Path) -> list[Path]:
     return entries
 
 
+def evenly_spaced(paths: list, count: int | None) -> list:
+    """``count`` paths spread evenly through the list, so that every source of a sorted
+    collection is represented (its first files often all come from one source)."""
+    if count is None or count >= len(paths):
+        return paths
+    step = len(paths) / count
+    return [paths[int(i * step)] for i in range(count)]
+
+
 def iter_image_paths(paths: Iterable[str | os.PathLike], recursive: bool = True) -> Iterator[Path]:
     """Yield files to hash, in a stable order.
 

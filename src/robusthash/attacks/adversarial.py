@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..models.preprocess import MEAN, STD
+from .transforms import jpeg
 
 # The IJG tables of the JPEG standard (Annex K), quality 50; ``quant_tables`` scales them.
 LUMA_TABLE = np.array([
@@ -261,6 +262,14 @@ def to_image(x: torch.Tensor) -> Image.Image:
     """(1, 3, H, W) in [0, 1] → an RGB PIL image (rounded to 8 bits)."""
     pixels = (x[0].detach().clamp(0, 1).numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
     return Image.fromarray(pixels)
+
+
+def published(x: torch.Tensor, jpeg_quality: int | None = 90) -> Image.Image:
+    """The 8-bit file an attacker publishes from pixels (1, 3, H, W) in [0, 1], as it
+    decodes again: JPEG at ``jpeg_quality`` (the JC attack: Pillow's encoder, 4:2:0, as
+    :func:`save` writes it), else the rounded pixels themselves."""
+    im = to_image(x)
+    return jpeg(im, jpeg_quality) if jpeg_quality else im
 
 
 def save(x: torch.Tensor, path, jpeg_quality: int | None = 90) -> None:

@@ -25,8 +25,7 @@ from PIL import Image
 
 from ..hashing.blockhash import axis_weights
 from ..hashing.value import Hash
-from .adversarial import to_tensor
-from .blackbox import published
+from .adversarial import published, to_tensor
 
 LUMA = torch.tensor([0.299, 0.587, 0.114])
 
@@ -56,7 +55,7 @@ def _box_means(values: torch.Tensor, blocks: int) -> torch.Tensor:
     return rows @ values @ cols.T
 
 
-def _upper_median(values: torch.Tensor) -> torch.Tensor:
+def _median(values: torch.Tensor) -> torch.Tensor:
     """The mean of the two middle values along the last axis (numpy's median)."""
     ordered = values.sort(dim=-1).values
     n = ordered.shape[-1]
@@ -67,7 +66,7 @@ def phash_margins(pixels: torch.Tensor) -> torch.Tensor:
     """imagehash.phash: grey 32 × 32, 2-D DCT, the 8 × 8 lowest, against their median."""
     d = dct_matrix(32, 8, scale=2.0)
     coefficients = (d @ _shrink(luma(pixels), 32) @ d.T).flatten(1)
-    return coefficients - _upper_median(coefficients)[:, None]
+    return coefficients - _median(coefficients)[:, None]
 
 
 def pdq_margins(pixels: torch.Tensor) -> torch.Tensor:
@@ -75,13 +74,13 @@ def pdq_margins(pixels: torch.Tensor) -> torch.Tensor:
     16 × 16 DCT without the DC row, against the median; bit 255 first, as ``pdqhash``."""
     d = dct_matrix(64, 16, skip_dc=True, scale=math.sqrt(2 / 64))
     coefficients = (d @ _shrink(luma(pixels), 64) @ d.T).flatten(1)
-    return (coefficients - _upper_median(coefficients)[:, None]).flip(1)
+    return (coefficients - _median(coefficients)[:, None]).flip(1)
 
 
 def blockhash_margins(pixels: torch.Tensor) -> torch.Tensor:
     """blockhash (16 × 16): R + G + B block sums, each band of four rows against its median."""
     sums = _box_means(pixels.sum(1) * 255, 16).reshape(len(pixels), 4, 64)
-    return (sums - _upper_median(sums)[..., None]).flatten(1)
+    return (sums - _median(sums)[..., None]).flatten(1)
 
 
 def forbild_margins(pixels: torch.Tensor, flips: tuple[bool, bool] | None = None) -> torch.Tensor:
@@ -98,7 +97,7 @@ def forbild_margins(pixels: torch.Tensor, flips: tuple[bool, bool] | None = None
     if flips[1]:
         grid = grid.flip(-1)
     quads = grid.reshape(-1, 2, 8, 2, 8).permute(0, 1, 3, 2, 4).reshape(-1, 4, 64)
-    margins = quads - _upper_median(quads)[..., None]
+    margins = quads - _median(quads)[..., None]
     return margins.reshape(-1, 2, 2, 8, 8).permute(0, 1, 3, 2, 4).reshape(-1, 256)
 
 
@@ -161,7 +160,7 @@ def surrogate_attack(method: str, hash_image: Callable[[Image.Image], Hash], ima
             delta -= config.step_size * grad.sign()
             delta.clamp_(-config.eps, config.eps)
             delta.copy_((x + delta).clamp(0, 1) - x)
-        candidate = published((x + delta).detach()[0].numpy().transpose(1, 2, 0), config.jpeg_quality)
+        candidate = published((x + delta).detach(), config.jpeg_quality)
         distance = hash_image(candidate) - reference
         better = best is None or (distance < best[0] if target is not None else distance > best[0])
         if better:

@@ -40,9 +40,11 @@ import numpy as np
 from PIL import Image
 
 from ..attacks import TABLE1, TABLE2, parse
+from ..files import evenly_spaced, read_image_list
 from ..hashing import get_hasher
 from ..hashing.value import Hash
 from .metrics import hamming_matrix
+from .segments_report import reduced
 
 MAX_SIDE = 512
 
@@ -60,18 +62,6 @@ class AdversarialBenchConfig:
     targeted_queries: int = 25  # how many queries a targeted attack pulls onto another original
     seed: int = 0
     distractor_lists: tuple[Path, ...] = ()  # more distractors, e.g. corpus/train.txt
-
-
-def reduced(im: Image.Image, side: int = MAX_SIDE) -> Image.Image:
-    im = im.convert("RGB")
-    if max(im.size) > side:
-        im.thumbnail((side, side), Image.Resampling.LANCZOS)
-    return im
-
-
-def spread(paths: list[Path], count: int) -> list[Path]:
-    step = len(paths) / count
-    return [paths[int(i * step)] for i in range(min(count, len(paths)))]
 
 
 def recall(queries: list[Hash], references: list[Hash], truth: list[int], ks: tuple[int, ...] = (1, 10)) -> dict:
@@ -93,24 +83,20 @@ def run(config: AdversarialBenchConfig, progress=lambda line: print(line, flush=
     import torch
 
     from ..attacks import adversarial as adv
-    from ..attacks.blackbox import published
     from ..attacks.surrogates import SurrogateConfig, surrogate_attack
 
     torch.manual_seed(config.seed)
-    def listed(path: Path) -> list[Path]:
-        return [path.parent / line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-    test = listed(config.originals_list)
-    chosen = spread(test, config.originals)
+    test = read_image_list(config.originals_list)
+    chosen = evenly_spaced(test, config.originals)
     picked = set(chosen)
     others = [p for p in test if p not in picked]
     for extra in config.distractor_lists:
-        others += listed(extra)
+        others += read_image_list(extra)
     rng = np.random.default_rng(config.seed)
-    originals = [reduced(Image.open(p)) for p in chosen]
+    originals = [reduced(Image.open(p), MAX_SIDE) for p in chosen]
     distractors = []
     for path in others:
-        im = reduced(Image.open(path))
+        im = reduced(Image.open(path), MAX_SIDE)
         distractors += [im, parse(f"CROP(0.5,{rng.random():.2f},{rng.random():.2f})")(im)]
     cases = [*TABLE1, *TABLE2]
     specs = [cases[rng.integers(len(cases))].spec for _ in originals]
@@ -135,7 +121,7 @@ def run(config: AdversarialBenchConfig, progress=lambda line: print(line, flush=
                 config_pgd = adv.PGDConfig(eps=config.eps, steps=config.steps, seed=config.seed)
                 pixels = adv.untargeted(fingerprint, adv.to_tensor(query), config_pgd,
                                         original=adv.to_tensor(originals[i]))
-                out = published(pixels[0].numpy().transpose(1, 2, 0), 90)
+                out = adv.published(pixels, 90)
                 queries.append(0)
             else:
                 found = surrogate_attack(method, hasher.hash_pil, query, references[i], tau, original=originals[i],
@@ -163,7 +149,7 @@ def run(config: AdversarialBenchConfig, progress=lambda line: print(line, flush=
                                          adv.PGDConfig(norm=norm, eps=eps, steps=config.steps, seed=config.seed),
                                          original=adv.to_tensor(o))
                           for q, o in zip(clean[:budget], originals[:budget])]
-                files = [published(p[0].numpy().transpose(1, 2, 0), 90) for p in pixels]
+                files = [adv.published(p, 90) for p in pixels]
                 label = f"{norm} {eps * 255:.0f}/255" if norm == "linf" else f"{norm} {eps}"
                 row["unseen"][label] = recall(hasher.hash_pils(files), references, truth[:budget]) | {
                     "queries": budget, "clean": recall(clean_hashes[:budget], references, truth[:budget])}
@@ -180,7 +166,6 @@ def targeted_row(method: str, hasher, fingerprint, clean: list[Image.Image], ori
     """Collisions (Eq. 2): query i pulled onto original i + 1's hash, ℓ∞ ε, saved as JPEG.
     Success: within τ of the target; hijacked: the target ranks first."""
     from ..attacks import adversarial as adv
-    from ..attacks.blackbox import published
     from ..attacks.surrogates import SurrogateConfig, surrogate_attack
 
     count = min(config.targeted_queries, len(clean))
@@ -190,7 +175,7 @@ def targeted_row(method: str, hasher, fingerprint, clean: list[Image.Image], ori
         if fingerprint is not None:
             pixels = adv.targeted(fingerprint, adv.to_tensor(clean[i]), adv.to_tensor(originals[target]),
                                   adv.PGDConfig(eps=config.eps, steps=config.steps, seed=config.seed))
-            files.append(published(pixels[0].numpy().transpose(1, 2, 0), 90))
+            files.append(adv.published(pixels, 90))
         else:
             files.append(surrogate_attack(method, hasher.hash_pil, clean[i], references[target], tau,
                                           target=originals[target],

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .adversarial_report import reduced, spread
+from ..files import evenly_spaced, read_image_list
+from .adversarial_report import MAX_SIDE
+from .segments_report import reduced
 
 CELL = 192
 
@@ -33,8 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    listed = [args.corpus / line for line in (args.corpus / "test.txt").read_text().split()]
-    photos = [reduced(Image.open(p)) for p in spread(listed, args.photos)]
+    listed = read_image_list(args.corpus / "test.txt")
+    photos = [reduced(Image.open(p), MAX_SIDE) for p in evenly_spaced(listed, args.photos)]
     methods = args.methods.split(",")
     sheet = Image.new("RGB", (CELL * (1 + len(methods)), (CELL + 16) * len(photos) + 16), "white")
     draw = ImageDraw.Draw(sheet)

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .objects import nearest_fill
+from .segmenter import reduced
 
 
 @dataclass(frozen=True)
@@ -66,18 +67,10 @@ def _centred_grid(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     return x - (width - 1) / 2, y - (height - 1) / 2
 
 
-def _reduced(image: Image.Image, side: int) -> Image.Image:
-    scale = side / max(image.size)
-    if scale >= 1:
-        return image
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                        Image.Resampling.BILINEAR)
-
-
 def _fill_and_near(image: Image.Image, side: int, tolerance: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The fill colour (the four corners' median, when they agree) and which pixels of a
     ``side`` px copy have it."""
-    pixels = np.asarray(_reduced(image, side), dtype=np.int16)
+    pixels = np.asarray(reduced(image, side, Image.Resampling.BILINEAR), dtype=np.int16)
     corners = pixels[[0, 0, -1, -1], [0, -1, 0, -1]]
     fill = np.median(corners, axis=0)
     if np.abs(corners - fill).max() > tolerance:

@@ -28,7 +28,7 @@ from ..io import DEFAULT_LIMITS, LoadLimits
 from .frame import moment_upright, upright_picture
 from .objects import MIN_SIDE, Background, fill_in, normalise_object
 from .segmenter import (ColourSegmenter, ObjectNetSegmenter, OnnxInstanceSegmenter, PlainBackgroundSegmenter,
-                        Segmenter)
+                        Segmenter, reduced)
 
 SAME_MASK_IOU = 0.9  # a mask this close to an earlier one adds no part
 WORK_SIDE = 512  # longer side of the copy objects are found and cut out on
@@ -111,8 +111,7 @@ class SegmentsHasher(BaseHasher):
         # hasher sees them at 96 px, and rotating and measuring full-size masks was half
         # the time of a 1000 px photo. Boxes are given in the image's own pixels.
         scale = min(1.0, WORK_SIDE / max(im.size))
-        work = im if scale == 1 else im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
-                                               Image.Resampling.BILINEAR)
+        work = reduced(im, WORK_SIDE, Image.Resampling.BILINEAR)
         min_side = max(1, round(MIN_SIDE * scale))
         found = self.masks(work)
         parts = [(normalise_object(work, mask, background, min_side), part_kind(background))

@@ -130,7 +130,7 @@ class PlainBackgroundSegmenter:
 
     def segment(self, image: Image.Image) -> list[np.ndarray]:
         c = self.config
-        work = _reduced(image.convert("RGB"), c.work_size)
+        work = reduced(image.convert("RGB"), c.work_size)
         pixels = np.asarray(work, dtype=np.int16)
         ring = np.concatenate([pixels[:2].reshape(-1, 3), pixels[-2:].reshape(-1, 3),
                                pixels[:, :2].reshape(-1, 3), pixels[:, -2:].reshape(-1, 3)])
@@ -217,7 +217,7 @@ class OnnxInstanceSegmenter:
         self.work_size = work_size
 
     def segment(self, image: Image.Image) -> list[np.ndarray]:
-        work = _reduced(image.convert("RGB"), self.work_size)
+        work = reduced(image.convert("RGB"), self.work_size)
         pixels = (np.asarray(work, dtype=np.float32) / 255.0).transpose(2, 0, 1)
         found = dict(zip(self.outputs, self.session.run(None, {self.input: pixels})))
         masks = []
@@ -239,11 +239,12 @@ class OnnxInstanceSegmenter:
         return sorted(masks, key=lambda m: -int(m.sum()))
 
 
-def _reduced(image: Image.Image, side: int) -> Image.Image:
+def reduced(image: Image.Image, side: int, resample: Image.Resampling = Image.Resampling.BOX) -> Image.Image:
+    """``image`` down-scaled so its longer side is at most ``side`` (sides rounded, ≥ 1 px)."""
     scale = side / max(image.size)
     if scale >= 1:
         return image
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BOX)
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), resample)
 
 
 def _to_size(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
