@@ -171,6 +171,44 @@ def compare(
         _emit(fmt, record, f"{hasher.name}: distance {result.distance:.4f}{hamming}  {verdict}  ({rule})")
 
 
+@app.command()
+def explain(
+    query: Path = typer.Argument(..., help="The copy found (e.g. a query that matched)."),
+    original: Path = typer.Argument(..., help="The original it matched."),
+    picture: Optional[Path] = typer.Option(None, "--out", "-o",
+                                           help="PNG to write [default: QUERY-vs-ORIGINAL.png here]"),
+    no_picture: bool = typer.Option(False, "--no-picture", help="only print the answer"),
+    model: Optional[Path] = typer.Option(None, "--model", help="a comparator ONNX file [default: the shipped one]"),
+    fmt: Format = typer.Option(Format.text, "--format"),
+):
+    """What was edited: same picture (only non-editorial changes), edited (and where:
+    a 7×7 heatmap over the original), or a different picture. Aligns the query to the
+    original first (crops, rotations, flips). Writes a PNG with the heatmap overlaid."""
+    from .compare import ImageComparator
+    from .compare.picture import explanation_picture
+
+    try:
+        comparator = ImageComparator(model)
+        query_im, original_im = comparator.load(query), comparator.load(original)
+    except ValueError as exc:  # ImageError is one; a bad model file is the other
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    result = comparator.explain(query_im, original_im)
+    record = {"query": str(query), "original": str(original), **result.to_dict()}
+    if not no_picture:
+        target = picture or Path(f"{query.stem}-vs-{original.stem}.png")
+        explanation_picture(query_im, original_im, result).save(target)
+        record["picture"] = str(target)
+    cells = ", ".join(f"r{r}c{c}" for r, c in result.edited_cells())
+    text = (f"{result.label} (p {result.probabilities[result.label]:.2f})"
+            + (f"; edited cells (row, column of 7×7 over the original): {cells or 'none above 0.5'}"
+               if result.label == "edited" else "")
+            + ("; aligned" + (" after mirroring" if result.alignment.flipped else "")
+               + f" on {result.alignment.inliers} points" if result.alignment.found else "; no geometric match")
+            + (f"; picture {record['picture']}" if "picture" in record else ""))
+    _emit(fmt, record, text)
+
+
 JPEG_SAVE_QUALITY = 95
 
 
@@ -832,6 +870,20 @@ def _with_training_progress(steps: int, loss: str, run):
             raise typer.Exit(1) from None
 
 
+def _training_split(data: Path, objects: Optional[Path]) -> tuple[list[Path], list[Path]]:
+    """The photos of a training list (the test split is refused) and the train share of
+    the cut-outs in ``objects`` (``segments.montage.object_split``)."""
+    from .models.train import read_training_list
+    from .segments.montage import object_split
+
+    try:
+        photos = read_training_list(data)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data") from None
+    cutouts = [p for p in sorted(objects.glob("*.png")) if object_split(p) == "train"] if objects else []
+    return photos, cutouts
+
+
 @train_app.command("aria")
 def train_aria(
     data: Path = typer.Option(..., "--data", help="the training list, e.g. corpus/train.txt (test.txt is refused)"),
@@ -853,7 +905,7 @@ def train_aria(
     try:
         from .hashing.learned import shipped_model
         from .models.aria import AriaConfig
-        from .models.train import TrainConfig, read_training_list
+        from .models.train import TrainConfig
         from .models.train import train as run_training
     except ImportError as exc:
         err.print(f"error: training needs torch and safetensors ({exc}); pip install 'robusthash[train]'", markup=False)
@@ -865,13 +917,7 @@ def train_aria(
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, loader_workers=loader_workers,
                          checkpoint_every=checkpoint_every, init=str(start),
                          adversarial=AriaConfig(eps=radius, steps=pgd_steps, step_size=2.5 * radius / pgd_steps))
-    try:
-        photos = read_training_list(data)
-    except (ValueError, OSError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="--data") from None
-    from .segments.montage import object_split
-
-    cutouts = [p for p in sorted(objects.glob("*.png")) if object_split(p) == "train"] if objects else []
+    photos, cutouts = _training_split(data, objects)
     err.print(f"{len(photos)} photos, {len(cutouts)} train cut-outs, from {start}, ε {eps}, {pgd_steps} PGD steps, "
               f"{steps} steps")
     weights = _with_training_progress(steps, "total",
@@ -893,17 +939,10 @@ def train_objectnet(
     try:
         from .models.objectnet import ObjectNetConfig, export_onnx
         from .models.objectnet import train as run_training
-        from .models.train import read_training_list
     except ImportError as exc:
         err.print(f"error: training needs torch and onnx ({exc}); pip install 'robusthash[train]'", markup=False)
         raise typer.Exit(1) from None
-    from .segments.montage import object_split
-
-    try:
-        photos = read_training_list(data)
-    except (ValueError, OSError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="--data") from None
-    cutouts = [p for p in sorted(objects.glob("*.png")) if object_split(p) == "train"]
+    photos, cutouts = _training_split(data, objects)
     config = ObjectNetConfig(steps=steps, batch_size=batch_size, seed=seed)
     err.print(f"{len(photos)} photos, {len(cutouts)} train cut-outs, {steps} steps")
     run_dir = onnx_path.with_suffix(".run")
@@ -912,6 +951,49 @@ def train_objectnet(
     export_onnx(model, onnx_path, {"steps": steps, "batch_size": batch_size, "seed": seed,
                                    "data": "corpus train split + train cut-outs (segments.montage.object_split)"})
     out.print(f"wrote {onnx_path} (log in {run_dir})", markup=False)
+
+
+@train_app.command("comparator")
+def train_comparator(
+    data: Path = typer.Option(..., "--data", help="the training list, e.g. corpus/train.txt (test.txt is refused)"),
+    objects: Path = typer.Option(..., "--objects", help="folder of RGBA cut-outs; only the train share is used"),
+    run_dir: Path = typer.Option(..., "--out", help="run folder: pairs, logs, comparator.onnx and weights"),
+    pairs: int = typer.Option(12_000, "--pairs", min=3, help="aligned training pairs drawn (a third of each class)"),
+    steps: int = typer.Option(3000, "--steps", min=1, help="standard training steps"),
+    robust_steps: int = typer.Option(1500, "--robust-steps", min=0, help="robust fine-tuning steps (0: none)"),
+    eps: str = typer.Option("8/255", "--eps", help="ℓ∞ radius of the robust fine-tuning"),
+    pgd_steps: int = typer.Option(3, "--pgd-steps", min=1),
+    batch_size: int = typer.Option(32, "--batch-size", min=2),
+    seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(2, "--workers", min=1, help="processes aligning the training pairs"),
+):
+    """Train the image comparator (docs/comparator.md): synthetic pairs from the train
+    split, standard training, then ARIA's robust fine-tuning against PGD on the query."""
+    try:
+        from .models.comparator import ComparatorConfig
+        from .models.train_comparator import fit, training_pairs
+    except ImportError as exc:
+        err.print(f"error: training needs torch and onnx ({exc}); pip install 'robusthash[train]'", markup=False)
+        raise typer.Exit(1) from None
+    photos, cutouts = _training_split(data, objects)
+    standard = ComparatorConfig(steps=steps, batch_size=batch_size, seed=seed)
+    robust = ComparatorConfig(steps=robust_steps, batch_size=batch_size, seed=seed + 1, lr=standard.lr / 3,
+                              epsilon=_fraction(eps, "--eps"), pgd_steps=pgd_steps)
+    err.print(f"{len(photos)} photos, {len(cutouts)} train cut-outs, {pairs} pairs, {steps} standard + "
+              f"{robust_steps} robust steps (ε {eps}, {pgd_steps} PGD steps)")
+    with _progress(err.is_terminal) as bar:
+        task = bar.add_task("aligning pairs", total=pairs)
+        aligned = training_pairs(photos, cutouts, run_dir, pairs, seed, standard, workers,
+                                 progress=lambda done, total: bar.update(task, completed=done))
+    stages = {"standard": steps, "robust": robust_steps}
+
+    def run(report):
+        return fit(aligned, run_dir, standard, robust,
+                   progress=lambda stage, step, total, record: report(step + (steps if stage == "robust" else 0),
+                                                                      sum(stages.values()), record))
+
+    model = _with_training_progress(sum(stages.values()) if robust_steps else steps, "loss", run)
+    out.print(f"wrote {model} (weights and logs in {run_dir})", markup=False)
 
 
 @app.command("export")

@@ -137,3 +137,25 @@ def fnr_at_fpr(positive: np.ndarray, negative: np.ndarray, fpr: float) -> float:
     _, rates, misses = det_curve(positive, negative)
     allowed = rates <= fpr
     return float(misses[allowed].min()) if allowed.any() else 1.0
+
+
+def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the precision–recall curve as scikit-learn's ``average_precision_score``
+    computes it: Σ (Rₙ − Rₙ₋₁) Pₙ over the distinct score thresholds, highest first (tied
+    scores enter together). The comparator report's AP (ARIA Table 4)."""
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    if not positive.any():
+        raise ValueError("average precision needs at least one positive")
+    order = np.argsort(-scores, kind="stable")
+    scores, positive = scores[order], positive[order]
+    last_of_tie = np.r_[np.nonzero(np.diff(scores))[0], len(scores) - 1]
+    hits = np.cumsum(positive)[last_of_tie]
+    precision = hits / (last_of_tie + 1)
+    recall = hits / positive.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def cell_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of two boolean cell maps; 1 when both are empty."""
+    union = np.logical_or(predicted, truth).sum()
+    return 1.0 if union == 0 else float(np.logical_and(predicted, truth).sum() / union)

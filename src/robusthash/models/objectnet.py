@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,6 +24,7 @@ from PIL import Image
 from torch import nn
 
 from ..segments.montage import paste
+from .loop import run_steps
 
 
 @dataclass(frozen=True)
@@ -122,25 +122,15 @@ def train(photos: list[Path], cutouts: list[Path], out: Path, config: ObjectNetC
     small_photos = [_reduced(Image.open(p).convert("RGB"), 2 * config.image_size) for p in photos]
     small_cutouts = [_reduced(Image.open(p).convert("RGBA"), 2 * config.image_size) for p in cutouts]
     model = ObjectNet(config.widths)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.steps, pct_start=0.1)
-    model.train()
-    started = time.time()
-    with open(out / "log.jsonl", "w") as log:
-        for step in range(1, config.steps + 1):
-            samples = [montage_sample(small_photos[int(rng.integers(len(small_photos)))], small_cutouts, rng, config)
-                       for _ in range(config.batch_size)]
-            images = torch.from_numpy(np.stack([s[0] for s in samples])).permute(0, 3, 1, 2)
-            masks = torch.from_numpy(np.stack([s[1] for s in samples]))[:, None]
-            loss = forward_loss(model(images), masks)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            record = {"step": step, "loss": round(loss.item(), 4), "seconds": round(time.time() - started, 1)}
-            log.write(json.dumps(record) + "\n")
-            if progress:
-                progress(step, config.steps, record)
+
+    def step_loss(step: int) -> torch.Tensor:
+        samples = [montage_sample(small_photos[int(rng.integers(len(small_photos)))], small_cutouts, rng, config)
+                   for _ in range(config.batch_size)]
+        images = torch.from_numpy(np.stack([s[0] for s in samples])).permute(0, 3, 1, 2)
+        masks = torch.from_numpy(np.stack([s[1] for s in samples]))[:, None]
+        return forward_loss(model(images), masks)
+
+    run_steps(model, config.steps, config.lr, step_loss, out, progress)
     (out / "config.json").write_text(json.dumps(asdict(config)))
     return model.eval()
 

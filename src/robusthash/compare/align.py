@@ -1,0 +1,198 @@
+"""Bring a query into its original's frame, so that only edits are left to compare.
+
+SIFT features of both images (reduced to ``feature_side`` pixels, grey), Lowe's ratio
+test, then a RANSAC homography with OpenCV. SIFT descriptors are not mirror-invariant,
+so when too few matches agree the mirrored query is tried as well: a flip is one of the
+non-editorial changes (Table 1's FL) that must be undone.
+
+The query is then resampled onto a ``size`` × ``size`` grid laid over the original
+(:func:`sampling_grid`), after an antialiasing reduction when the query is finer than
+that grid. Grid cells the query does not cover (it was cropped) take the original's
+pixels, so cropping never reads as an edit. When no homography is found (a different
+picture, or one too degraded for features) the query is simply stretched onto the
+original's frame, which is right for the pairs that kept their geometry.
+
+The grid is computed once in numpy; :func:`aligned_pair` samples it with OpenCV and
+``robusthash.models.comparator`` samples the same grid with ``torch.grid_sample``, so
+an attack through the alignment sees exactly what the comparator sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ..io import to_rgb
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    feature_side: int = 384  # longer side of the grey copies SIFT sees
+    max_features: int = 1000
+    ratio: float = 0.75  # Lowe's ratio test
+    ransac_pixels: float = 4.0  # reprojection error allowed, in feature_side pixels
+    min_inliers: int = 12
+    max_scale_change: float = 8.0  # a homography that scales more than this is rejected
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """How the query maps onto its original.
+
+    ``homography`` maps pixel coordinates (x, y, 1) of the query, mirrored first when
+    ``flipped``, to the original's pixel coordinates; None when no geometry was found
+    and the query is stretched onto the original's frame instead."""
+
+    homography: np.ndarray | None
+    flipped: bool
+    inliers: int
+    matches: int
+
+    @property
+    def found(self) -> bool:
+        return self.homography is not None
+
+
+@dataclass(frozen=True)
+class AlignedPair:
+    original: np.ndarray  # size × size × 3 uint8
+    query: np.ndarray  # size × size × 3 uint8: the query in the original's frame
+    coverage: np.ndarray  # size × size bool: where the query has pixels
+
+
+@dataclass(frozen=True)
+class SamplingGrid:
+    """Where each cell of the ``size`` × ``size`` grid over the original lies in the
+    query, after the query is mirrored (``flipped``) and reduced to ``reduced`` (w, h)."""
+
+    flipped: bool
+    reduced: tuple[int, int]
+    map_x: np.ndarray  # size × size float32, query pixel coordinates
+    map_y: np.ndarray
+
+    @property
+    def coverage(self) -> np.ndarray:
+        w, h = self.reduced
+        return (self.map_x >= -0.5) & (self.map_x <= w - 0.5) & (self.map_y >= -0.5) & (self.map_y <= h - 0.5)
+
+
+def _grey_features(im: Image.Image, side: int, sift):
+    grey = im.convert("L")
+    scale = min(1.0, side / max(grey.size))
+    if scale < 1.0:
+        grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
+                           Image.Resampling.BILINEAR)
+    keypoints, descriptors = sift.detectAndCompute(np.asarray(grey), None)
+    points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
+    # Back to full-size pixel coordinates (pixel centres stay centres).
+    return (points + 0.5) / scale - 0.5, descriptors, scale
+
+
+def _match(query_features, original_features, config: AlignConfig) -> tuple[np.ndarray | None, int, int]:
+    import cv2
+
+    q_points, q_desc, q_scale = query_features
+    o_points, o_desc, o_scale = original_features
+    if q_desc is None or o_desc is None or len(q_desc) < 2 or len(o_desc) < 2:
+        return None, 0, 0
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(q_desc, o_desc, k=2)
+    good = [m for m, n in (p for p in pairs if len(p) == 2) if m.distance < config.ratio * n.distance]
+    if len(good) < config.min_inliers:
+        return None, 0, len(good)
+    src = q_points[[m.queryIdx for m in good]]
+    dst = o_points[[m.trainIdx for m in good]]
+    # The reprojection tolerance is in feature pixels; the points are in full pixels.
+    homography, inlier_mask = cv2.findHomography(src, dst, cv2.RANSAC, config.ransac_pixels / o_scale)
+    if homography is None:
+        return None, 0, len(good)
+    inliers = int(inlier_mask.sum())
+    if inliers < config.min_inliers or not _plausible(homography, config.max_scale_change):
+        return None, inliers, len(good)
+    return homography, inliers, len(good)
+
+
+def _plausible(homography: np.ndarray, max_scale_change: float) -> bool:
+    """Orientation-preserving (a mirror is handled by the flip) and not degenerate."""
+    linear = homography[:2, :2] / homography[2, 2]
+    det = float(np.linalg.det(linear))
+    return det > 0 and 1 / max_scale_change**2 < det < max_scale_change**2 and \
+        float(np.abs(homography[2, :2]).max()) < 1e-2
+
+
+def estimate(query: Image.Image, original: Image.Image, config: AlignConfig = AlignConfig()) -> Alignment:
+    """Find the homography that takes ``query`` onto ``original`` (see the module doc)."""
+    import cv2
+
+    sift = cv2.SIFT_create(nfeatures=config.max_features)
+    original_features = _grey_features(original, config.feature_side, sift)
+    homography, inliers, matches = _match(_grey_features(query, config.feature_side, sift), original_features, config)
+    if homography is not None:
+        return Alignment(homography, False, inliers, matches)
+    mirrored, mirrored_inliers, mirrored_matches = _match(
+        _grey_features(ImageOps.mirror(query), config.feature_side, sift), original_features, config)
+    if mirrored is not None:
+        return Alignment(mirrored, True, mirrored_inliers, mirrored_matches)
+    return Alignment(None, False, max(inliers, mirrored_inliers), max(matches, mirrored_matches))
+
+
+def stretch_homography(query_size: tuple[int, int], original_size: tuple[int, int]) -> np.ndarray:
+    """The homography that stretches the query's frame onto the original's, pixel
+    centres onto pixel centres (what a resize does)."""
+    sx, sy = original_size[0] / query_size[0], original_size[1] / query_size[1]
+    return np.array([[sx, 0.0, (sx - 1) / 2], [0.0, sy, (sy - 1) / 2], [0.0, 0.0, 1.0]])
+
+
+def sampling_grid(alignment: Alignment, query_size: tuple[int, int], original_size: tuple[int, int],
+                  size: int) -> SamplingGrid:
+    """The query coordinates of each cell of a ``size`` × ``size`` grid over the original."""
+    (qw, qh), (ow, oh) = query_size, original_size
+    homography = alignment.homography if alignment.found else stretch_homography(query_size, original_size)
+    # Grid cell centres in the original's pixel coordinates.
+    u = (np.arange(size) + 0.5) * (ow / size) - 0.5
+    v = (np.arange(size) + 0.5) * (oh / size) - 0.5
+    gx, gy = np.meshgrid(u, v)
+    points = np.stack([gx.ravel(), gy.ravel(), np.ones(gx.size)])
+    back = np.linalg.inv(homography) @ points
+    qx, qy = back[0] / back[2], back[1] / back[2]
+    # How many query pixels one grid cell spans: reduce the query by that much first, so
+    # bilinear sampling does not alias (a 1000 px query onto a 112 px grid).
+    cell_area = abs(float(np.linalg.det(np.linalg.inv(homography)[:2, :2]))) * (ow / size) * (oh / size)
+    reduction = max(1.0, np.sqrt(cell_area))
+    reduced = (max(1, round(qw / reduction)), max(1, round(qh / reduction)))
+    sx, sy = reduced[0] / qw, reduced[1] / qh
+    map_x = ((qx + 0.5) * sx - 0.5).reshape(size, size).astype(np.float32)
+    map_y = ((qy + 0.5) * sy - 0.5).reshape(size, size).astype(np.float32)
+    return SamplingGrid(alignment.flipped, reduced, map_x, map_y)
+
+
+def prepared_query(query: Image.Image, grid: SamplingGrid) -> Image.Image:
+    """The query mirrored and reduced as ``grid`` expects it."""
+    query = to_rgb(query)
+    if grid.flipped:
+        query = ImageOps.mirror(query)
+    if query.size != grid.reduced:
+        query = query.resize(grid.reduced, Image.Resampling.BILINEAR)
+    return query
+
+
+def aligned_pair(query: Image.Image, original: Image.Image, alignment: Alignment, size: int) -> AlignedPair:
+    """Original and query on the same ``size`` × ``size`` grid (see the module doc)."""
+    import cv2
+
+    original = to_rgb(original)
+    grid = sampling_grid(alignment, query.size, original.size, size)
+    resized_original = np.asarray(original.resize((size, size), Image.Resampling.BILINEAR))
+    warped = cv2.remap(np.asarray(prepared_query(query, grid)), grid.map_x, grid.map_y, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+    coverage = grid.coverage
+    warped = np.where(coverage[..., None], warped, resized_original)
+    return AlignedPair(resized_original, np.ascontiguousarray(warped), coverage)
+
+
+def align(query: Image.Image, original: Image.Image, size: int,
+          config: AlignConfig = AlignConfig()) -> tuple[Alignment, AlignedPair]:
+    """:func:`estimate`, then :func:`aligned_pair`."""
+    alignment = estimate(query, original, config)
+    return alignment, aligned_pair(query, original, alignment, size)

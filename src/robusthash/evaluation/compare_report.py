@@ -1,0 +1,327 @@
+"""The image comparator on the test split, clean and under realisable attack (issue 8;
+ARIA Table 4).
+
+    python -m robusthash.evaluation.compare_report --corpus corpus --out results/comparator
+
+Pairs: ``photos`` test photos spread evenly over test.txt, each giving one pair of each
+class (``compare.pairs.draw_pair``: same = a strong attack, edited = one editorial
+change of a test cut-out or region then a strong attack, different = another test
+photo under a strong attack), photos reduced to 320 px. Every pair goes through the
+whole pipeline: SIFT/RANSAC alignment, then the network.
+
+Models: the undefended comparator (standard training only) and the ARIA comparator
+(then fine-tuned with PGD on the query), both from their shipped safetensors weights.
+
+Adversarial: white-box ℓ∞ PGD on the query's own pixels (ε = 8/255, 50 steps, step
+4/255 halved at 25/50/75%), through the differentiable JPEG (quality 90), the
+antialiased reduction and the alignment grid found on the clean query; the result is
+saved as a real JPEG (quality 90), then aligned again from that file and compared. Two
+attacks, as in ARIA: on the class (raise the cross-entropy of the true class; every
+pair, for AP) and on the heatmap (lower its cosine similarity to the truth; edited
+pairs, for IoU).
+
+AP: average precision of each class's probability (one against the rest), averaged
+over the three classes. IoU: cells with heat ≥ 0.5 against cells ≥ 25% edited, per
+edited pair, averaged. Time: ``compare.ImageComparator.explain`` (alignment + ONNX
+network) on pairs of ≤ 1024 px images in memory, 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..compare import Explanation, ImageComparator
+from ..compare.align import align, sampling_grid
+from ..compare.pairs import CLASSES, Kind, PairConfig, PairPool, draw_pair, truth_heatmap
+from ..files import evenly_spaced, read_image_list
+from ..hashing.learned import shipped_model
+from ..segments.montage import object_split
+from .metrics import average_precision, cell_iou
+
+EXAMPLES = 3  # edited test pairs drawn for people, per model
+
+
+@dataclass(frozen=True)
+class CompareReportConfig:
+    test_list: Path
+    objects: Path
+    photos: int = 150
+    seed: int = 1
+    eps: float = 8 / 255
+    steps: int = 50
+    jpeg_quality: int = 90
+    timing_pairs: int = 60
+    models: tuple[tuple[str, str], ...] = (("undefended", "comparator-standard.safetensors"),
+                                           ("ARIA", "comparator.safetensors"))
+    onnx: str = "comparator.onnx"  # the model timed (what `robusthash explain` runs)
+
+
+def _model_file(name: str) -> Path:
+    """A file of the package's data folder, or a path."""
+    return Path(name) if Path(name).is_file() else shipped_model(name)
+
+
+@dataclass
+class EvalPair:
+    pair: object  # compare.pairs.Pair
+    label: int
+    target: np.ndarray
+    grid: object  # compare.align.SamplingGrid of the clean query
+    original: np.ndarray  # aligned original, S×S×3 uint8
+    query: np.ndarray  # aligned clean query
+    found: bool  # alignment found a homography
+
+
+def class_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict:
+    per_class = {name: average_precision(probabilities[:, k], labels == k) for k, name in enumerate(CLASSES)
+                 if (labels == k).any()}
+    confusion = np.zeros((3, 3), dtype=int)
+    np.add.at(confusion, (labels, probabilities.argmax(1)), 1)
+    return {"AP": float(np.mean(list(per_class.values()))), "AP_per_class": per_class,
+            "accuracy": float((probabilities.argmax(1) == labels).mean()), "confusion": confusion.tolist()}
+
+
+def heatmap_iou(heatmaps: np.ndarray, targets: np.ndarray) -> float:
+    from ..models.comparator import EDITED_CELL
+
+    return float(np.mean([cell_iou(h >= 0.5, t >= EDITED_CELL) for h, t in zip(heatmaps, targets)]))
+
+
+def _predict(model, originals: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        o = torch.from_numpy(originals).permute(0, 3, 1, 2).float() / 255
+        q = torch.from_numpy(queries).permute(0, 3, 1, 2).float() / 255
+        logits, heat = model(o, q)
+        return torch.softmax(logits, 1).numpy(), torch.sigmoid(heat).numpy()
+
+
+def attacked_query(model, item: EvalPair, objective: str, config: CompareReportConfig) -> Image.Image:
+    """The published (JPEG) query after white-box PGD through the whole differentiable
+    pipeline; ``objective`` "class" or "heatmap"."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..attacks.adversarial import PGDConfig, differentiable_jpeg, pgd, published, to_tensor
+    from ..models.comparator import aligned_query
+
+    original = torch.from_numpy(item.original).permute(2, 0, 1)[None].float() / 255
+    label = torch.tensor([item.label])
+    target = torch.from_numpy(item.target).flatten()[None]
+
+    def loss(pixels: torch.Tensor) -> torch.Tensor:
+        query = aligned_query(differentiable_jpeg(pixels, config.jpeg_quality), original, item.grid)
+        logits, heat = model(original, query)
+        if objective == "class":
+            return -F.cross_entropy(logits, label)
+        return F.cosine_similarity(torch.sigmoid(heat).flatten(1), target, dim=1, eps=1e-6).sum()
+
+    pgd_config = PGDConfig(eps=config.eps, steps=config.steps, jpeg_quality=config.jpeg_quality, seed=config.seed)
+    return published(pgd(loss, to_tensor(item.pair.query), pgd_config), config.jpeg_quality)
+
+
+def realigned(query: Image.Image, item: EvalPair, size: int) -> np.ndarray:
+    _, aligned = align(query, item.pair.original, size)
+    return aligned.query
+
+
+def torch_explanation(model, query: Image.Image, original: Image.Image) -> Explanation:
+    """``ImageComparator.explain`` with a torch model (for the undefended one, which
+    ships no ONNX file)."""
+    alignment, aligned = align(query, original, model.config.image_size)
+    probabilities, heatmaps = _predict(model, aligned.original[None], aligned.query[None])
+    return Explanation(CLASSES[int(probabilities[0].argmax())], dict(zip(CLASSES, map(float, probabilities[0]))),
+                       heatmaps[0], alignment)
+
+
+def run(config: CompareReportConfig, progress=lambda line: print(line, flush=True)) -> dict:
+    from ..models.comparator import load_weights
+
+    photos = evenly_spaced(read_image_list(config.test_list), config.photos)
+    cutouts = [p for p in sorted(config.objects.glob("*.png")) if object_split(p) == "test"]
+    pool = PairPool.from_files(photos, cutouts, PairConfig())
+    models = {name: load_weights(_model_file(file)) for name, file in config.models}
+    size = next(iter(models.values())).config.image_size
+    items = []
+    started = time.time()
+    for i in range(3 * len(photos)):
+        pair = draw_pair(pool, config.seed, i)
+        alignment, aligned = align(pair.query, pair.original, size)
+        label, target = truth_heatmap(pair, aligned.coverage)
+        grid = sampling_grid(alignment, pair.query.size, pair.original.size, size)
+        items.append(EvalPair(pair, int(label), target, grid, aligned.original, aligned.query, alignment.found))
+    progress(f"{len(items)} test pairs aligned in {time.time() - started:.0f} s")
+    labels = np.array([item.label for item in items])
+    originals = np.stack([item.original for item in items])
+    edited = [k for k, item in enumerate(items) if item.label == Kind.edited]
+    targets = np.stack([items[k].target for k in edited])
+    result = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+              "pairs": len(items), "labels": np.bincount(labels, minlength=3).tolist(),
+              "aligned_share": {name: float(np.mean([item.found for item in items if item.label == k]))
+                                for k, name in enumerate(CLASSES)},
+              "edits": {e: sum(1 for k in edited if items[k].pair.edit == e) for e in ("paste", "remove", "smear",
+                                                                                      "replace")},
+              "models": {}}
+    clean_queries = np.stack([item.query for item in items])
+    for name, model in models.items():
+        probabilities, heatmaps = _predict(model, originals, clean_queries)
+        row = {"clean": {**class_metrics(probabilities, labels), "IoU": heatmap_iou(heatmaps[edited], targets)}}
+        started = time.time()
+        attacked, published = [], {}
+        for k, item in enumerate(items):
+            adversarial = attacked_query(model, item, "class", config)
+            if k in edited[:EXAMPLES]:
+                published[k] = adversarial
+            attacked.append(realigned(adversarial, item, size))
+            if (k + 1) % 50 == 0:
+                progress(f"{name}: class attack {k + 1}/{len(items)} ({time.time() - started:.0f} s)")
+        adv_probabilities, _ = _predict(model, originals, np.stack(attacked))
+        heat_attacked = [realigned(attacked_query(model, items[k], "heatmap", config), items[k], size)
+                         for k in edited]
+        _, adv_heatmaps = _predict(model, originals[edited], np.stack(heat_attacked))
+        row["adversarial"] = {**class_metrics(adv_probabilities, labels), "IoU": heatmap_iou(adv_heatmaps, targets)}
+        row["attack_seconds_per_pair"] = (time.time() - started) / (len(items) + len(edited))
+        result["models"][name] = row
+        progress(f"{name}: clean AP {row['clean']['AP']:.3f} IoU {row['clean']['IoU']:.3f}; "
+                 f"adversarial AP {row['adversarial']['AP']:.3f} IoU {row['adversarial']['IoU']:.3f}")
+        result.setdefault("example_pictures", {})[name] = {
+            k: {"clean": torch_explanation(model, items[k].pair.query, items[k].pair.original),
+                "adversarial": torch_explanation(model, published[k], items[k].pair.original),
+                "adversarial_query": published[k], "pair": items[k].pair} for k in published}
+    result["timing"] = timing(config, photos)
+    return result
+
+
+def timing(config: CompareReportConfig, photos: list[Path]) -> dict:
+    """Seconds per pair for the shipped comparator (ONNX) on ≤ 1024 px pairs in memory."""
+    pool = PairPool.from_files(photos[: config.timing_pairs], [p for p in sorted(config.objects.glob("*.png"))
+                                                               if object_split(p) == "test"][:20],
+                               PairConfig(side=1024))
+    comparator = ImageComparator(_model_file(config.onnx))
+    pairs = [draw_pair(pool, config.seed + 1, i) for i in range(config.timing_pairs)]
+    comparator.explain(pairs[0].query, pairs[0].original)  # warm-up: session, OpenCV
+    seconds = []
+    for pair in pairs:
+        started = time.perf_counter()
+        comparator.explain(pair.query, pair.original)
+        seconds.append(time.perf_counter() - started)
+    return {"pairs": len(pairs), "median_ms": 1000 * float(np.median(seconds)),
+            "mean_ms": 1000 * float(np.mean(seconds)), "p90_ms": 1000 * float(np.percentile(seconds, 90))}
+
+
+def write_examples(result: dict, out: Path) -> list[str]:
+    """Pictures of the first edited test pairs, for each model: on the clean query and on
+    its class-attacked JPEG (``compare.picture``)."""
+    from ..compare.picture import explanation_picture
+
+    written = []
+    (out / "examples").mkdir(parents=True, exist_ok=True)
+    for name, examples in result.pop("example_pictures", {}).items():
+        for k, example in examples.items():
+            pair = example["pair"]
+            for tag, query in (("clean", pair.query), ("adversarial", example["adversarial_query"])):
+                path = out / "examples" / f"pair{k:03d}-{pair.edit}-{name.lower()}-{tag}.png"
+                explanation_picture(query, pair.original, example[tag]).save(path)
+                written.append(str(path.relative_to(out)))
+    return written
+
+
+def write_markdown(result: dict, out: Path, command: str) -> None:
+    rows = []
+    for name, row in result["models"].items():
+        clean, adv = row["clean"], row["adversarial"]
+        rows.append(f"| {name} | {clean['AP']:.3f} | {clean['IoU']:.3f} | {adv['AP']:.3f} | {adv['IoU']:.3f} | "
+                    f"{clean['accuracy']:.3f} | {adv['accuracy']:.3f} |")
+    per_class = []
+    for name, row in result["models"].items():
+        for condition in ("clean", "adversarial"):
+            aps = row[condition]["AP_per_class"]
+            per_class.append(f"| {name} | {condition} | " + " | ".join(f"{aps[c]:.3f}" for c in CLASSES) + " |")
+    confusions = []
+    for name, row in result["models"].items():
+        for condition in ("clean", "adversarial"):
+            matrix = row[condition]["confusion"]
+            confusions.append(f"| {name} | {condition} | " + " | ".join(
+                "/".join(str(v) for v in matrix[k]) for k in range(3)) + " |")
+    timing = result["timing"]
+    config = result["config"]
+    lines = [
+        "# Image comparator: same / edited / different and where (issue 8)",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"{result['pairs']} test pairs from {config['photos']} test photos (corpus/test.txt) and the test "
+        f"cut-outs: {result['labels'][0]} same, {result['labels'][1]} edited, {result['labels'][2]} different "
+        f"(an edit mostly cropped away by the query's non-editorial change counts as same). Edits: "
+        + ", ".join(f"{k} {v}" for k, v in result["edits"].items()) + ". Alignment found a homography for "
+        + ", ".join(f"{v:.0%} of {k}" for k, v in result["aligned_share"].items()) + " pairs.",
+        "",
+        f"Adversarial: white-box ℓ∞ PGD, ε = {config['eps'] * 255:.0f}/255, {config['steps']} steps, through "
+        f"the differentiable JPEG (q{config['jpeg_quality']}), reduction and alignment grid; saved as JPEG, "
+        "then aligned again and compared. AP under the class attack (all pairs), IoU under the heatmap attack "
+        "(edited pairs).",
+        "",
+        "| comparator | clean AP | clean IoU | adversarial AP | adversarial IoU | clean accuracy | "
+        "adversarial accuracy |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "ARIA Table 4 (PSBattles, their comparator): undefended 96.4% / 58.1% → 0.6% / 5.1%; "
+        "ARIA ε = 8/255: 95.5% / 55.9% → 90.7% / 44.9%. Goals here: AP ≥ 0.95 clean, ≥ 0.90 adversarial; "
+        "IoU ≥ 0.55 clean, ≥ 0.45 adversarial.",
+        "",
+        "## AP per class (one against the rest)",
+        "",
+        "| comparator | queries | " + " | ".join(CLASSES) + " |",
+        "|---|---|---|---|---|",
+        *per_class,
+        "",
+        "## Confusion (rows: truth same / edited / different; each cell: predicted same/edited/different)",
+        "",
+        "| comparator | queries | same | edited | different |",
+        "|---|---|---|---|---|",
+        *confusions,
+        "",
+        "## Time",
+        "",
+        f"`compare.ImageComparator.explain` (alignment + ONNX network), {timing['pairs']} pairs of ≤ 1024 px "
+        f"images in memory: median {timing['median_ms']:.0f} ms, mean {timing['mean_ms']:.0f} ms, "
+        f"90th percentile {timing['p90_ms']:.0f} ms per pair (goal ≤ 100 ms).",
+        "",
+        "## Examples",
+        "",
+        *[f"![{p}]({p})" for p in result.get("pictures", [])],
+        "",
+    ]
+    (out / "report.md").write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, required=True, help="corpus folder (test.txt, objects/)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--photos", type=int, default=CompareReportConfig.photos)
+    parser.add_argument("--steps", type=int, default=CompareReportConfig.steps)
+    parser.add_argument("--timing-pairs", type=int, default=CompareReportConfig.timing_pairs)
+    args = parser.parse_args(argv)
+    config = CompareReportConfig(args.corpus / "test.txt", args.corpus / "objects", photos=args.photos,
+                                 steps=args.steps, timing_pairs=args.timing_pairs)
+    result = run(config)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result["pictures"] = write_examples(result, args.out)
+    command = "python -m robusthash.evaluation.compare_report " + " ".join(sys.argv[1:] if argv is None else argv)
+    (args.out / "report.json").write_text(json.dumps(result, indent=1))
+    write_markdown(result, args.out, command)
+
+
+if __name__ == "__main__":
+    main()
