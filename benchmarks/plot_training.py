@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-LOSSES = ("contrastive", "alignment", "reconstruction", "quantization", "total")
+LOSSES = ("contrastive", "alignment", "reconstruction", "quantization", "total", "loss")
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from PIL import Image
 
 import robusthash as rh
 from robusthash import attacks
-from robusthash.hashing import Hash, MultiHash, available_methods, get_hasher
+from robusthash.hashing import MultiHash, available_methods, get_hasher
 
 ALL = available_methods()
 SINGLE = [m for m in ALL if not get_hasher(m).multi]

@@ -4,6 +4,7 @@ Debian's headless Chromium (Selenium, with the driver path given: nothing downlo
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
@@ -185,6 +186,7 @@ def test_openapi_lists_the_endpoints(client):
     assert {"get", "delete"} <= set(paths["/v1/images/{image_id}"])
     for path in ("/v1/images/{image_id}/thumbnail", "/v1/stats", "/v1/health"):
         assert "get" in paths[path]
+    assert "post" in paths["/v1/images/{image_id}/explain"]
     assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
     assert "413" in paths["/v1/query"]["post"]["responses"] and "429" in paths["/v1/query"]["post"]["responses"]
     assert "pixels" in schema["info"]["description"]
@@ -260,6 +262,28 @@ def test_thumbnails_of_file_registered_images(client, database):
         answer = client.get(f"/v1/images/{record['image_id']}/thumbnail")
         assert answer.status_code == 404 and reason in answer.json()["detail"], answer.text
     assert client.get("/v1/images/999999/thumbnail").status_code == 404
+
+
+def test_explain_says_what_changed_between_an_upload_and_a_registered_original(client, photos):
+    coffee = next(i for i in range(1, 7) if client.get(f"/v1/images/{i}").json()["source"].endswith("coffee.jpg"))
+    copy = _jpeg(attacks.apply("RT(10)+JC(70)", photos["coffee"], seed=1))
+    answer = client.post(f"/v1/images/{coffee}/explain", files={"file": ("copy.jpg", copy, "image/jpeg")})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["image_id"] == coffee and body["label"] in ("same", "edited", "different")
+    assert body["aligned"] and body["inliers"] >= 12
+    assert len(body["heatmap"]) == 7 and all(len(row) == 7 for row in body["heatmap"])
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    picture = Image.open(io.BytesIO(base64.b64decode(body["picture"])))
+    assert picture.format == "PNG" and picture.width > 600
+    bare = client.post(f"/v1/images/{coffee}/explain", files={"file": ("copy.jpg", copy, "image/jpeg")},
+                       data={"picture": "false"}).json()
+    assert bare["picture"] is None and bare["label"] == body["label"]
+
+    missing = client.post("/v1/images/999999/explain", files={"file": ("copy.jpg", copy, "image/jpeg")})
+    assert missing.status_code == 404 and "999999" in missing.json()["detail"]
+    broken = client.post(f"/v1/images/{coffee}/explain", files={"file": ("broken.jpg", b"\xff\xd8 not a jpeg")})
+    assert broken.status_code == 422 and "broken.jpg" in broken.json()["detail"]
 
 
 # --- limits and bad input ----------------------------------------------------------------
@@ -390,6 +414,12 @@ def test_the_page_shows_the_original_beside_the_copy(browser, server, photos, tm
     _wait(browser, lambda d: d.execute_script(loaded, best) > 0)  # the thumbnail, fetched with the key
     assert browser.execute_script("return document.getElementById('query-preview').naturalWidth") > 0
     assert browser.execute_script("return sessionStorage.getItem('robusthash-api-key')") == KEY
+    # The comparator's answer for the matched original: its picture, and a verdict on the card.
+    explained = "const i = document.querySelector('#explanations figure img'); return i && i.complete ? i.naturalWidth : 0"
+    _wait(browser, lambda d: d.execute_script(explained) > 600)
+    verdict = browser.find_element(By.CSS_SELECTOR, "#explanations figcaption").text
+    assert any(word in verdict for word in ("same", "edited", "different"))
+    assert "comparator:" in best.find_element(By.CLASS_NAME, "verdict").text
     if os.environ.get("ROBUSTHASH_SCREENSHOTS"):
         browser.save_screenshot(os.path.join(os.environ["ROBUSTHASH_SCREENSHOTS"], "page-match.png"))
 

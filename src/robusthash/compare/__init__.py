@@ -1,6 +1,6 @@
 """What was edited between a query and its matched original (issue 8).
 
-``ImageComparator`` aligns the query to the original (:mod:`.align`: SIFT + RANSAC
+``ImageComparator`` aligns the query to the original (:mod:`.align`: ORB + RANSAC
 homography, flips tried), then runs the comparator network (ONNX, trained by
 ``robusthash.models.comparator``) on the aligned pair: same picture (only
 non-editorial changes), edited, or a different picture, and a 7×7 heatmap over the

@@ -1,8 +1,9 @@
 """Bring a query into its original's frame, so that only edits are left to compare.
 
-SIFT features of both images (reduced to ``feature_side`` pixels, grey), Lowe's ratio
-test, then a RANSAC homography with OpenCV. SIFT descriptors are not mirror-invariant,
-so when too few matches agree the mirrored query is tried as well: a flip is one of the
+Features of both images (reduced to ``feature_side`` pixels, grey), Lowe's ratio test,
+then a RANSAC homography with OpenCV. ORB by default (faster than SIFT and, on our
+pairs, as good; SIFT can be added as a fallback). Neither descriptor is mirror-invariant, so when
+too few matches agree the mirrored query is tried as well: a flip is one of the
 non-editorial changes (Table 1's FL) that must be undone.
 
 The query is then resampled onto a ``size`` × ``size`` grid laid over the original
@@ -29,9 +30,12 @@ from ..io import to_rgb
 
 @dataclass(frozen=True)
 class AlignConfig:
-    feature_side: int = 384  # longer side of the grey copies SIFT sees
+    feature_side: int = 384  # longer side of the grey copies the detectors see
     max_features: int = 1000
-    ratio: float = 0.75  # Lowe's ratio test
+    # Tried in turn until one finds a homography ("orb", "sift"). ORB alone: on 40 train
+    # pairs under strong attacks it aligned 39 (SIFT 34) and 40 of 40 mirrored copies
+    # (SIFT 37), in 16 ms against 54 ms per pair; SIFT after it found nothing more.
+    detectors: tuple[str, ...] = ("orb",)
     ransac_pixels: float = 4.0  # reprojection error allowed, in feature_side pixels
     min_inliers: int = 12
     max_scale_change: float = 8.0  # a homography that scales more than this is rejected
@@ -78,27 +82,73 @@ class SamplingGrid:
         return (self.map_x >= -0.5) & (self.map_x <= w - 0.5) & (self.map_y >= -0.5) & (self.map_y <= h - 0.5)
 
 
-def _grey_features(im: Image.Image, side: int, sift):
+@dataclass
+class _Features:
+    grey: np.ndarray  # the reduced grey copy the detector saw
+    keypoints: tuple
+    descriptors: np.ndarray | None
+    scale: float  # reduced / full size
+
+    @property
+    def points(self) -> np.ndarray:
+        """Keypoints in full-size pixel coordinates (pixel centres stay centres)."""
+        points = np.array([k.pt for k in self.keypoints], dtype=np.float32).reshape(-1, 2)
+        return (points + 0.5) / self.scale - 0.5
+
+
+def _grey(im: Image.Image, side: int) -> tuple[np.ndarray, float]:
     grey = im.convert("L")
     scale = min(1.0, side / max(grey.size))
     if scale < 1.0:
         grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
                            Image.Resampling.BILINEAR)
-    keypoints, descriptors = sift.detectAndCompute(np.asarray(grey), None)
-    points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
-    # Back to full-size pixel coordinates (pixel centres stay centres).
-    return (points + 0.5) / scale - 0.5, descriptors, scale
+    return np.asarray(grey), scale
 
 
-def _match(query_features, original_features, config: AlignConfig) -> tuple[np.ndarray | None, int, int]:
+@dataclass(frozen=True)
+class _Detector:
+    name: str
+    ratio: float  # Lowe's ratio test
+    binary: bool  # Hamming descriptors (else L2)
+
+    def create(self, max_features: int):
+        import cv2
+
+        return cv2.ORB_create(max_features) if self.name == "orb" else cv2.SIFT_create(nfeatures=max_features)
+
+    def features(self, detector, grey: np.ndarray, scale: float) -> _Features:
+        keypoints, descriptors = detector.detectAndCompute(grey, None)
+        return _Features(grey, keypoints, descriptors, scale)
+
+    def mirrored(self, detector, features: _Features) -> _Features:
+        """The features of the mirrored copy. SIFT's detection is mirror-equivariant and
+        most of its cost, so its keypoints are mirrored (orientation θ → 180° − θ) and only
+        described again; ORB is cheap enough to run again."""
+        import cv2
+
+        grey = np.ascontiguousarray(features.grey[:, ::-1])
+        if self.binary:
+            return self.features(detector, grey, features.scale)
+        width = grey.shape[1]
+        keypoints = tuple(cv2.KeyPoint(width - 1 - k.pt[0], k.pt[1], k.size, (180.0 - k.angle) % 360.0, k.response,
+                                       k.octave, k.class_id) for k in features.keypoints)
+        keypoints, descriptors = detector.compute(grey, keypoints) if keypoints else ((), None)
+        return _Features(grey, keypoints, descriptors, features.scale)
+
+
+DETECTORS = {"orb": _Detector("orb", 0.8, True), "sift": _Detector("sift", 0.75, False)}
+
+
+def _match(query_features: _Features, original_features: _Features, detector: _Detector,
+           config: AlignConfig) -> tuple[np.ndarray | None, int, int]:
     import cv2
 
-    q_points, q_desc, q_scale = query_features
-    o_points, o_desc, o_scale = original_features
+    q_points, q_desc = query_features.points, query_features.descriptors
+    o_points, o_desc, o_scale = original_features.points, original_features.descriptors, original_features.scale
     if q_desc is None or o_desc is None or len(q_desc) < 2 or len(o_desc) < 2:
         return None, 0, 0
-    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(q_desc, o_desc, k=2)
-    good = [m for m, n in (p for p in pairs if len(p) == 2) if m.distance < config.ratio * n.distance]
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING if detector.binary else cv2.NORM_L2).knnMatch(q_desc, o_desc, k=2)
+    good = [m for m, n in (p for p in pairs if len(p) == 2) if m.distance < detector.ratio * n.distance]
     if len(good) < config.min_inliers:
         return None, 0, len(good)
     src = q_points[[m.queryIdx for m in good]]
@@ -122,19 +172,25 @@ def _plausible(homography: np.ndarray, max_scale_change: float) -> bool:
 
 
 def estimate(query: Image.Image, original: Image.Image, config: AlignConfig = AlignConfig()) -> Alignment:
-    """Find the homography that takes ``query`` onto ``original`` (see the module doc)."""
-    import cv2
-
-    sift = cv2.SIFT_create(nfeatures=config.max_features)
-    original_features = _grey_features(original, config.feature_side, sift)
-    homography, inliers, matches = _match(_grey_features(query, config.feature_side, sift), original_features, config)
-    if homography is not None:
-        return Alignment(homography, False, inliers, matches)
-    mirrored, mirrored_inliers, mirrored_matches = _match(
-        _grey_features(ImageOps.mirror(query), config.feature_side, sift), original_features, config)
-    if mirrored is not None:
-        return Alignment(mirrored, True, mirrored_inliers, mirrored_matches)
-    return Alignment(None, False, max(inliers, mirrored_inliers), max(matches, mirrored_matches))
+    """Find the homography that takes ``query`` onto ``original`` (see the module doc):
+    each detector in turn, on the query and then on its mirror image."""
+    query_grey, original_grey = _grey(query, config.feature_side), _grey(original, config.feature_side)
+    best_inliers = best_matches = 0
+    for name in config.detectors:
+        if name not in DETECTORS:
+            raise ValueError(f"unknown feature detector {name!r}; known: {', '.join(DETECTORS)}")
+        kind = DETECTORS[name]
+        detector = kind.create(config.max_features)
+        original_features = kind.features(detector, *original_grey)
+        query_features = kind.features(detector, *query_grey)
+        for flipped in (False, True):
+            if flipped:
+                query_features = kind.mirrored(detector, query_features)
+            homography, inliers, matches = _match(query_features, original_features, kind, config)
+            if homography is not None:
+                return Alignment(homography, flipped, inliers, matches)
+            best_inliers, best_matches = max(best_inliers, inliers), max(best_matches, matches)
+    return Alignment(None, False, best_inliers, best_matches)
 
 
 def stretch_homography(query_size: tuple[int, int], original_size: tuple[int, int]) -> np.ndarray:

@@ -7,7 +7,7 @@ Pairs: ``photos`` test photos spread evenly over test.txt, each giving one pair 
 class (``compare.pairs.draw_pair``: same = a strong attack, edited = one editorial
 change of a test cut-out or region then a strong attack, different = another test
 photo under a strong attack), photos reduced to 320 px. Every pair goes through the
-whole pipeline: SIFT/RANSAC alignment, then the network.
+whole pipeline: ORB/RANSAC alignment, then the network.
 
 Models: the undefended comparator (standard training only) and the ARIA comparator
 (then fine-tuned with PGD on the query), both from their shipped safetensors weights.
@@ -114,7 +114,7 @@ def attacked_query(model, item: EvalPair, objective: str, config: CompareReportC
     from ..attacks.adversarial import PGDConfig, differentiable_jpeg, pgd, published, to_tensor
     from ..models.comparator import aligned_query
 
-    original = torch.from_numpy(item.original).permute(2, 0, 1)[None].float() / 255
+    original = torch.from_numpy(item.original.copy()).permute(2, 0, 1)[None].float() / 255
     label = torch.tensor([item.label])
     target = torch.from_numpy(item.target).flatten()[None]
 
@@ -229,8 +229,9 @@ def write_examples(result: dict, out: Path) -> list[str]:
         for k, example in examples.items():
             pair = example["pair"]
             for tag, query in (("clean", pair.query), ("adversarial", example["adversarial_query"])):
-                path = out / "examples" / f"pair{k:03d}-{pair.edit}-{name.lower()}-{tag}.png"
-                explanation_picture(query, pair.original, example[tag]).save(path)
+                # JPEG: a dozen photo PNGs would weigh megabytes in the repository.
+                path = out / "examples" / f"pair{k:03d}-{pair.edit}-{name.lower()}-{tag}.jpg"
+                explanation_picture(query, pair.original, example[tag]).save(path, quality=90)
                 written.append(str(path.relative_to(out)))
     return written
 

@@ -11,6 +11,7 @@ No ``from __future__ import annotations`` here: FastAPI reads the routes' annota
 and those refer to values local to :func:`_api_routes` (the configured limits).
 """
 
+import base64
 import hashlib
 import io
 import json
@@ -87,6 +88,19 @@ class QueryOut(BaseModel):
     results: list[MethodResultOut]
 
 
+class ExplainOut(BaseModel):
+    image_id: int = Field(description="the registered original compared with")
+    label: str = Field(description='"same" (only non-editorial changes), "edited" or "different"')
+    probabilities: dict[str, float]
+    heatmap: list[list[float]] = Field(description="7×7, row 0 at the top, over the original: how likely each "
+                                                   "cell was edited")
+    edited_cells: list[tuple[int, int]] = Field(description="(row, column) of the cells at or above 0.5")
+    aligned: bool = Field(description="whether a homography took the query onto the original")
+    flipped: bool
+    inliers: int
+    picture: Optional[str] = Field(None, description="PNG (base64): query, original and the heatmap over both")
+
+
 class ImageOut(BaseModel):
     image_id: int
     digest: str = Field(description="SHA-256 of the registered file's bytes")
@@ -128,7 +142,13 @@ class Service:
         self.limits = config.load_limits
         self.ref = ReferenceDB(config.db, methods=list(config.methods) if config.methods else None, limits=self.limits)
         self.lock = threading.Lock()
-        self.thumbnails = Thumbnails(config.thumbnails_folder(), config.thumbnail_size, self.limits)
+        folder = config.thumbnails_folder()
+        self.thumbnails = Thumbnails(folder, config.thumbnail_size, self.limits)
+        # The comparator needs more pixels than a thumbnail; kept the same way, beside them.
+        self.comparison_copies = Thumbnails(folder / "compare" if folder else None, config.comparison_size,
+                                            self.limits)
+        self._comparator = None
+        self._comparator_lock = threading.Lock()
         with self.lock:
             self.ref.refresh()  # build the indexes now, not during the first query
 
@@ -164,6 +184,18 @@ class Service:
             raise HTTPException(422, str(exc)) from None
         except ValueError as exc:  # a hasher refusing a decoded picture (e.g. too small) is still bad input
             raise HTTPException(422, f"{name}: cannot be hashed ({exc})") from None
+
+    def comparator(self):
+        """The shipped image comparator, loaded on first use; 503 when it cannot be."""
+        from ..compare import ImageComparator
+
+        with self._comparator_lock:
+            if self._comparator is None:
+                try:
+                    self._comparator = ImageComparator(limits=self.limits)
+                except (ValueError, ImportError) as exc:
+                    raise HTTPException(503, f"the image comparator is unavailable: {exc}") from None
+            return self._comparator
 
     def record(self, image_id: int) -> ImageRecord:
         with self.lock:
@@ -330,6 +362,43 @@ def _api_routes(service: Service) -> APIRouter:
             raise HTTPException(404, f"image {image_id}: no thumbnail ({exc})") from None
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
+    @protected.post("/images/{image_id}/explain", response_model=ExplainOut, tags=["images"],
+                    summary="What was edited between an upload and a registered original?",
+                    responses={**_errors(404, 422), 503: {"model": ErrorOut, "description": "no comparator"}})
+    def explain(
+        image_id: ImageId,
+        file: Annotated[UploadFile, File(description="the copy to compare with the registered image")],
+        picture: Annotated[bool, Form(description="include the PNG for people")] = True,
+    ) -> dict[str, Any]:
+        """Align the upload to the registered image, then the image comparator: same
+        picture, edited (and where: a 7×7 heatmap) or different (docs/comparator.md).
+        The original is the copy kept at registration (or made from its unchanged
+        source file)."""
+        from ..compare.picture import explanation_picture
+
+        record = service.record(image_id)
+        comparator = service.comparator()
+        data, name = _read_upload(file), _upload_name(file)
+        try:
+            original = comparator.load(service.comparison_copies.get(record))
+        except ThumbnailMissing as exc:
+            raise HTTPException(404, f"{exc} (nothing to compare with)") from None
+        except ImageError as exc:
+            raise HTTPException(404, f"image {image_id}: its kept copy cannot be read ({exc})") from None
+        stream = io.BytesIO(data)
+        stream.name = name
+        try:
+            query = comparator.load(stream)
+        except ImageError as exc:
+            raise HTTPException(422, str(exc)) from None
+        result = comparator.explain(query, original)
+        answer = {"image_id": image_id, **result.to_dict()}
+        if picture:
+            buffer = io.BytesIO()
+            explanation_picture(query, original, result).save(buffer, format="PNG")
+            answer["picture"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+        return answer
+
     @protected.get("/stats", tags=["service"], summary="Images, hashes per method, calibrations, limits")
     def stats() -> dict[str, Any]:
         with service.lock:
@@ -354,11 +423,13 @@ def _api_routes(service: Service) -> APIRouter:
 
 
 def _keep_thumbnail(service: Service, digest: str, data: bytes) -> None:
-    """Keep a preview of an uploaded original; the image is registered even if this fails."""
-    try:
-        service.thumbnails.keep(digest, data)
-    except (ImageError, OSError) as exc:
-        log.warning("no thumbnail kept for %s: %s", digest, exc)
+    """Keep a preview of an uploaded original and its copy for the comparator; the image
+    is registered even if this fails."""
+    for kept in (service.thumbnails, service.comparison_copies):
+        try:
+            kept.keep(digest, data)
+        except (ImageError, OSError) as exc:
+            log.warning("no %s px copy kept for %s: %s", kept.size, digest, exc)
 
 
 def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:

@@ -30,6 +30,8 @@ class ServiceConfig:
     thumbnail_dir: where thumbnails of uploaded originals are kept (default for SQLite:
         ``<db>.thumbnails/``; for PostgreSQL none, so only local source files have one).
     thumbnail_size: longest side of a thumbnail, in pixels.
+    comparison_size: longest side of the copy of each original kept (beside the
+        thumbnails) for the image comparator (``/v1/images/{id}/explain``).
     """
 
     db: str
@@ -43,13 +45,14 @@ class ServiceConfig:
     max_k: int = MAX_K
     thumbnail_dir: Path | None = None
     thumbnail_size: int = 256
+    comparison_size: int = 512
 
     def __post_init__(self) -> None:
         if not self.api_keys and not self.allow_anonymous:
             raise ValueError("no API key given: pass at least one, or allow anonymous access explicitly")
         if any(not key or not key.isascii() or not key.isprintable() for key in self.api_keys):
             raise ValueError("API keys must be non-empty printable ASCII (they travel in an HTTP header)")
-        for name in ("max_upload_bytes", "max_pixels", "default_k", "max_k", "thumbnail_size"):
+        for name in ("max_upload_bytes", "max_pixels", "default_k", "max_k", "thumbnail_size", "comparison_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.rate_limit < 0:

@@ -63,6 +63,7 @@ function preview(blob) {
 async function query(file) {
   releasePreviews();
   $("result").hidden = true;
+  $("explained").hidden = true;
   showMessage(`Looking up ${file.name}…`, false);
   const body = new FormData();
   body.append("file", file, file.name);
@@ -82,6 +83,58 @@ async function query(file) {
   const result = await response.json();
   showResult(file, result);
   showMessage("", false);
+  await explainMatches(file, result.matched_image_ids);
+}
+
+// For each matched original, ask the image comparator what changed (same picture,
+// edited and where, or different) and show its picture; one request per original, in
+// turn, so a query with many matches stays within the rate limit.
+async function explainMatches(file, imageIds) {
+  const list = $("explanations");
+  list.replaceChildren();
+  $("explained").hidden = imageIds.length === 0;
+  for (const imageId of imageIds) {
+    const item = document.createElement("figure");
+    item.className = "explanation";
+    item.dataset.imageId = imageId;
+    const caption = document.createElement("figcaption");
+    caption.textContent = `image ${imageId}: comparing…`;
+    item.append(caption);
+    list.append(item);
+    const body = new FormData();
+    body.append("file", file, file.name);
+    let text, label;
+    try {
+      const response = await fetch(`/v1/images/${imageId}/explain`, { method: "POST", headers: authHeaders(), body });
+      if (!response.ok) {
+        caption.textContent = `image ${imageId}: ${await errorText(response)}`;
+        caption.className = "error";
+        continue;
+      }
+      const answer = await response.json();
+      label = answer.label;
+      text = `${answer.label} (p ${answer.probabilities[answer.label].toFixed(2)})`;
+      if (answer.label === "edited") text += `, ${answer.edited_cells.length} of 49 cells marked`;
+      caption.textContent = `image ${imageId}: ${text}`;
+      caption.className = `verdict-${answer.label}`;
+      if (answer.picture) {
+        const img = document.createElement("img");
+        img.alt = `the query against registered image ${imageId}, edits marked in red`;
+        img.src = `data:image/png;base64,${answer.picture}`;
+        item.prepend(img);
+      }
+    } catch (error) {
+      caption.textContent = `image ${imageId}: the comparison failed (${error.message})`;
+      caption.className = "error";
+      continue;
+    }
+    document.querySelectorAll(`figure.match[data-image-id="${imageId}"]`).forEach((card) => {
+      const verdict = document.createElement("p");
+      verdict.className = `verdict verdict-${label}`;
+      verdict.textContent = `comparator: ${text}`;
+      card.querySelector("figcaption").append(verdict);
+    });
+  }
 }
 
 function showResult(file, result) {
