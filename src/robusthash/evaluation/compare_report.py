@@ -9,8 +9,9 @@ change of a test cut-out or region then a strong attack, different = another tes
 photo under a strong attack), photos reduced to 320 px. Every pair goes through the
 whole pipeline: ORB/RANSAC alignment, then the network.
 
-Models: the undefended comparator (standard training only) and the ARIA comparator
-(then fine-tuned with PGD on the query), both from their shipped safetensors weights.
+Models: the undefended comparator (standard training only) and two ARIA comparators
+(then fine-tuned with PGD on the query at ε = 4/255, the shipped one, and 8/255), from
+their shipped safetensors weights.
 
 Adversarial: white-box ℓ∞ PGD on the query's own pixels (ε = 8/255, 50 steps, step
 4/255 halved at 25/50/75%), through the differentiable JPEG (quality 90), the
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -46,7 +48,7 @@ from ..hashing.learned import shipped_model
 from ..segments.montage import object_split
 from .metrics import average_precision, cell_iou
 
-EXAMPLES = 3  # edited test pairs drawn for people, per model
+EXAMPLES = 2  # edited test pairs drawn for people, per model
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ class CompareReportConfig:
     jpeg_quality: int = 90
     timing_pairs: int = 60
     models: tuple[tuple[str, str], ...] = (("undefended", "comparator-standard.safetensors"),
-                                           ("ARIA", "comparator.safetensors"))
+                                           ("ARIA eps 4/255 (shipped)", "comparator.safetensors"),
+                                           ("ARIA eps 8/255", "comparator-eps8.safetensors"))
     onnx: str = "comparator.onnx"  # the model timed (what `robusthash explain` runs)
 
 
@@ -230,7 +233,8 @@ def write_examples(result: dict, out: Path) -> list[str]:
             pair = example["pair"]
             for tag, query in (("clean", pair.query), ("adversarial", example["adversarial_query"])):
                 # JPEG: a dozen photo PNGs would weigh megabytes in the repository.
-                path = out / "examples" / f"pair{k:03d}-{pair.edit}-{name.lower()}-{tag}.jpg"
+                slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+                path = out / "examples" / f"pair{k:03d}-{pair.edit}-{slug}-{tag}.jpg"
                 explanation_picture(query, pair.original, example[tag]).save(path, quality=90)
                 written.append(str(path.relative_to(out)))
     return written

@@ -1,0 +1,73 @@
+"""The comparator's numbers on fresh pairs of the *train* split: what the shipped robust
+radius was chosen on (the test split is for the report only).
+
+    .venv/bin/python benchmarks/comparator_train_check.py --corpus corpus \
+        runs/comparator-eps4/comparator-standard.safetensors runs/comparator-eps4/comparator.safetensors \
+        runs/comparator-eps8/comparator.safetensors
+
+Clean: 300 pairs (``draw_pair``, seed 5) from 100 train photos and the train cut-outs,
+aligned in bulk. Adversarial: 120 pairs (seed 9) from 40 train photos, attacked as the
+report does (``evaluation.compare_report``: realisable ℓ∞ PGD, ε = 8/255, 50 steps; class
+attack for AP, heatmap attack for IoU). The pairs are new draws, but their photos were
+seen in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from robusthash.compare.align import align, sampling_grid
+from robusthash.compare.pairs import Kind, PairPool, aligned_pairs, draw_pair, truth_heatmap
+from robusthash.evaluation.compare_report import (CompareReportConfig, EvalPair, _predict, attacked_query,
+                                                  class_metrics, heatmap_iou, realigned)
+from robusthash.files import evenly_spaced, read_image_list
+from robusthash.models.comparator import load_weights
+from robusthash.segments.montage import object_split
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("weights", type=Path, nargs="+")
+    args = parser.parse_args()
+    train = read_image_list(args.corpus / "train.txt")
+    cutouts = [p for p in sorted((args.corpus / "objects").glob("*.png")) if object_split(p) == "train"]
+
+    clean = aligned_pairs(PairPool.from_files(evenly_spaced(train, 100), cutouts), 300, 5, 112, workers=2)
+    edited = clean.labels == Kind.edited
+    pool = PairPool.from_files(evenly_spaced(train, 40), cutouts)
+    items = []
+    for i in range(120):
+        pair = draw_pair(pool, 9, i)
+        alignment, aligned = align(pair.query, pair.original, 112)
+        label, target = truth_heatmap(pair, aligned.coverage)
+        items.append(EvalPair(pair, int(label), target, sampling_grid(alignment, pair.query.size, pair.original.size,
+                                                                      112), aligned.original, aligned.query,
+                              alignment.found))
+    labels = np.array([item.label for item in items])
+    originals = np.stack([item.original for item in items])
+    attacked_edited = [k for k, item in enumerate(items) if item.label == Kind.edited]
+    targets = np.stack([items[k].target for k in attacked_edited])
+    config = CompareReportConfig(args.corpus / "train.txt", args.corpus / "objects")
+
+    print("| weights | clean AP | clean IoU | adversarial AP | adversarial IoU |")
+    print("|---|---|---|---|---|")
+    for path in args.weights:
+        model = load_weights(path)
+        probabilities, heatmaps = _predict(model, clean.originals, clean.queries)
+        attacked = np.stack([realigned(attacked_query(model, item, "class", config), item, 112) for item in items])
+        adv_probabilities, _ = _predict(model, originals, attacked)
+        heat_attacked = np.stack([realigned(attacked_query(model, items[k], "heatmap", config), items[k], 112)
+                                  for k in attacked_edited])
+        _, adv_heatmaps = _predict(model, originals[attacked_edited], heat_attacked)
+        print(f"| {path} | {class_metrics(probabilities, clean.labels)['AP']:.3f} | "
+              f"{heatmap_iou(heatmaps[edited], clean.targets[edited]):.3f} | "
+              f"{class_metrics(adv_probabilities, labels)['AP']:.3f} | {heatmap_iou(adv_heatmaps, targets):.3f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
