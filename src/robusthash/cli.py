@@ -176,9 +176,9 @@ def explain(
     query: Path = typer.Argument(..., help="The copy found (e.g. a query that matched)."),
     original: Path = typer.Argument(..., help="The original it matched."),
     picture: Optional[Path] = typer.Option(None, "--out", "-o",
-                                           help="PNG to write [default: QUERY-vs-ORIGINAL.png here]"),
+                                           help="PNG to write (default: QUERY-vs-ORIGINAL.png in the current folder)"),
     no_picture: bool = typer.Option(False, "--no-picture", help="only print the answer"),
-    model: Optional[Path] = typer.Option(None, "--model", help="a comparator ONNX file [default: the shipped one]"),
+    model: Optional[Path] = typer.Option(None, "--model", help="a comparator ONNX file (default: the shipped one)"),
     fmt: Format = typer.Option(Format.text, "--format"),
 ):
     """What was edited: same picture (only non-editorial changes), edited (and where:
@@ -478,7 +478,7 @@ def bench(
     fpr: float = typer.Option(0.01, "--fpr", min=1e-6, max=0.5, help="false positive rate that fixes τ"),
     seed: int = typer.Option(0, "--seed", help="seed of the random attacks and of the negative pairs"),
     workers: int = typer.Option(default_workers(), "--workers", min=1, help="processes (default: all cores)"),
-    cache: Optional[Path] = typer.Option(None, "--cache", help=f"hash cache [default: {default_cache_path()}]"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help=f"hash cache (default: {default_cache_path()})"),
     no_cache: bool = typer.Option(False, "--no-cache", help="compute everything, keep nothing"),
     fmt: Format = typer.Option(Format.text, "--format", help="summary as a text table or one JSON object per method"),
     adversarial: bool = typer.Option(
@@ -779,8 +779,8 @@ def serve(
                                          help="largest image (width × height), checked before decoding"),
     rate_limit: int = typer.Option(120, "--rate-limit", min=0, help="requests per minute per API key; 0: no limit"),
     thumbnails: Optional[Path] = typer.Option(None, "--thumbnails",
-                                              help="folder for thumbnails of uploads [default: <db>.thumbnails/ "
-                                                   "for SQLite, none for PostgreSQL]"),
+                                              help="folder for thumbnails of uploads (default: <db>.thumbnails/ "
+                                                   "for SQLite, none for PostgreSQL)"),
 ):
     """Serve the database over HTTP: the /v1 API and a page to drop an image on.
 
@@ -889,7 +889,7 @@ def train_aria(
     data: Path = typer.Option(..., "--data", help="the training list, e.g. corpus/train.txt (test.txt is refused)"),
     objects: Optional[Path] = typer.Option(None, "--objects", help="folder of RGBA cut-outs; only the train share is used"),
     run_dir: Path = typer.Option(..., "--out", help="run folder (resumes from its checkpoint)"),
-    init: Optional[Path] = typer.Option(None, "--init", help="weights to fine-tune [default: the shipped cmaa]"),
+    init: Optional[Path] = typer.Option(None, "--init", help="weights to fine-tune (default: the shipped cmaa)"),
     eps: str = typer.Option("4/255", "--eps", help="ℓ∞ radius of the inner maximisation"),
     pgd_steps: int = typer.Option(3, "--pgd-steps", min=1, help="PGD steps of the inner maximisation (1 overfits)"),
     steps: int = typer.Option(500, "--steps", min=1),
