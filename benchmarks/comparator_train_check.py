@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from robusthash.compare.align import align, sampling_grid
-from robusthash.compare.pairs import Kind, PairPool, aligned_pairs, draw_pair, truth_heatmap
-from robusthash.evaluation.compare_report import (CompareReportConfig, EvalPair, _predict, attacked_query,
-                                                  class_metrics, heatmap_iou, realigned)
+from robusthash.compare.pairs import Kind, PairPool, aligned_pairs
+from robusthash.evaluation.compare_report import (CompareReportConfig, attacked_predictions, class_metrics,
+                                                  eval_pairs, heatmap_iou)
 from robusthash.files import evenly_spaced, read_image_list
-from robusthash.models.comparator import load_weights
+from robusthash.models.comparator import load_weights, predict
 from robusthash.segments.montage import object_split
 
 
@@ -38,31 +37,17 @@ def main() -> None:
 
     clean = aligned_pairs(PairPool.from_files(evenly_spaced(train, 100), cutouts), 300, 5, 112, workers=2)
     edited = clean.labels == Kind.edited
-    pool = PairPool.from_files(evenly_spaced(train, 40), cutouts)
-    items = []
-    for i in range(120):
-        pair = draw_pair(pool, 9, i)
-        alignment, aligned = align(pair.query, pair.original, 112)
-        label, target = truth_heatmap(pair, aligned.coverage)
-        items.append(EvalPair(pair, int(label), target, sampling_grid(alignment, pair.query.size, pair.original.size,
-                                                                      112), aligned.original, aligned.query,
-                              alignment.found))
+    items = eval_pairs(PairPool.from_files(evenly_spaced(train, 40), cutouts), 120, 9, 112)
     labels = np.array([item.label for item in items])
-    originals = np.stack([item.original for item in items])
-    attacked_edited = [k for k, item in enumerate(items) if item.label == Kind.edited]
-    targets = np.stack([items[k].target for k in attacked_edited])
+    targets = np.stack([item.target for item in items if item.label == Kind.edited])
     config = CompareReportConfig(args.corpus / "train.txt", args.corpus / "objects")
 
     print("| weights | clean AP | clean IoU | adversarial AP | adversarial IoU |")
     print("|---|---|---|---|---|")
     for path in args.weights:
         model = load_weights(path)
-        probabilities, heatmaps = _predict(model, clean.originals, clean.queries)
-        attacked = np.stack([realigned(attacked_query(model, item, "class", config), item, 112) for item in items])
-        adv_probabilities, _ = _predict(model, originals, attacked)
-        heat_attacked = np.stack([realigned(attacked_query(model, items[k], "heatmap", config), items[k], 112)
-                                  for k in attacked_edited])
-        _, adv_heatmaps = _predict(model, originals[attacked_edited], heat_attacked)
+        probabilities, heatmaps = predict(model, clean.originals, clean.queries)
+        adv_probabilities, adv_heatmaps, _ = attacked_predictions(model, items, config)
         print(f"| {path} | {class_metrics(probabilities, clean.labels)['AP']:.3f} | "
               f"{heatmap_iou(heatmaps[edited], clean.targets[edited]):.3f} | "
               f"{class_metrics(adv_probabilities, labels)['AP']:.3f} | {heatmap_iou(adv_heatmaps, targets):.3f} |",

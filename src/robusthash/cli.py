@@ -193,7 +193,7 @@ def explain(
     except ValueError as exc:  # ImageError is one; a bad model file is the other
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from None
-    result = comparator.explain(query_im, original_im)
+    result = comparator.explain_images(query_im, original_im)
     record = {"query": str(query), "original": str(original), **result.to_dict()}
     if not no_picture:
         target = picture or Path(f"{query.stem}-vs-{original.stem}.png")

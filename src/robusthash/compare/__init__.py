@@ -42,6 +42,12 @@ class Explanation:
     heatmap: np.ndarray  # cells × cells in [0, 1], over the original (row 0 at the top)
     alignment: Alignment = field(repr=False)
 
+    @classmethod
+    def of(cls, probabilities: np.ndarray, heatmap: np.ndarray, alignment: Alignment) -> "Explanation":
+        """The answer from one pair's network outputs (class probabilities, heatmap)."""
+        return cls(CLASSES[int(np.argmax(probabilities))], {name: float(p) for name, p in zip(CLASSES, probabilities)},
+                   heatmap, alignment)
+
     def edited_cells(self, threshold: float = EDITED) -> list[tuple[int, int]]:
         """(row, column) of the cells at or above ``threshold``."""
         return [(int(r), int(c)) for r, c in zip(*np.nonzero(self.heatmap >= threshold))]
@@ -87,12 +93,14 @@ class ImageComparator:
         return probabilities, heatmaps
 
     def explain(self, query: ImageSource, original: ImageSource) -> Explanation:
-        query_im, original_im = self.load(query), self.load(original)
-        alignment, pair = align(query_im, original_im, self.size, self.align_config)
+        return self.explain_images(self.load(query), self.load(original))
+
+    def explain_images(self, query: Image.Image, original: Image.Image) -> Explanation:
+        """:meth:`explain` of two images already read by :meth:`load` (callers that
+        also draw them need them anyway)."""
+        alignment, pair = align(query, original, self.size, self.align_config)
         probabilities, heatmaps = self.predict(pair.original[None], pair.query[None])
-        label = CLASSES[int(np.argmax(probabilities[0]))]
-        return Explanation(label, {name: float(p) for name, p in zip(CLASSES, probabilities[0])}, heatmaps[0],
-                           alignment)
+        return Explanation.of(probabilities[0], heatmaps[0], alignment)
 
 
 _DEFAULT: ImageComparator | None = None

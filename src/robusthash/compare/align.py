@@ -60,13 +60,6 @@ class Alignment:
 
 
 @dataclass(frozen=True)
-class AlignedPair:
-    original: np.ndarray  # size × size × 3 uint8
-    query: np.ndarray  # size × size × 3 uint8: the query in the original's frame
-    coverage: np.ndarray  # size × size bool: where the query has pixels
-
-
-@dataclass(frozen=True)
 class SamplingGrid:
     """Where each cell of the ``size`` × ``size`` grid over the original lies in the
     query, after the query is mirrored (``flipped``) and reduced to ``reduced`` (w, h)."""
@@ -80,6 +73,18 @@ class SamplingGrid:
     def coverage(self) -> np.ndarray:
         w, h = self.reduced
         return (self.map_x >= -0.5) & (self.map_x <= w - 0.5) & (self.map_y >= -0.5) & (self.map_y <= h - 0.5)
+
+
+@dataclass(frozen=True)
+class AlignedPair:
+    original: np.ndarray  # size × size × 3 uint8
+    query: np.ndarray  # size × size × 3 uint8: the query in the original's frame
+    grid: SamplingGrid  # where the query was sampled (attacks sample it again, in torch)
+
+    @property
+    def coverage(self) -> np.ndarray:
+        """size × size bool: where the query has pixels."""
+        return self.grid.coverage
 
 
 @dataclass
@@ -97,12 +102,9 @@ class _Features:
 
 
 def _grey(im: Image.Image, side: int) -> tuple[np.ndarray, float]:
-    grey = im.convert("L")
-    scale = min(1.0, side / max(grey.size))
-    if scale < 1.0:
-        grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
-                           Image.Resampling.BILINEAR)
-    return np.asarray(grey), scale
+    from ..segments.segmenter import reduced
+
+    return np.asarray(reduced(im.convert("L"), side, Image.Resampling.BILINEAR)), min(1.0, side / max(im.size))
 
 
 @dataclass(frozen=True)
@@ -242,9 +244,8 @@ def aligned_pair(query: Image.Image, original: Image.Image, alignment: Alignment
     resized_original = np.asarray(original.resize((size, size), Image.Resampling.BILINEAR))
     warped = cv2.remap(np.asarray(prepared_query(query, grid)), grid.map_x, grid.map_y, cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)
-    coverage = grid.coverage
-    warped = np.where(coverage[..., None], warped, resized_original)
-    return AlignedPair(resized_original, np.ascontiguousarray(warped), coverage)
+    warped = np.where(grid.coverage[..., None], warped, resized_original)
+    return AlignedPair(resized_original, np.ascontiguousarray(warped), grid)
 
 
 def align(query: Image.Image, original: Image.Image, size: int,

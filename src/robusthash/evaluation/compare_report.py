@@ -41,8 +41,9 @@ import numpy as np
 from PIL import Image
 
 from ..compare import Explanation, ImageComparator
-from ..compare.align import align, sampling_grid
-from ..compare.pairs import CLASSES, Kind, PairConfig, PairPool, draw_pair, truth_heatmap
+from ..compare.align import AlignedPair, Alignment, align
+from ..compare.edits import EDITS
+from ..compare.pairs import CLASSES, Kind, Pair, PairConfig, PairPool, draw_pair, truth_heatmap
 from ..files import evenly_spaced, read_image_list
 from ..hashing.learned import shipped_model
 from ..segments.montage import object_split
@@ -74,13 +75,23 @@ def _model_file(name: str) -> Path:
 
 @dataclass
 class EvalPair:
-    pair: object  # compare.pairs.Pair
+    pair: Pair
     label: int
     target: np.ndarray
-    grid: object  # compare.align.SamplingGrid of the clean query
-    original: np.ndarray  # aligned original, S×S×3 uint8
-    query: np.ndarray  # aligned clean query
-    found: bool  # alignment found a homography
+    alignment: Alignment  # of the clean query
+    aligned: AlignedPair  # the clean query on the grid over the original
+
+
+def eval_pairs(pool: PairPool, count: int, seed: int, size: int) -> list[EvalPair]:
+    """Pairs 0 .. count−1 of ``draw_pair``, aligned, with their truth, kept whole (the
+    attacks need the query itself and its grid)."""
+    items = []
+    for i in range(count):
+        pair = draw_pair(pool, seed, i)
+        alignment, aligned = align(pair.query, pair.original, size)
+        label, target = truth_heatmap(pair, aligned.coverage)
+        items.append(EvalPair(pair, int(label), target, alignment, aligned))
+    return items
 
 
 def class_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict:
@@ -98,16 +109,6 @@ def heatmap_iou(heatmaps: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean([cell_iou(h >= 0.5, t >= EDITED_CELL) for h, t in zip(heatmaps, targets)]))
 
 
-def _predict(model, originals: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
-    with torch.no_grad():
-        o = torch.from_numpy(originals).permute(0, 3, 1, 2).float() / 255
-        q = torch.from_numpy(queries).permute(0, 3, 1, 2).float() / 255
-        logits, heat = model(o, q)
-        return torch.softmax(logits, 1).numpy(), torch.sigmoid(heat).numpy()
-
-
 def attacked_query(model, item: EvalPair, objective: str, config: CompareReportConfig) -> Image.Image:
     """The published (JPEG) query after white-box PGD through the whole differentiable
     pipeline; ``objective`` "class" or "heatmap"."""
@@ -115,14 +116,14 @@ def attacked_query(model, item: EvalPair, objective: str, config: CompareReportC
     import torch.nn.functional as F
 
     from ..attacks.adversarial import PGDConfig, differentiable_jpeg, pgd, published, to_tensor
-    from ..models.comparator import aligned_query
+    from ..models.comparator import aligned_query, to_input
 
-    original = torch.from_numpy(item.original.copy()).permute(2, 0, 1)[None].float() / 255
+    original = to_input(item.aligned.original[None])
     label = torch.tensor([item.label])
     target = torch.from_numpy(item.target).flatten()[None]
 
     def loss(pixels: torch.Tensor) -> torch.Tensor:
-        query = aligned_query(differentiable_jpeg(pixels, config.jpeg_quality), original, item.grid)
+        query = aligned_query(differentiable_jpeg(pixels, config.jpeg_quality), original, item.aligned.grid)
         logits, heat = model(original, query)
         if objective == "class":
             return -F.cross_entropy(logits, label)
@@ -138,59 +139,68 @@ def realigned(query: Image.Image, item: EvalPair, size: int) -> np.ndarray:
 
 
 def torch_explanation(model, query: Image.Image, original: Image.Image) -> Explanation:
-    """``ImageComparator.explain`` with a torch model (for the undefended one, which
-    ships no ONNX file)."""
+    """``ImageComparator.explain_images`` with a torch model (for the undefended one,
+    which ships no ONNX file)."""
+    from ..models.comparator import predict
+
     alignment, aligned = align(query, original, model.config.image_size)
-    probabilities, heatmaps = _predict(model, aligned.original[None], aligned.query[None])
-    return Explanation(CLASSES[int(probabilities[0].argmax())], dict(zip(CLASSES, map(float, probabilities[0]))),
-                       heatmaps[0], alignment)
+    probabilities, heatmaps = predict(model, aligned.original[None], aligned.query[None])
+    return Explanation.of(probabilities[0], heatmaps[0], alignment)
+
+
+def attacked_predictions(model, items: list[EvalPair], config: CompareReportConfig, keep: frozenset = frozenset(),
+                         progress=None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The model on every pair's class-attacked query (probabilities N×3) and on each
+    edited pair's heatmap-attacked query (heatmaps E×cells×cells), each saved as JPEG and
+    aligned again; and the class-attacked files of the pairs in ``keep``."""
+    from ..models.comparator import predict
+
+    size = model.config.image_size
+    edited = [k for k, item in enumerate(items) if item.label == Kind.edited]
+    originals = np.stack([item.aligned.original for item in items])
+    attacked, published = [], {}
+    started = time.time()
+    for k, item in enumerate(items):
+        adversarial = attacked_query(model, item, "class", config)
+        if k in keep:
+            published[k] = adversarial
+        attacked.append(realigned(adversarial, item, size))
+        if progress and (k + 1) % 50 == 0:
+            progress(f"class attack {k + 1}/{len(items)} ({time.time() - started:.0f} s)")
+    probabilities, _ = predict(model, originals, np.stack(attacked))
+    heat_attacked = [realigned(attacked_query(model, items[k], "heatmap", config), items[k], size) for k in edited]
+    _, heatmaps = predict(model, originals[edited], np.stack(heat_attacked))
+    return probabilities, heatmaps, published
 
 
 def run(config: CompareReportConfig, progress=lambda line: print(line, flush=True)) -> dict:
-    from ..models.comparator import load_weights
+    from ..models.comparator import load_weights, predict
 
     photos = evenly_spaced(read_image_list(config.test_list), config.photos)
     cutouts = [p for p in sorted(config.objects.glob("*.png")) if object_split(p) == "test"]
     pool = PairPool.from_files(photos, cutouts, PairConfig())
     models = {name: load_weights(_model_file(file)) for name, file in config.models}
     size = next(iter(models.values())).config.image_size
-    items = []
     started = time.time()
-    for i in range(3 * len(photos)):
-        pair = draw_pair(pool, config.seed, i)
-        alignment, aligned = align(pair.query, pair.original, size)
-        label, target = truth_heatmap(pair, aligned.coverage)
-        grid = sampling_grid(alignment, pair.query.size, pair.original.size, size)
-        items.append(EvalPair(pair, int(label), target, grid, aligned.original, aligned.query, alignment.found))
+    items = eval_pairs(pool, 3 * len(photos), config.seed, size)
     progress(f"{len(items)} test pairs aligned in {time.time() - started:.0f} s")
     labels = np.array([item.label for item in items])
-    originals = np.stack([item.original for item in items])
+    originals = np.stack([item.aligned.original for item in items])
     edited = [k for k, item in enumerate(items) if item.label == Kind.edited]
     targets = np.stack([items[k].target for k in edited])
     result = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
               "pairs": len(items), "labels": np.bincount(labels, minlength=3).tolist(),
-              "aligned_share": {name: float(np.mean([item.found for item in items if item.label == k]))
+              "aligned_share": {name: float(np.mean([item.alignment.found for item in items if item.label == k]))
                                 for k, name in enumerate(CLASSES)},
-              "edits": {e: sum(1 for k in edited if items[k].pair.edit == e) for e in ("paste", "remove", "smear",
-                                                                                      "replace")},
+              "edits": {e: sum(1 for k in edited if items[k].pair.edit == e) for e in EDITS},
               "models": {}}
-    clean_queries = np.stack([item.query for item in items])
+    clean_queries = np.stack([item.aligned.query for item in items])
     for name, model in models.items():
-        probabilities, heatmaps = _predict(model, originals, clean_queries)
+        probabilities, heatmaps = predict(model, originals, clean_queries)
         row = {"clean": {**class_metrics(probabilities, labels), "IoU": heatmap_iou(heatmaps[edited], targets)}}
         started = time.time()
-        attacked, published = [], {}
-        for k, item in enumerate(items):
-            adversarial = attacked_query(model, item, "class", config)
-            if k in edited[:EXAMPLES]:
-                published[k] = adversarial
-            attacked.append(realigned(adversarial, item, size))
-            if (k + 1) % 50 == 0:
-                progress(f"{name}: class attack {k + 1}/{len(items)} ({time.time() - started:.0f} s)")
-        adv_probabilities, _ = _predict(model, originals, np.stack(attacked))
-        heat_attacked = [realigned(attacked_query(model, items[k], "heatmap", config), items[k], size)
-                         for k in edited]
-        _, adv_heatmaps = _predict(model, originals[edited], np.stack(heat_attacked))
+        adv_probabilities, adv_heatmaps, published = attacked_predictions(
+            model, items, config, frozenset(edited[:EXAMPLES]), lambda line, name=name: progress(f"{name}: {line}"))
         row["adversarial"] = {**class_metrics(adv_probabilities, labels), "IoU": heatmap_iou(adv_heatmaps, targets)}
         row["attack_seconds_per_pair"] = (time.time() - started) / (len(items) + len(edited))
         result["models"][name] = row

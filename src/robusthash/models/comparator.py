@@ -161,11 +161,23 @@ def aligned_query(query: torch.Tensor, original: torch.Tensor, grid: SamplingGri
     return torch.where(covered, sampled, original)
 
 
+def to_input(pixels: np.ndarray) -> torch.Tensor:
+    """Aligned images N×S×S×3 uint8 → the network's input N×3×S×S in [0, 1]."""
+    return torch.tensor(pixels).permute(0, 3, 1, 2).float() / 255  # a copy: aligned arrays may be read-only
+
+
+def predict(model: Comparator, originals: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the ONNX file gives (``compare.ImageComparator.predict``), from the torch
+    model: class probabilities N×3 and heatmaps N×cells×cells in [0, 1]."""
+    with torch.no_grad():
+        logits, heatmap = model(to_input(originals), to_input(queries))
+        return torch.softmax(logits, 1).numpy(), torch.sigmoid(heatmap).numpy()
+
+
 def batch_tensors(pairs: AlignedPairs, rows: np.ndarray, flip: np.ndarray | None = None):
     """Rows of ``pairs`` as tensors (original, query, labels, targets), pixels in [0, 1];
     rows where ``flip`` is set are mirrored, both images and the truth alike."""
-    original = torch.from_numpy(pairs.originals[rows]).permute(0, 3, 1, 2).float() / 255
-    query = torch.from_numpy(pairs.queries[rows]).permute(0, 3, 1, 2).float() / 255
+    original, query = to_input(pairs.originals[rows]), to_input(pairs.queries[rows])
     targets = torch.from_numpy(pairs.targets[rows]).float()
     if flip is not None and flip.any():
         f = torch.from_numpy(flip)
@@ -233,7 +245,7 @@ class _Probabilities(nn.Module):
 
     def forward(self, original: torch.Tensor, query: torch.Tensor):
         logits, heatmap = self.model(original, query)
-        return torch.softmax(logits, 1), torch.sigmoid(heatmap)
+        return torch.softmax(logits, 1), torch.sigmoid(heatmap)  # as predict() computes them
 
 
 def export_onnx(model: Comparator, path: Path, provenance: dict | None = None) -> Path:

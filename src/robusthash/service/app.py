@@ -391,7 +391,7 @@ def _api_routes(service: Service) -> APIRouter:
             query = comparator.load(stream)
         except ImageError as exc:
             raise HTTPException(422, str(exc)) from None
-        result = comparator.explain(query, original)
+        result = comparator.explain_images(query, original)
         answer = {"image_id": image_id, **result.to_dict()}
         if picture:
             buffer = io.BytesIO()
