@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from contextlib import ExitStack, contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -72,6 +73,35 @@ def _progress(enabled: bool) -> Progress:
         transient=True,
         disable=not enabled,
     )
+
+
+DASK_OPTION = typer.Option(
+    None, "--dask", help="hash on a Dask cluster: 'local' starts one on this machine, or a scheduler "
+    "address such as tcp://scheduler:8786 (needs robusthash[distributed]; docs/distributed.md)",
+)
+DASK_WORKERS_OPTION = typer.Option(None, "--dask-workers", min=1,
+                                   help="worker processes of --dask local (default: one per core)")
+
+
+@contextmanager
+def _cluster(address: Optional[str], workers: Optional[int]):
+    """The executor --dask names (None without it); connection problems end the command cleanly."""
+    if address is None:
+        yield None
+        return
+    from .cluster import ClusterConfig, dask_executor
+
+    try:
+        config = ClusterConfig(address, workers)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--dask") from None
+    with ExitStack() as stack:
+        try:
+            executor = stack.enter_context(dask_executor(config))
+        except RuntimeError as exc:  # Dask missing, or no scheduler at the address
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1) from None
+        yield executor
 
 
 def _emit(fmt: Format, record: dict, text: str) -> None:
@@ -478,6 +508,8 @@ def bench(
     fpr: float = typer.Option(0.01, "--fpr", min=1e-6, max=0.5, help="false positive rate that fixes τ"),
     seed: int = typer.Option(0, "--seed", help="seed of the random attacks and of the negative pairs"),
     workers: int = typer.Option(default_workers(), "--workers", min=1, help="processes (default: all cores)"),
+    dask: Optional[str] = DASK_OPTION,
+    dask_workers: Optional[int] = DASK_WORKERS_OPTION,
     cache: Optional[Path] = typer.Option(None, "--cache", help=f"hash cache (default: {default_cache_path()})"),
     no_cache: bool = typer.Option(False, "--no-cache", help="compute everything, keep nothing"),
     fmt: Format = typer.Option(Format.text, "--format", help="summary as a text table or one JSON object per method"),
@@ -516,8 +548,8 @@ def bench(
         attacks=attack_spec, fpr=fpr, seed=seed, workers=workers,
         cache=None if no_cache else (cache or default_cache_path()),
     )
-    description = f"attacking and hashing ({workers} workers)"
-    with _progress(err.is_terminal) as progress:
+    description = f"attacking and hashing ({f'Dask {dask}' if dask else f'{workers} workers'})"
+    with _cluster(dask, dask_workers) as executor, _progress(err.is_terminal) as progress:
         task = progress.add_task(description, total=len(paths))
         logged = [-1]
 
@@ -529,7 +561,7 @@ def bench(
                 err.print(f"{description}: {done}/{total} images", markup=False)
 
         try:
-            result = run_bench(config, report)
+            result = run_bench(config, report, executor=executor)
         except ValueError as exc:
             err.print(f"error: {exc}")
             raise typer.Exit(1) from None
@@ -630,11 +662,15 @@ def db_add(
     meta: Optional[str] = typer.Option(None, "--meta", help='JSON object stored with every image, e.g. \'{"owner": "agency"}\''),
     batch: int = typer.Option(64, "--batch", min=1, help="images per transaction"),
     fmt: Format = typer.Option(Format.text, "--format", help="text summary or one JSON object per file"),
+    dask: Optional[str] = DASK_OPTION,
+    dask_workers: Optional[int] = DASK_WORKERS_OPTION,
+    task_size: int = typer.Option(16, "--task-size", min=1, help="with --dask: files per task"),
 ):
     """Register originals (files, folders, .txt lists).
 
     Bad files are reported and skipped; re-running skips what is already registered
-    (same bytes), so an interrupted add can simply be run again."""
+    (same bytes), so an interrupted add can simply be run again. With --dask the hashing
+    runs on a cluster (this process reads the files and writes the database)."""
     try:
         metadata = json.loads(meta) if meta else {}
         if not isinstance(metadata, dict):
@@ -642,9 +678,9 @@ def db_add(
     except ValueError as exc:
         raise typer.BadParameter(f"--meta must be a JSON object ({exc})", param_hint="--meta") from None
     files = list(iter_image_paths(paths))
-    with _open_db(db) as ref, _progress(err.is_terminal) as bar:
+    with _open_db(db) as ref, _cluster(dask, dask_workers) as executor, _progress(err.is_terminal) as bar:
         task = bar.add_task("registering", total=len(files))
-        report = ref.add(files, metadata=metadata, batch=batch,
+        report = ref.add(files, metadata=metadata, batch=batch, executor=executor, task_size=task_size,
                          progress=lambda done, total: bar.update(task, completed=done))
         ref.refresh()
         ref.save_indexes()

@@ -24,13 +24,14 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, as_completed, wait
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ..evaluation.metrics import hamming_rows, threshold_at_fpr
-from ..hashing import BaseHasher, Hash, MultiHash, get_hasher
-from ..hashing.base import decode_options, load_for
+from ..hashing import BaseHasher, Hash, MultiHash
+from ..hashing.base import decode_options, load_for, shared_hasher
 from ..io import DEFAULT_LIMITS, ImageError, LoadLimits, decode, header_size, read_bytes
 from .index import HammingIndex
 from .store import Calibration, HashRow, ImageRecord, NewImage, Store
@@ -39,6 +40,10 @@ DEFAULT_METHODS = ("forbild",)
 # Methods that decide by their own published rule rather than a single NHD threshold.
 OWN_RULES = ("forbild", "crop-resistant")
 INDEX_FORMAT = "1"
+# Distributed registering: files per task (each task's bytes travel to a worker), and the
+# tasks submitted ahead of the results, which bounds what this process holds in memory.
+TASK_SIZE = 16
+IN_FLIGHT = 32
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ class ReferenceDB:
         self.store = Store(url)
         self.limits = limits
         self.methods = list(methods) if methods else self._stored_methods()
-        self.hashers: dict[str, BaseHasher] = {m: get_hasher(m) for m in self.methods}  # type: ignore[misc]
+        self.hashers: dict[str, BaseHasher] = {m: shared_hasher(m) for m in self.methods}  # type: ignore[misc]
         if index_dir is None and not self.store.is_postgres:
             index_dir = Path(f"{url}.index")
         self.index_dir = index_dir
@@ -143,7 +148,7 @@ class ReferenceDB:
 
     def set_methods(self, methods: Sequence[str]) -> None:
         """Record the methods this database registers with (``db init --methods``)."""
-        hashers = {m: get_hasher(m) for m in methods}
+        hashers = {m: shared_hasher(m) for m in methods}
         with self.store.write():
             self.store.execute("DELETE FROM meta WHERE key = 'methods'")
             self.store.execute("INSERT INTO meta (key, value) VALUES ('methods', ?)", (json.dumps(list(methods)),))
@@ -161,20 +166,28 @@ class ReferenceDB:
     # --- registering ----------------------------------------------------------------
 
     def add(self, sources: Iterable[str | Path], metadata: dict[str, Any] | None = None, batch: int = 64,
-            progress: Progress | None = None) -> AddReport:
+            progress: Progress | None = None, executor: Executor | None = None,
+            task_size: int = TASK_SIZE) -> AddReport:
         """Hash and register files; bad files are reported in the result, never raised.
 
         Each batch is one transaction: if the process dies, committed batches stay and a
         re-run skips them (same digest) and completes the rest, without duplicates.
+
+        ``executor`` (a process pool, or a Dask cluster's: :mod:`robusthash.cluster`) hashes
+        ``task_size`` files per task: this process reads the files and sends their bytes, so
+        workers need no access to them; it alone writes to the store, as results arrive.
         """
         paths = [Path(s) for s in sources]
         report = AddReport()
         pending: list[tuple[str, NewImage]] = []
-        for done, path in enumerate(paths, start=1):
-            try:
-                pending.append((str(path), self._hash_file(path, metadata or {})))
-            except (ImageError, OSError) as exc:
-                report.failed.append((str(path), str(exc) if isinstance(exc, ImageError) else f"{path}: {exc}"))
+        done = 0
+        for results in self._hashed(paths, metadata or {}, executor, task_size):
+            for source, result in results:
+                if isinstance(result, NewImage):
+                    pending.append((source, result))
+                else:
+                    report.failed.append((source, result))
+            done += len(results)
             if len(pending) >= batch or done == len(paths):
                 self._commit(pending, report)
                 pending = []
@@ -182,14 +195,31 @@ class ReferenceDB:
                 progress(done, len(paths))
         return report
 
-    def _hash_file(self, path: Path, metadata: dict[str, Any]) -> NewImage:
-        data = read_bytes(path, self.limits)  # read once: digested, sized and decoded
-        hashers = list(self.hashers.values())
-        draft_size, mode = decode_options(hashers)
-        im = decode(data, str(path), limits=self.limits, draft_size=draft_size, mode=mode)
-        hashes = _stored_form({method: hasher.hash_pil(im) for method, hasher in self.hashers.items()})
-        width, height = header_size(data) or (None, None)
-        return NewImage(hashlib.sha256(data).hexdigest(), str(path), metadata, width, height, hashes)
+    def _hashed(self, paths: list[Path], metadata: dict[str, Any], executor: Executor | None,
+                task_size: int) -> Iterator[list[tuple[str, NewImage | str]]]:
+        """(source, NewImage or the reason it failed) of every path, a task's worth at a time."""
+        if executor is None:
+            for path in paths:
+                yield [(str(path), _read_and_hash(path, self.methods, self.limits, metadata))]
+            return
+        chunks = [paths[i:i + task_size] for i in range(0, len(paths), task_size)]
+        running: set[Future] = set()
+        for chunk in chunks:
+            if len(running) >= IN_FLIGHT:  # bounded: only these tasks' bytes are held
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in finished)
+            encoded, failed = [], []
+            for path in chunk:
+                try:
+                    encoded.append((str(path), read_bytes(path, self.limits)))
+                except (ImageError, OSError) as exc:
+                    failed.append((str(path), _failure(path, exc)))
+            if failed:
+                yield failed
+            if encoded:
+                running.add(executor.submit(hash_encoded, encoded, self.methods, self.limits, metadata))
+        for future in as_completed(running):
+            yield future.result()
 
     def _commit(self, pending: list[tuple[str, NewImage]], report: AddReport) -> None:
         if not pending:
@@ -239,7 +269,7 @@ class ReferenceDB:
 
     def _hasher(self, method: str) -> BaseHasher:
         if method not in self.hashers:
-            self.hashers[method] = get_hasher(method)  # type: ignore[assignment]
+            self.hashers[method] = shared_hasher(method)  # type: ignore[assignment]
         return self.hashers[method]
 
     def threshold(self, hasher: BaseHasher) -> tuple[float, str]:
@@ -381,6 +411,40 @@ class ReferenceDB:
             entry["calibration"] = asdict(calibration) if calibration else None
         stats["registering_with"] = self.methods
         return stats
+
+
+def hash_encoded(encoded: Sequence[tuple[str, bytes]], methods: Sequence[str], limits: LoadLimits,
+                 metadata: dict[str, Any]) -> list[tuple[str, NewImage | str]]:
+    """A task of :meth:`ReferenceDB.add` on a worker: (source, file bytes) → (source,
+    :class:`NewImage` or why it failed). A bad file fails alone; the task goes on."""
+    return [(source, _new_image(data, source, methods, limits, metadata)) for source, data in encoded]
+
+
+def _read_and_hash(path: Path, methods: Sequence[str], limits: LoadLimits,
+                   metadata: dict[str, Any]) -> NewImage | str:
+    try:
+        data = read_bytes(path, limits)
+    except (ImageError, OSError) as exc:
+        return _failure(path, exc)
+    return _new_image(data, str(path), methods, limits, metadata)
+
+
+def _new_image(data: bytes, source: str, methods: Sequence[str], limits: LoadLimits,
+               metadata: dict[str, Any]) -> NewImage | str:
+    """One file's bytes, digested, sized, decoded once and hashed by every method."""
+    hashers = {m: shared_hasher(m) for m in methods}
+    draft_size, mode = decode_options(list(hashers.values()))
+    try:
+        im = decode(data, source, limits=limits, draft_size=draft_size, mode=mode)
+    except (ImageError, OSError) as exc:
+        return _failure(source, exc)
+    hashes = _stored_form({method: hasher.hash_pil(im) for method, hasher in hashers.items()})
+    width, height = header_size(data) or (None, None)
+    return NewImage(hashlib.sha256(data).hexdigest(), source, metadata, width, height, hashes)
+
+
+def _failure(source: str | Path, exc: Exception) -> str:
+    return str(exc) if isinstance(exc, ImageError) else f"{source}: {exc}"
 
 
 def _segments(value: Hash | MultiHash) -> tuple[Hash, ...]:

@@ -22,7 +22,8 @@ import hashlib
 import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -32,7 +33,7 @@ from PIL import Image
 
 from .. import attacks
 from ..attacks import AttackCase, spec as attack_spec, suites as attack_suites, transforms as attack_transforms
-from ..hashing import BaseHasher, get_hasher
+from ..hashing import get_hasher, shared_hasher
 from ..io import ImageError, load_pil
 from .hashcache import HashCache, file_digest, source_fingerprint
 from .metrics import (
@@ -117,14 +118,7 @@ def derangement(n: int, seed: int) -> np.ndarray:
 
 # --- the part that runs in the pool -------------------------------------------------
 
-_WORKER_HASHERS: dict[str, BaseHasher] = {}
 COPIES_AT_ONCE = 32  # attacked copies of one image held and hashed together
-
-
-def _hasher(method: str) -> BaseHasher:
-    if method not in _WORKER_HASHERS:
-        _WORKER_HASHERS[method] = get_hasher(method)  # type: ignore[assignment]
-    return _WORKER_HASHERS[method]
 
 
 @dataclass
@@ -160,7 +154,7 @@ def attack_and_hash(index: int, path: str, digest: str, jobs: dict[str, list[str
             # The copies together: learned hashers batch them through the model.
             wanted = [spec for spec in copies if method in jobs[spec]]
             start = time.perf_counter()
-            values = _hasher(method).hash_pils([copies[spec] for spec in wanted])
+            values = shared_hasher(method).hash_pils([copies[spec] for spec in wanted])
             seconds = (time.perf_counter() - start) / len(wanted)
             outcome.hashes += [(spec, method, value.data, seconds) for spec, value in zip(wanted, values)]
     return outcome
@@ -246,8 +240,12 @@ class BenchResult:
 Progress = Callable[[int, int], None]
 
 
-def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchResult:
-    """Attack, hash (cached, in parallel) and measure; see the module docstring."""
+def run_bench(config: BenchConfig, progress: Progress | None = None, executor: Executor | None = None) -> BenchResult:
+    """Attack, hash (cached, in parallel) and measure; see the module docstring.
+
+    ``executor`` (e.g. a Dask cluster's, :mod:`robusthash.cluster`) runs the per-image tasks
+    instead of a local pool of ``config.workers`` processes; its workers must see the image
+    files at the same paths."""
     started = time.perf_counter()
     cases = attack_cases(config.attacks)
     hashers = {m: get_hasher(m) for m in config.methods}
@@ -264,7 +262,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
     cache = HashCache(config.cache)
     try:
         stored, jobs = _plan(images, digests, cache, method_ids, attack_ids)
-        computed, attack_seconds = _execute(config, images, digests, jobs, stored, cache, attack_ids, method_ids, skipped, progress)
+        computed, attack_seconds = _execute(config, images, digests, jobs, stored, cache, attack_ids, method_ids, skipped,
+                                            progress, executor)
     finally:
         cache.close()
 
@@ -345,8 +344,8 @@ def _plan(images, digests, cache, method_ids, attack_ids):
     return stored, jobs
 
 
-def _execute(config, images, digests, jobs, stored, cache, attack_ids, method_ids, skipped, progress):
-    """Run the pending jobs, on a process pool when ``config.workers > 1``."""
+def _execute(config, images, digests, jobs, stored, cache, attack_ids, method_ids, skipped, progress, executor):
+    """Run the pending jobs: on ``executor`` when given, else on a process pool when ``config.workers > 1``."""
     pending = [i for i, need in enumerate(jobs) if need]
     done, computed, attack_seconds = 0, 0, []
     total = len(images)
@@ -369,14 +368,16 @@ def _execute(config, images, digests, jobs, stored, cache, attack_ids, method_id
             progress(total - len(pending) + done, total)
 
     args = [(i, str(images[i]), digests[i], jobs[i], config.seed) for i in pending]
-    if config.workers <= 1 or len(pending) <= 1:
+    if executor is None and (config.workers <= 1 or len(pending) <= 1):
         for a in args:
             collect(attack_and_hash(*a))
         return computed, attack_seconds
-    _single_threaded_blas()
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=config.workers, mp_context=context) as pool:
-        futures = [pool.submit(attack_and_hash, *a) for a in args]
+    with ExitStack() as stack:
+        if executor is None:
+            _single_threaded_blas()
+            context = multiprocessing.get_context("spawn")
+            executor = stack.enter_context(ProcessPoolExecutor(max_workers=config.workers, mp_context=context))
+        futures = [executor.submit(attack_and_hash, *a) for a in args]
         for future in as_completed(futures):
             collect(future.result())
     return computed, attack_seconds

@@ -1,6 +1,6 @@
 """Hash values, the hasher protocol, the registry, and the classical hashers."""
 
-from .base import BaseHasher, Comparison, Hasher, available_methods, get_hasher, register
+from .base import BaseHasher, Comparison, Hasher, available_methods, get_hasher, register, shared_hasher
 from .value import Hash, MultiHash, hash_from_dict
 
 # Importing the hasher modules registers them, in this order.
@@ -36,5 +36,6 @@ __all__ = [
     "get_hasher",
     "hash_from_dict",
     "register",
+    "shared_hasher",
     "weighted_distance",
 ]

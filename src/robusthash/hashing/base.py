@@ -152,3 +152,14 @@ def get_hasher(name: str, **kwargs: Any) -> Hasher:
     except KeyError:
         raise ValueError(f"unknown method {name!r}; available: {', '.join(_REGISTRY)}") from None
     return factory(**kwargs)
+
+
+_SHARED: dict[str, Hasher] = {}
+
+
+def shared_hasher(name: str) -> Hasher:
+    """One hasher per process and name: worker processes (a process pool, Dask workers) hash
+    many tasks, and a learned hasher should load its model once, not once per task."""
+    if name not in _SHARED:
+        _SHARED[name] = get_hasher(name)
+    return _SHARED[name]
