@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/robusthash demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # Needs the corpus: $(PYTHON) ../shared/corpus/build_corpus.py corpus
 bench-speed: $(STAMP)

@@ -147,3 +147,25 @@ def clipart() -> Image.Image:
     draw.polygon([(70, 200), (170, 200), (210, 290), (30, 290)], fill=(40, 90, 200, 255), outline=(0, 0, 0, 255),
                  width=6)
     return im
+
+
+@pytest.fixture(scope="session")
+def milvus_address():
+    """A real Milvus server for the session: the embedded standalone build from PyPI
+    (``milvus``), in a throw-away folder. Every test that uses it is in tests/test_milvus.py,
+    so one test process starts it (two cannot run on one machine)."""
+    import shutil
+    import tempfile
+
+    from robusthash.db.milvus import start_embedded
+
+    root = Path(tempfile.mkdtemp(prefix="robusthash-milvus-"))
+    try:
+        server = start_embedded(str(root), _free_port())
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield f"127.0.0.1:{server.listen_port}"
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -51,6 +51,7 @@ def originals(tmp_path_factory, photos) -> list[Path]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path) -> str:
+    """Every engine (tests/test_milvus.py runs these tests again on a Milvus server)."""
     if request.param == "sqlite":
         return str(tmp_path / "ref.sqlite")
     return request.getfixturevalue("fresh_postgres")

@@ -6,7 +6,13 @@ import faiss
 import numpy as np
 import pytest
 
-from robusthash.db.index import TIE_SLACK, HammingIndex, IndexConfig, _flip_masks, _table_radii
+from robusthash.db.index import (
+    TIE_SLACK,
+    HammingIndex,
+    IndexConfig,
+    _flip_masks,
+    _table_radii,
+)
 
 # MIH that always uses its tables: built on every change, never replaced by a scan.
 MIH_ALWAYS = IndexConfig(rebuild_min=0, scan_fraction=float("inf"))
@@ -175,9 +181,14 @@ def test_empty_index_and_k_beyond_the_collection():
 
 @pytest.mark.parametrize(("kind", "config"), KINDS + PENDING, ids=KIND_IDS + PENDING_IDS)
 def test_add_remove_and_re_add(kind, config):
+    check_add_remove_and_re_add(lambda ids, codes: build(kind, config, 256, ids, codes))
+
+
+def check_add_remove_and_re_add(build_index) -> None:
+    """``build_index(ids, codes)``: a 256-bit index holding them (also tests/test_milvus.py)."""
     rng = np.random.default_rng(6)
     codes, ids = random_codes(rng, 2000, 256), np.arange(2000) * 2
-    index = build(kind, config, 256, ids[:1500], codes[:1500])
+    index = build_index(ids[:1500], codes[:1500])
     index.add(ids[1500:], codes[1500:])
     assert len(index) == 2000
     assert index.remove(np.array([0, 2, 3, 3999, 10**9])) == 2  # ids are even: 3, 3999, 10**9 are unknown

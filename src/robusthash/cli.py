@@ -624,15 +624,22 @@ app.add_typer(db_app, name="db")
 
 DB_OPTION = typer.Option(
     "robusthash.sqlite", "--db", envvar="ROBUSTHASH_DB",
-    help="SQLite file, or a postgresql:// URL [env: ROBUSTHASH_DB]",
+    help="SQLite file, a postgresql:// URL, or milvus://host:port?store=SQLITE_OR_POSTGRESQL (search on a "
+    "Milvus server; docs/distributed.md) [env: ROBUSTHASH_DB]",
 )
 
 
 def _open_db(db: str, methods: Optional[str] = None):
     from .db import ReferenceDB
+    from .db.milvus import is_milvus_url, parse_milvus_url
 
-    if not db.startswith(("postgresql://", "postgres://")) and not Path(db).exists():
-        raise typer.BadParameter(f"no database at {db}; create it with `robusthash db init --db {db}`", param_hint="--db")
+    try:
+        store = parse_milvus_url(db).store if is_milvus_url(db) else db
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--db") from None
+    if not store.startswith(("postgresql://", "postgres://")) and not Path(store).exists():
+        raise typer.BadParameter(f"no database at {store}; create it with `robusthash db init --db {db}`",
+                                 param_hint="--db")
     names = _method_names(methods) if methods else None
     try:
         return ReferenceDB(db, methods=names)
@@ -650,7 +657,12 @@ def db_init(
     from .db import ReferenceDB
 
     names = _method_names(methods)
-    with ReferenceDB(db) as ref:
+    try:
+        ref = ReferenceDB(db)
+    except (ValueError, RuntimeError, OSError) as exc:
+        err.print(f"error: cannot open {db}: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    with ref:
         ref.set_methods(names)
         err.print(f"{db}: registering with {', '.join(names)}", markup=False)
 

@@ -34,6 +34,7 @@ from ..hashing import BaseHasher, Hash, MultiHash
 from ..hashing.base import decode_options, load_for, shared_hasher
 from ..io import DEFAULT_LIMITS, ImageError, LoadLimits, decode, header_size, read_bytes
 from .index import HammingIndex
+from .milvus import MilvusIndex, MilvusLocation, collection_name, connect, is_milvus_url, parse_milvus_url
 from .store import Calibration, HashRow, ImageRecord, NewImage, Store
 
 DEFAULT_METHODS = ("forbild",)
@@ -103,7 +104,7 @@ class AddReport:
 class _IndexState:
     """An index and how far it has followed the store."""
 
-    index: HammingIndex
+    index: HammingIndex | MilvusIndex
     last_hash_id: int = 0
     last_removal: int = 0
 
@@ -114,20 +115,25 @@ Progress = Callable[[int, int], None]
 class ReferenceDB:
     """Registered originals, their hashes, indexes and decisions.
 
-    ``url``: SQLite file path or ``postgresql://`` URL. ``methods``: the hashers used by
-    :meth:`add` (default: those the database was created with, else forbild).
-    ``index_dir``: where indexes are saved (default for SQLite: ``<file>.index/``; for
-    PostgreSQL none unless given).
+    ``url``: SQLite file path, ``postgresql://`` URL, or ``milvus://host:port?store=STORE``
+    (search on a Milvus server, truth in ``STORE``: :mod:`robusthash.db.milvus`).
+    ``methods``: the hashers used by :meth:`add` (default: those the database was created
+    with, else forbild). ``index_dir``: where FAISS indexes are saved (default for SQLite:
+    ``<file>.index/``; for PostgreSQL none unless given; Milvus keeps its own).
     """
 
     def __init__(self, url: str | Path, methods: Sequence[str] | None = None, index_dir: Path | None = None,
                  limits: LoadLimits = DEFAULT_LIMITS):
-        self.store = Store(url)
+        self.milvus: MilvusLocation | None = parse_milvus_url(str(url)) if is_milvus_url(url) else None
+        if self.milvus:
+            connect(self.milvus)  # an unreachable server is reported now, not at the first query
+        store_url = self.milvus.store if self.milvus else url
+        self.store = Store(store_url)
         self.limits = limits
         self.methods = list(methods) if methods else self._stored_methods()
         self.hashers: dict[str, BaseHasher] = {m: shared_hasher(m) for m in self.methods}  # type: ignore[misc]
-        if index_dir is None and not self.store.is_postgres:
-            index_dir = Path(f"{url}.index")
+        if index_dir is None and not self.store.is_postgres and not self.milvus:
+            index_dir = Path(f"{store_url}.index")
         self.index_dir = index_dir
         self.identity = self._identity()
         self._indexes: dict[tuple[str, str], _IndexState] = {}
@@ -323,10 +329,37 @@ class ReferenceDB:
     def _index(self, method: str, version: str) -> _IndexState:
         key = (method, version)
         if key not in self._indexes:
-            self._indexes[key] = self._load_index(method, version) or _IndexState(HammingIndex(self._hasher(method).bits))
+            if self.milvus:
+                self._indexes[key] = self._milvus_index(method, version)
+            else:
+                self._indexes[key] = (self._load_index(method, version)
+                                      or _IndexState(HammingIndex(self._hasher(method).bits)))
         state = self._indexes[key]
         self._catch_up(method, version, state)
+        if self.milvus:
+            self._save_progress(method, version, state)
         return state
+
+    def _milvus_index(self, method: str, version: str) -> _IndexState:
+        """The method's Milvus collection, and how far it followed the store (kept in the
+        store's meta table, since the collection lives on after this process)."""
+        assert self.milvus is not None
+        index = MilvusIndex(self.milvus, collection_name(self.identity, method, version), self._hasher(method).bits)
+        row = self.store.execute("SELECT value FROM meta WHERE key = ?", (f"milvus:{index.name}",)).fetchone()
+        if index.created or row is None:
+            return _IndexState(index)  # a new (or re-created) collection starts from nothing
+        progress = json.loads(row[0])
+        return _IndexState(index, int(progress["last_hash_id"]), int(progress["last_removal"]))
+
+    def _save_progress(self, method: str, version: str, state: _IndexState) -> None:
+        key = f"milvus:{state.index.name}"  # type: ignore[union-attr]
+        value = json.dumps({"last_hash_id": state.last_hash_id, "last_removal": state.last_removal})
+        row = self.store.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is not None and row[0] == value:
+            return
+        with self.store.write():
+            self.store.execute("DELETE FROM meta WHERE key = ?", (key,))
+            self.store.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def _catch_up(self, method: str, version: str, state: _IndexState) -> None:
         """Apply what the store gained and lost since the index last looked."""
