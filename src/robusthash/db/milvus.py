@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
@@ -185,7 +186,7 @@ class MilvusIndex:
             if int(dim) != self.nbits:
                 raise ValueError(f"Milvus collection {name} holds {dim}-bit codes, not {self.nbits}")
         collection.load()
-        self._collection = collection
+        self._collection, self._alias = collection, alias
         self._search_params = {"nprobe": location.nprobe} if location.index_type == "BIN_IVF_FLAT" else {}
 
     def __len__(self) -> int:
@@ -225,9 +226,19 @@ class MilvusIndex:
         return present
 
     def flush(self) -> None:
-        """Seal what was written, so that the server builds its index over it: Milvus
-        searches unsealed ("growing") segments by brute force, whatever the index type."""
+        """Seal what was written and wait until the server has indexed it: Milvus searches
+        unsealed ("growing") segments by brute force, whatever the index type."""
+        utility = _pymilvus().utility
         self._collection.flush()
+        utility.wait_for_index_building_complete(self.name, using=self._alias)
+        # That call has been seen to return while rows were still unindexed: wait for the count.
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            progress = utility.index_building_progress(self.name, using=self._alias)
+            if progress["indexed_rows"] >= progress["total_rows"]:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"Milvus has not indexed collection {self.name} after 600 s")
 
     def drop(self) -> None:
         """Delete the collection from the server (the store can rebuild it)."""
