@@ -219,3 +219,25 @@ def test_cli_with_a_milvus_database(milvus_address, tmp_path, photos):
     assert result.exit_code == 1 and "cannot reach Milvus at 127.0.0.1:1" in result.output
     result = runner.invoke(app, ["db", "stats", "--db", "milvus://127.0.0.1:1"])
     assert result.exit_code == 2 and "needs store=" in " ".join(result.output.replace("│", " ").split())
+
+
+def test_the_service_on_a_milvus_database(milvus_address, tmp_path, photos):
+    from fastapi.testclient import TestClient
+
+    from robusthash.service import ServiceConfig, create_app
+
+    from .conftest import jpeg_bytes
+
+    url = f"milvus://{milvus_address}?store={tmp_path / 'refs.sqlite'}"
+    with ReferenceDB(url, methods=["pdq"]) as ref:
+        ref.set_methods(["pdq"])
+    app = create_app(ServiceConfig(db=url, allow_anonymous=True))
+    with TestClient(app) as client:
+        for name in ("coffee", "rocket"):
+            added = client.post("/v1/images", files={"file": (f"{name}.jpg", jpeg_bytes(photos[name]), "image/jpeg")})
+            assert added.status_code == 201, added.text
+        copy = attacks.apply("RS(0.5)+JC(50)", photos["rocket"], seed=2)
+        found = client.post("/v1/query", files={"file": ("q.jpg", jpeg_bytes(copy), "image/jpeg")}).json()
+        best = found["results"][0]["matches"][0]
+        assert best["matched"] and best["source"] == "rocket.jpg"
+    assert (tmp_path / "refs.sqlite.thumbnails").is_dir()  # beside the store, not the Milvus URL

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..db.milvus import is_milvus_url, parse_milvus_url
 from ..io import LoadLimits
 
 MIB = 1024 * 1024
@@ -19,7 +20,7 @@ MAX_K = 100
 class ServiceConfig:
     """Settings of ``robusthash serve`` (see docs/service.md).
 
-    db: SQLite file or ``postgresql://`` URL of the reference database.
+    db: SQLite file, ``postgresql://`` URL or ``milvus://host:port?store=…`` of the reference database.
     methods: hashers used to register and query (default: the database's own).
     api_keys: accepted keys; empty only with ``allow_anonymous=True`` (``--no-auth``).
     max_upload_bytes: largest request body accepted, multipart envelope included.
@@ -65,10 +66,15 @@ class ServiceConfig:
         return LoadLimits(max_pixels=self.max_pixels, max_bytes=self.max_upload_bytes)
 
     @property
+    def store(self) -> str:
+        """Where the truth lives: ``db`` itself, or the store a ``milvus://`` URL names."""
+        return parse_milvus_url(self.db).store if is_milvus_url(self.db) else self.db
+
+    @property
     def is_postgres(self) -> bool:
-        return self.db.startswith(("postgresql://", "postgres://"))
+        return self.store.startswith(("postgresql://", "postgres://"))
 
     def thumbnails_folder(self) -> Path | None:
         if self.thumbnail_dir is not None:
             return self.thumbnail_dir
-        return None if self.is_postgres else Path(f"{self.db}.thumbnails")
+        return None if self.is_postgres else Path(f"{self.store}.thumbnails")
