@@ -114,6 +114,7 @@ def test_an_ivf_index_finds_close_copies(milvus_address):
     codes, ids = clustered_codes(rng, 3000, 128), np.arange(3000)
     index = new_index(milvus_address, 128, index_type="BIN_IVF_FLAT", nlist=16, nprobe=16)
     index.add(ids, codes)
+    index.flush()  # sealed and indexed: searched through the IVF lists, not raw
     assert_exact(index, ids, codes, near_queries(rng, codes, 8, 8), radii=(8,), ks=(1, 10))
 
 
