@@ -57,7 +57,7 @@ objectnet-model: $(STAMP)
 ARIA_RUN ?= runs/aria-small
 aria-model: $(STAMP)
 	$(VENV)/bin/robusthash train aria --data corpus/train.txt --objects corpus/objects --out $(ARIA_RUN) \
-		--steps 500 --batch-size 32 --checkpoint-every 50
+		--steps 2000 --batch-size 32 --checkpoint-every 50
 	$(VENV)/bin/robusthash export $(ARIA_RUN) --out src/robusthash/data/aria-small.onnx \
 		--weights src/robusthash/data/aria-small.safetensors --calibrate corpus/train.txt
 
