@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/robusthash demo
 
+# Whole test files per process: every test that needs the embedded Milvus server is in
+# tests/test_milvus.py, and only one such server can run on a machine (its etcd port is fixed).
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
