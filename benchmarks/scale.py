@@ -212,8 +212,8 @@ def milvus_rows(codes: np.ndarray, radius: int, queries: int, rng: np.random.Gen
                 miss_ms = per_query_ms(lambda q: index.search(q, 10), far_q)
                 found = sum(set(index.range_search(q[None], radius)[0][0].tolist())
                             == set(exact.range_search(q[None], radius)[0][0].tolist()) for q in near_q)
-                label = f"Milvus {index_type}" + (f" (nlist {options['nlist']}, nprobe {options['nprobe']})" if options else
-                                                  " (exact)")
+                detail = f"nlist {options['nlist']}, nprobe {options['nprobe']}" if options else "exact"
+                label = f"Milvus {index_type} ({detail})"
                 rows.append({"codes": n, "method": label, "build_s": built, "bytes_per_code": None,
                              "match_ms": match_ms, "miss_ms": miss_ms, "range_complete": found / len(near_q)})
                 print(json.dumps(rows[-1]), flush=True)
@@ -267,7 +267,8 @@ def write(out: Path, args, ingest_rows, query_rows, search, project) -> None:
         lines.append(f"| {i['label']} | {i['per_s']:.1f} | {i['per_s'] / base_i:.2f} | {q['per_s']:.1f} | "
                      f"{q['per_s'] / base_q:.2f} | {q['matched']}/{args.images} |")
     lines += ["", f"## Search per core (128-bit codes, radius {args.radius}, top-10, one thread)", "",
-              "| codes | method | build s | bytes/code | match ms (range + top-10) | miss ms (top-10) | range complete |",
+              "| codes | method | build s | bytes/code | match ms (range + top-10) | miss ms (top-10) "
+              "| range complete |",
               "|---:|---|---:|---:|---:|---:|---:|"]
     for r in search:
         bpc = f"{r['bytes_per_code']:.1f}" if r["bytes_per_code"] is not None else "server"

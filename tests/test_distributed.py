@@ -135,8 +135,8 @@ def test_cluster_config_refuses_nonsense():
 
 def test_cli_bench_on_a_local_cluster(originals, tmp_path):
     out = tmp_path / "report"
-    result = CliRunner().invoke(app, ["bench", "--images", str(originals[0].parent), "--sample", "4", "--methods", "phash",
-                                      "--attacks", "JC(50)", "--no-cache", "--dask", "local", "--dask-workers", "2",
-                                      "--out", str(out), "--format", "jsonl"])
+    result = CliRunner().invoke(app, ["bench", "--images", str(originals[0].parent), "--sample", "4",
+                                      "--methods", "phash", "--attacks", "JC(50)", "--no-cache", "--dask", "local",
+                                      "--dask-workers", "2", "--out", str(out), "--format", "jsonl"])
     assert result.exit_code == 0, result.output
     assert (out / "report.md").exists() and '"method": "phash"' in result.output

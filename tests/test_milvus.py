@@ -119,8 +119,10 @@ def test_an_ivf_index_finds_close_copies(milvus_address):
 
 
 def test_milvus_urls():
-    location = parse_milvus_url("milvus://db.example:19531?index=bin_ivf_flat&nprobe=8&store=postgresql://u@h/db?sslmode=x&a=b")
-    assert (location.host, location.port, location.index_type, location.nprobe) == ("db.example", 19531, "BIN_IVF_FLAT", 8)
+    location = parse_milvus_url(
+        "milvus://db.example:19531?index=bin_ivf_flat&nprobe=8&store=postgresql://u@h/db?sslmode=x&a=b")
+    assert (location.host, location.port, location.index_type, location.nprobe) == \
+        ("db.example", 19531, "BIN_IVF_FLAT", 8)
     assert location.store == "postgresql://u@h/db?sslmode=x&a=b"
     assert parse_milvus_url("milvus://localhost?store=refs.sqlite").port == 19530
     for bad, why in [("milvus://localhost:19530", "needs store="), ("milvus://h:x?store=a", "port"),
