@@ -21,10 +21,10 @@ import hashlib
 import json
 import math
 import uuid
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, as_completed, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, as_completed, wait
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -34,7 +34,14 @@ from ..hashing import BaseHasher, Hash, MultiHash
 from ..hashing.base import decode_options, load_for, shared_hasher
 from ..io import DEFAULT_LIMITS, ImageError, LoadLimits, decode, header_size, read_bytes
 from .index import HammingIndex
-from .milvus import MilvusIndex, MilvusLocation, collection_name, connect, is_milvus_url, parse_milvus_url
+from .milvus import (
+    MilvusIndex,
+    MilvusLocation,
+    collection_name,
+    connect,
+    is_milvus_url,
+    parse_milvus_url,
+)
 from .store import Calibration, HashRow, ImageRecord, NewImage, Store
 
 DEFAULT_METHODS = ("forbild",)
@@ -107,6 +114,8 @@ class _IndexState:
     index: HammingIndex | MilvusIndex
     last_hash_id: int = 0
     last_removal: int = 0
+    # Milvus: the (last_hash_id, last_removal) last written to the store's meta table.
+    saved: tuple[int, int] | None = None
 
 
 Progress = Callable[[int, int], None]
@@ -214,12 +223,9 @@ class ReferenceDB:
             if len(running) >= IN_FLIGHT:  # bounded: only these tasks' bytes are held
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 yield from (f.result() for f in finished)
-            encoded, failed = [], []
-            for path in chunk:
-                try:
-                    encoded.append((str(path), read_bytes(path, self.limits)))
-                except (ImageError, OSError) as exc:
-                    failed.append((str(path), _failure(path, exc)))
+            read = [(str(path), _read(path, self.limits)) for path in chunk]
+            encoded = [(source, data) for source, data in read if isinstance(data, bytes)]
+            failed = [(source, why) for source, why in read if isinstance(why, str)]
             if failed:
                 yield failed
             if encoded:
@@ -337,7 +343,7 @@ class ReferenceDB:
         state = self._indexes[key]
         self._catch_up(method, version, state)
         if self.milvus:
-            self._save_progress(method, version, state)
+            self._save_progress(state)
         return state
 
     def _milvus_index(self, method: str, version: str) -> _IndexState:
@@ -349,17 +355,19 @@ class ReferenceDB:
         if index.created or row is None:
             return _IndexState(index)  # a new (or re-created) collection starts from nothing
         progress = json.loads(row[0])
-        return _IndexState(index, int(progress["last_hash_id"]), int(progress["last_removal"]))
+        saved = (int(progress["last_hash_id"]), int(progress["last_removal"]))
+        return _IndexState(index, *saved, saved=saved)
 
-    def _save_progress(self, method: str, version: str, state: _IndexState) -> None:
+    def _save_progress(self, state: _IndexState) -> None:
+        progress = (state.last_hash_id, state.last_removal)
+        if progress == state.saved:
+            return  # nothing new: no meta-table read or write on the query path
         key = f"milvus:{state.index.name}"  # type: ignore[union-attr]
-        value = json.dumps({"last_hash_id": state.last_hash_id, "last_removal": state.last_removal})
-        row = self.store.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        if row is not None and row[0] == value:
-            return
+        value = json.dumps({"last_hash_id": progress[0], "last_removal": progress[1]})
         with self.store.write():
             self.store.execute("DELETE FROM meta WHERE key = ?", (key,))
             self.store.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+        state.saved = progress
 
     def _catch_up(self, method: str, version: str, state: _IndexState) -> None:
         """Apply what the store gained and lost since the index last looked."""
@@ -453,13 +461,18 @@ def hash_encoded(encoded: Sequence[tuple[str, bytes]], methods: Sequence[str], l
     return [(source, _new_image(data, source, methods, limits, metadata)) for source, data in encoded]
 
 
-def _read_and_hash(path: Path, methods: Sequence[str], limits: LoadLimits,
-                   metadata: dict[str, Any]) -> NewImage | str:
+def _read(path: Path, limits: LoadLimits) -> bytes | str:
+    """A file's bytes, or why it cannot be read."""
     try:
-        data = read_bytes(path, limits)
+        return read_bytes(path, limits)
     except (ImageError, OSError) as exc:
         return _failure(path, exc)
-    return _new_image(data, str(path), methods, limits, metadata)
+
+
+def _read_and_hash(path: Path, methods: Sequence[str], limits: LoadLimits,
+                   metadata: dict[str, Any]) -> NewImage | str:
+    data = _read(path, limits)
+    return _new_image(data, str(path), methods, limits, metadata) if isinstance(data, bytes) else data
 
 
 def _new_image(data: bytes, source: str, methods: Sequence[str], limits: LoadLimits,
