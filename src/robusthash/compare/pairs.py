@@ -26,6 +26,7 @@ from ..attacks.suites import strong_attack_plan
 from ..io import to_rgb
 from ..segments.segmenter import reduced
 from . import edits
+from .align import AlignedPair, Alignment, align
 
 
 class Kind(IntEnum):
@@ -184,14 +185,30 @@ def draw_pair(pool: PairPool, seed: int, i: int) -> Pair:
 _WORKER_POOL: PairPool | None = None
 
 
-def _aligned_one(args) -> tuple:
-    from .align import align
+@dataclass(frozen=True)
+class DrawnPair:
+    """Pair ``i`` of :func:`draw_pair`, aligned, with its truth: what training (in bulk,
+    :func:`aligned_pairs`) and the report (kept whole for its attacks) both start from."""
 
-    seed, i, size, cells = args
-    pair = draw_pair(_WORKER_POOL, seed, i)
+    pair: Pair
+    label: Kind
+    target: np.ndarray  # cells × cells, the share of each cell edited
+    alignment: Alignment  # of the clean query
+    aligned: AlignedPair  # the clean query on the grid over the original
+
+
+def drawn_pair(pool: PairPool, seed: int, i: int, size: int, cells: int = 7) -> DrawnPair:
+    pair = draw_pair(pool, seed, i)
     alignment, aligned = align(pair.query, pair.original, size)
-    kind, target = truth_heatmap(pair, aligned.coverage, cells)
-    return aligned.original, aligned.query, int(kind), target, pair.edit, pair.attacks, alignment.found
+    label, target = truth_heatmap(pair, aligned.coverage, cells)
+    return DrawnPair(pair, label, target, alignment, aligned)
+
+
+def _aligned_one(args) -> tuple:
+    seed, i, size, cells = args
+    d = drawn_pair(_WORKER_POOL, seed, i, size, cells)
+    return (d.aligned.original, d.aligned.query, int(d.label), d.target, d.pair.edit, d.pair.attacks,
+            d.alignment.found)
 
 
 def aligned_pairs(pool: PairPool, count: int, seed: int, size: int, cells: int = 7, workers: int = 1,

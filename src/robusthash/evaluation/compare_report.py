@@ -41,9 +41,9 @@ import numpy as np
 from PIL import Image
 
 from ..compare import Explanation, ImageComparator
-from ..compare.align import AlignedPair, Alignment, align
+from ..compare.align import align
 from ..compare.edits import EDITS
-from ..compare.pairs import CLASSES, Kind, Pair, PairConfig, PairPool, draw_pair, truth_heatmap
+from ..compare.pairs import CLASSES, DrawnPair, Kind, PairConfig, PairPool, draw_pair, drawn_pair
 from ..files import evenly_spaced, read_image_list
 from ..hashing.learned import shipped_model
 from ..segments.montage import object_split
@@ -73,25 +73,10 @@ def _model_file(name: str) -> Path:
     return Path(name) if Path(name).is_file() else shipped_model(name)
 
 
-@dataclass
-class EvalPair:
-    pair: Pair
-    label: int
-    target: np.ndarray
-    alignment: Alignment  # of the clean query
-    aligned: AlignedPair  # the clean query on the grid over the original
-
-
-def eval_pairs(pool: PairPool, count: int, seed: int, size: int) -> list[EvalPair]:
+def eval_pairs(pool: PairPool, count: int, seed: int, size: int) -> list[DrawnPair]:
     """Pairs 0 .. count−1 of ``draw_pair``, aligned, with their truth, kept whole (the
     attacks need the query itself and its grid)."""
-    items = []
-    for i in range(count):
-        pair = draw_pair(pool, seed, i)
-        alignment, aligned = align(pair.query, pair.original, size)
-        label, target = truth_heatmap(pair, aligned.coverage)
-        items.append(EvalPair(pair, int(label), target, alignment, aligned))
-    return items
+    return [drawn_pair(pool, seed, i, size) for i in range(count)]
 
 
 def class_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict:
@@ -109,7 +94,7 @@ def heatmap_iou(heatmaps: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean([cell_iou(h >= 0.5, t >= EDITED_CELL) for h, t in zip(heatmaps, targets)]))
 
 
-def attacked_query(model, item: EvalPair, objective: str, config: CompareReportConfig) -> Image.Image:
+def attacked_query(model, item: DrawnPair, objective: str, config: CompareReportConfig) -> Image.Image:
     """The published (JPEG) query after white-box PGD through the whole differentiable
     pipeline; ``objective`` "class" or "heatmap"."""
     import torch
@@ -133,7 +118,7 @@ def attacked_query(model, item: EvalPair, objective: str, config: CompareReportC
     return published(pgd(loss, to_tensor(item.pair.query), pgd_config), config.jpeg_quality)
 
 
-def realigned(query: Image.Image, item: EvalPair, size: int) -> np.ndarray:
+def realigned(query: Image.Image, item: DrawnPair, size: int) -> np.ndarray:
     _, aligned = align(query, item.pair.original, size)
     return aligned.query
 
@@ -148,7 +133,7 @@ def torch_explanation(model, query: Image.Image, original: Image.Image) -> Expla
     return Explanation.of(probabilities[0], heatmaps[0], alignment)
 
 
-def attacked_predictions(model, items: list[EvalPair], config: CompareReportConfig, keep: frozenset = frozenset(),
+def attacked_predictions(model, items: list[DrawnPair], config: CompareReportConfig, keep: frozenset = frozenset(),
                          progress=None) -> tuple[np.ndarray, np.ndarray, dict]:
     """The model on every pair's class-attacked query (probabilities N×3) and on each
     edited pair's heatmap-attacked query (heatmaps E×cells×cells), each saved as JPEG and
