@@ -1049,7 +1049,7 @@ def export_model(
     run_dir: Path = typer.Argument(..., help="a training run folder (robusthash train cmaa --out)"),
     onnx_path: Path = typer.Option(..., "--out", help="the ONNX file to write, e.g. cmaa-small.onnx"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="also write the weights here (safetensors: int8 matrices with per-row scales, for fine-tuning)"),
-    calibrate_on: Optional[Path] = typer.Option(None, "--calibrate", help="train list whose photos set τ at 1%% FPR"),
+    calibrate_on: Optional[Path] = typer.Option(None, "--calibrate", help="train list whose photos set τ at 1% FPR"),
     calibration_images: int = typer.Option(400, "--calibration-images", min=10),
     int8: bool = typer.Option(True, "--int8/--fp32", help="quantise weights to int8 (~4× smaller, faster)"),
 ):
