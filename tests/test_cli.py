@@ -96,3 +96,7 @@ def test_help_is_helpful():
     result = run("--help", check=True)
     for command in ("methods", "hash", "compare", "demo"):
         assert command in result.stdout
+    # brackets in help are text, not style tags: the extra to install, the environment variable
+    assert "robusthash[train]" in result.stdout
+    words = run("db", "add", "--help", check=True).stdout.replace("│", " ").split()  # unwrapped
+    assert "[env: ROBUSTHASH_DB]" in " ".join(words)

@@ -31,6 +31,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Markdown, not Rich markup: help text has brackets (pip install 'robusthash[train]')
+    # that Rich would take for style tags, and docstrings wrapped at 88 columns reflow.
+    rich_markup_mode="markdown",
 )
 # Tables piped to a file or pager get a comfortable width instead of Rich's 80 columns.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
@@ -619,6 +622,7 @@ def _bench_summary(result, fmt: Format) -> None:
 db_app = typer.Typer(
     help="The reference database: register originals, then ask whether an image is one of them.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 app.add_typer(db_app, name="db")
 
@@ -827,7 +831,7 @@ def serve(
                                          help="largest image (width × height), checked before decoding"),
     rate_limit: int = typer.Option(120, "--rate-limit", min=0, help="requests per minute per API key; 0: no limit"),
     thumbnails: Optional[Path] = typer.Option(None, "--thumbnails",
-                                              help="folder for thumbnails of uploads (default: <db>.thumbnails/ "
+                                              help="folder for thumbnails of uploads (default: DB.thumbnails/ "
                                                    "for SQLite, none for PostgreSQL)"),
 ):
     """Serve the database over HTTP: the /v1 API and a page to drop an image on.
@@ -861,7 +865,7 @@ def serve(
 
 
 train_app = typer.Typer(help="Train learned hashers (needs the `train` extra: pip install 'robusthash[train]').",
-                        no_args_is_help=True)
+                        no_args_is_help=True, rich_markup_mode="markdown")
 app.add_typer(train_app, name="train")
 
 
