@@ -26,14 +26,16 @@ from .hashing import available_methods, get_hasher
 from .hashing.base import load_for
 from .io import ImageError
 
+# Markdown, not Rich markup, for every command group: help text has brackets (pip install
+# 'robusthash[train]', [env: ROBUSTHASH_DB]) that Rich would take for style tags, and
+# docstrings wrapped at 88 columns reflow.
+HELP_MARKUP = "markdown"
 app = typer.Typer(
     help="Identify images by robust hashes: hash and compare, register originals and search them, evaluate and serve.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    # Markdown, not Rich markup: help text has brackets (pip install 'robusthash[train]')
-    # that Rich would take for style tags, and docstrings wrapped at 88 columns reflow.
-    rich_markup_mode="markdown",
+    rich_markup_mode=HELP_MARKUP,
 )
 # Tables piped to a file or pager get a comfortable width instead of Rich's 80 columns.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
@@ -622,7 +624,7 @@ def _bench_summary(result, fmt: Format) -> None:
 db_app = typer.Typer(
     help="The reference database: register originals, then ask whether an image is one of them.",
     no_args_is_help=True,
-    rich_markup_mode="markdown",
+    rich_markup_mode=HELP_MARKUP,
 )
 app.add_typer(db_app, name="db")
 
@@ -865,7 +867,7 @@ def serve(
 
 
 train_app = typer.Typer(help="Train learned hashers (needs the `train` extra: pip install 'robusthash[train]').",
-                        no_args_is_help=True, rich_markup_mode="markdown")
+                        no_args_is_help=True, rich_markup_mode=HELP_MARKUP)
 app.add_typer(train_app, name="train")
 
 
