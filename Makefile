@@ -79,14 +79,15 @@ results-adversarial: $(STAMP)
 # (shipped) and, from the same pairs and standard model, at 8/255 (the report's third row);
 # ~2 h on 2 cores.
 COMPARATOR_RUN ?= runs/comparator
+# One recipe for both radii: the ε 8/255 run reuses the ε 4/255 run's pairs and standard model.
+TRAIN_COMPARATOR = $(VENV)/bin/robusthash train comparator --data corpus/train.txt --objects corpus/objects \
+	--pairs 24000 --steps 6000 --robust-steps 3000
 comparator-model: $(STAMP)
-	$(VENV)/bin/robusthash train comparator --data corpus/train.txt --objects corpus/objects \
-		--out $(COMPARATOR_RUN)-eps4 --pairs 24000 --steps 6000 --robust-steps 3000 --eps 4/255
+	$(TRAIN_COMPARATOR) --out $(COMPARATOR_RUN)-eps4 --eps 4/255
 	mkdir -p $(COMPARATOR_RUN)-eps8
 	cp $(COMPARATOR_RUN)-eps4/pairs.npz $(COMPARATOR_RUN)-eps4/pairs.json \
 		$(COMPARATOR_RUN)-eps4/comparator-standard.safetensors $(COMPARATOR_RUN)-eps8/
-	$(VENV)/bin/robusthash train comparator --data corpus/train.txt --objects corpus/objects \
-		--out $(COMPARATOR_RUN)-eps8 --pairs 24000 --steps 6000 --robust-steps 3000 --eps 8/255
+	$(TRAIN_COMPARATOR) --out $(COMPARATOR_RUN)-eps8 --eps 8/255
 	cp $(COMPARATOR_RUN)-eps4/comparator.onnx $(COMPARATOR_RUN)-eps4/comparator.safetensors \
 		$(COMPARATOR_RUN)-eps4/comparator-standard.safetensors src/robusthash/data/
 	cp $(COMPARATOR_RUN)-eps8/comparator.safetensors src/robusthash/data/comparator-eps8.safetensors
