@@ -10,6 +10,9 @@ aligned in bulk. Adversarial: 120 pairs (seed 9) from 40 train photos, attacked 
 report does (``evaluation.compare_report``: realisable ℓ∞ PGD, ε = 8/255, 50 steps; class
 attack for AP, heatmap attack for IoU). The pairs are new draws, but their photos were
 seen in training.
+
+``--thresholds 0.2 0.3 ...`` adds each model's clean and adversarial IoU with the heatmap
+cut at each of them: the operating point a model's ``heatmap_threshold`` is chosen by.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from robusthash.compare.pairs import Kind, PairPool, aligned_pairs
-from robusthash.evaluation.compare_report import (CompareReportConfig, attacked_predictions, class_metrics,
-                                                  eval_pairs, heatmap_iou)
+from robusthash.compare.pairs import EDITED_CELL, Kind, PairPool, aligned_pairs
+from robusthash.evaluation.compare_report import CompareReportConfig, attacked_predictions, class_metrics, eval_pairs
+from robusthash.evaluation.metrics import heatmap_iou
 from robusthash.files import evenly_spaced, read_image_list
 from robusthash.models.comparator import load_weights, predict
 from robusthash.segments.montage import object_split
@@ -31,6 +34,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("weights", type=Path, nargs="+")
+    parser.add_argument("--thresholds", type=float, nargs="*", default=[],
+                        help="also print IoU with the heatmap cut at each of these")
     args = parser.parse_args()
     train = read_image_list(args.corpus / "train.txt")
     cutouts = [p for p in sorted((args.corpus / "objects").glob("*.png")) if object_split(p) == "train"]
@@ -39,7 +44,8 @@ def main() -> None:
     edited = clean.labels == Kind.edited
     items = eval_pairs(PairPool.from_files(evenly_spaced(train, 40), cutouts), 120, 9, 112)
     labels = np.array([item.label for item in items])
-    targets = np.stack([item.target for item in items if item.label == Kind.edited])
+    truth = np.stack([item.target for item in items if item.label == Kind.edited]) >= EDITED_CELL
+    clean_truth = clean.targets[edited] >= EDITED_CELL
     config = CompareReportConfig(args.corpus / "train.txt", args.corpus / "objects")
 
     print("| weights | clean AP | clean IoU | adversarial AP | adversarial IoU |")
@@ -48,10 +54,14 @@ def main() -> None:
         model = load_weights(path)
         probabilities, heatmaps = predict(model, clean.originals, clean.queries)
         adv_probabilities, adv_heatmaps, _ = attacked_predictions(model, items, config)
-        print(f"| {path} | {class_metrics(probabilities, clean.labels)['AP']:.3f} | "
-              f"{heatmap_iou(heatmaps[edited], clean.targets[edited]):.3f} | "
-              f"{class_metrics(adv_probabilities, labels)['AP']:.3f} | {heatmap_iou(adv_heatmaps, targets):.3f} |",
+        cut = model.config.heatmap_threshold
+        print(f"| {path} (cut at {cut:.2f}) | {class_metrics(probabilities, clean.labels)['AP']:.3f} | "
+              f"{heatmap_iou(heatmaps[edited], clean_truth, cut):.3f} | "
+              f"{class_metrics(adv_probabilities, labels)['AP']:.3f} | {heatmap_iou(adv_heatmaps, truth, cut):.3f} |",
               flush=True)
+        for threshold in args.thresholds:
+            print(f"|   cut at {threshold:.2f} | | {heatmap_iou(heatmaps[edited], clean_truth, threshold):.3f} | "
+                  f"| {heatmap_iou(adv_heatmaps, truth, threshold):.3f} |", flush=True)
 
 
 if __name__ == "__main__":

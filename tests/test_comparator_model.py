@@ -20,10 +20,12 @@ from robusthash.attacks.adversarial import to_tensor  # noqa: E402
 from robusthash.attacks.spec import apply  # noqa: E402
 from robusthash.compare import ImageComparator  # noqa: E402
 from robusthash.compare.align import align, sampling_grid  # noqa: E402
-from robusthash.compare.pairs import PairConfig, PairPool, aligned_pairs  # noqa: E402
+from robusthash.compare.pairs import EDITED_CELL, Kind, PairConfig, PairPool, aligned_pairs  # noqa: E402
+from robusthash.evaluation.metrics import heatmap_iou  # noqa: E402
 from robusthash.models.comparator import (Comparator, ComparatorConfig, aligned_query, batch_tensors,  # noqa: E402
                                           cell_loss, export_onnx, forward_loss, heatmap_loss, load_weights,
-                                          perturb_query, save_weights, train)
+                                          perturb_query, predict, save_weights, train)
+from robusthash.models.train_comparator import THRESHOLDS, fit  # noqa: E402
 
 
 def small(im: Image.Image, side: int = 240) -> Image.Image:
@@ -106,6 +108,35 @@ def test_a_tiny_training_run_lowers_the_loss_and_exports_what_it_learned(pairs, 
     assert result.label in ("same", "edited", "different") and result.alignment.found
     assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
     json.dumps(result.to_dict())
+
+
+def test_fit_trains_both_stages_once_and_sets_each_heatmap_threshold_on_the_calibration_pairs(pairs, tmp_path):
+    standard = ComparatorConfig(steps=6, batch_size=4)
+    robust = ComparatorConfig(steps=2, batch_size=4, epsilon=4 / 255, seed=1)
+    calibration = pairs  # in use: fresh pairs; here any pairs with edits serve
+    onnx_path = fit(pairs, tmp_path, standard, robust, calibration)
+    chosen = json.loads((tmp_path / "calibration.json").read_text())
+    edited = calibration.labels == Kind.edited
+    truth = calibration.targets[edited] >= EDITED_CELL
+    for name, stage in (("comparator-standard", "standard"), ("comparator", "final")):
+        model = load_weights(tmp_path / f"{name}.safetensors")
+        cut = model.config.heatmap_threshold
+        assert cut == chosen[stage]["threshold"] and cut in THRESHOLDS
+        _, heatmaps = predict(model, calibration.originals[edited], calibration.queries[edited])
+        ious = [heatmap_iou(heatmaps, truth, t) for t in THRESHOLDS]
+        assert heatmap_iou(heatmaps, truth, cut) == pytest.approx(max(ious), abs=1e-4)
+    comparator = ImageComparator(onnx_path)
+    assert comparator.threshold == chosen["final"]["threshold"]
+    explanation = comparator.explain_images(*(Image.fromarray(calibration.queries[0]),
+                                              Image.fromarray(calibration.originals[0])))
+    assert explanation.threshold == comparator.threshold
+    assert explanation.edited_cells() == explanation.edited_cells(comparator.threshold)
+
+    logs = {stage: (tmp_path / stage / "log.jsonl").stat().st_mtime_ns for stage in ("standard", "robust")}
+    fit(pairs, tmp_path, standard, robust, calibration)  # both stages are there: only calibration runs again
+    assert logs == {stage: (tmp_path / stage / "log.jsonl").stat().st_mtime_ns for stage in ("standard", "robust")}
+    fit(pairs, tmp_path, standard, ComparatorConfig(steps=3, batch_size=4, epsilon=4 / 255, seed=1), calibration)
+    assert (tmp_path / "robust" / "log.jsonl").stat().st_mtime_ns != logs["robust"]  # another recipe: trained again
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from robusthash import attacks
+from robusthash.compare import ImageComparator
 from robusthash.db import ReferenceDB
 from robusthash.service.gate import TokenBuckets
 
@@ -274,6 +275,10 @@ def test_explain_says_what_changed_between_an_upload_and_a_registered_original(c
     assert body["aligned"] and body["inliers"] >= 12
     assert len(body["heatmap"]) == 7 and all(len(row) == 7 for row in body["heatmap"])
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert body["threshold"] == ImageComparator().threshold  # the shipped model's own cut
+    clear = [(r, c) for r in range(7) for c in range(7) if abs(body["heatmap"][r][c] - body["threshold"]) > 1e-3]
+    assert {(r, c) for r, c in body["edited_cells"] if (r, c) in clear} == {
+        (r, c) for r, c in clear if body["heatmap"][r][c] > body["threshold"]}  # the heatmap is rounded
     picture = Image.open(io.BytesIO(base64.b64decode(body["picture"])))
     assert picture.format == "PNG" and picture.width > 600
     bare = client.post(f"/v1/images/{coffee}/explain", files={"file": ("copy.jpg", copy, "image/jpeg")},

@@ -1022,10 +1022,11 @@ def train_comparator(
     workers: int = typer.Option(2, "--workers", min=1, help="processes aligning the training pairs"),
 ):
     """Train the image comparator (docs/comparator.md): synthetic pairs from the train
-    split, standard training, then ARIA's robust fine-tuning against PGD on the query."""
+    split, standard training, then ARIA's robust fine-tuning against PGD on the query, then
+    each model's heatmap threshold on fresh train pairs. Stages already in --out are kept."""
     try:
         from .models.comparator import ComparatorConfig
-        from .models.train_comparator import fit, training_pairs
+        from .models.train_comparator import CALIBRATION_PAIRS, fit, training_pairs
     except ImportError as exc:
         err.print(f"error: training needs torch and onnx ({exc}); pip install 'robusthash[train]'", markup=False)
         raise typer.Exit(1) from None
@@ -1039,10 +1040,13 @@ def train_comparator(
         task = bar.add_task("aligning pairs", total=pairs)
         aligned = training_pairs(photos, cutouts, run_dir, pairs, seed, standard, workers,
                                  progress=lambda done, total: bar.update(task, completed=done))
+        task = bar.add_task("aligning calibration pairs", total=CALIBRATION_PAIRS)
+        calibration = training_pairs(photos, cutouts, run_dir, CALIBRATION_PAIRS, seed + 1, standard, workers,
+                                     progress=lambda done, total: bar.update(task, completed=done), name="calibration")
     stages = {"standard": steps, "robust": robust_steps}
 
     def run(report):
-        return fit(aligned, run_dir, standard, robust,
+        return fit(aligned, run_dir, standard, robust, calibration,
                    progress=lambda stage, step, total, record: report(step + (steps if stage == "robust" else 0),
                                                                       sum(stages.values()), record))
 

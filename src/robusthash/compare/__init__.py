@@ -30,7 +30,9 @@ MODEL = "comparator.onnx"
 # Both images are read at most this large: alignment works on 384 px copies and the
 # network on 112 px ones, so more pixels only cost decoding time.
 WORK_SIDE = 768
-EDITED = 0.5  # a heatmap cell at or above this is drawn (and counted) as edited
+# A heatmap cell at or above the model's ``heatmap_threshold`` is reported as edited;
+# this is the cut of a model file that carries none.
+EDITED = 0.5
 
 
 @dataclass(frozen=True)
@@ -41,20 +43,24 @@ class Explanation:
     probabilities: dict[str, float]
     heatmap: np.ndarray  # cells × cells in [0, 1], over the original (row 0 at the top)
     alignment: Alignment = field(repr=False)
+    threshold: float = EDITED  # the model's cut: cells at or above it are the edited ones
 
     @classmethod
-    def of(cls, probabilities: np.ndarray, heatmap: np.ndarray, alignment: Alignment) -> "Explanation":
+    def of(cls, probabilities: np.ndarray, heatmap: np.ndarray, alignment: Alignment,
+           threshold: float = EDITED) -> "Explanation":
         """The answer from one pair's network outputs (class probabilities, heatmap)."""
         return cls(CLASSES[int(np.argmax(probabilities))], {name: float(p) for name, p in zip(CLASSES, probabilities)},
-                   heatmap, alignment)
+                   heatmap, alignment, threshold)
 
-    def edited_cells(self, threshold: float = EDITED) -> list[tuple[int, int]]:
-        """(row, column) of the cells at or above ``threshold``."""
-        return [(int(r), int(c)) for r, c in zip(*np.nonzero(self.heatmap >= threshold))]
+    def edited_cells(self, threshold: float | None = None) -> list[tuple[int, int]]:
+        """(row, column) of the cells at or above ``threshold`` (default: the model's)."""
+        cut = self.threshold if threshold is None else threshold
+        return [(int(r), int(c)) for r, c in zip(*np.nonzero(self.heatmap >= cut))]
 
     def to_dict(self) -> dict:
         return {"label": self.label, "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
                 "heatmap": np.round(self.heatmap.astype(float), 3).tolist(), "edited_cells": self.edited_cells(),
+                "threshold": self.threshold,
                 "aligned": self.alignment.found, "flipped": self.alignment.flipped,
                 "inliers": self.alignment.inliers}
 
@@ -74,6 +80,7 @@ class ImageComparator:
         config = json.loads(metadata["robusthash.config"])
         self.size = int(config["image_size"])
         self.cells = int(config["cells"])
+        self.threshold = float(config.get("heatmap_threshold", EDITED))
         self.provenance = json.loads(metadata.get("robusthash.provenance", "{}"))
         self.align_config = align_config
         self.limits = limits
@@ -100,7 +107,7 @@ class ImageComparator:
         also draw them need them anyway)."""
         alignment, pair = align(query, original, self.size, self.align_config)
         probabilities, heatmaps = self.predict(pair.original[None], pair.query[None])
-        return Explanation.of(probabilities[0], heatmaps[0], alignment)
+        return Explanation.of(probabilities[0], heatmaps[0], alignment, self.threshold)
 
 
 _DEFAULT: ImageComparator | None = None

@@ -36,6 +36,7 @@ class Kind(IntEnum):
 
 
 CLASSES: tuple[str, ...] = tuple(kind.name for kind in Kind)
+EDITED_CELL = 0.25  # a cell is "edited" in the binary truth when this share of it is
 BILINEAR = Image.Resampling.BILINEAR
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import EDITED, Explanation
+from . import Explanation
 from .align import stretch_homography
 
 PANEL = 320  # each panel's longer side
@@ -44,11 +44,11 @@ def _overlay(im: Image.Image, heat: np.ndarray) -> Image.Image:
     return Image.fromarray((pixels * (1 - weight) + RED * weight).round().astype(np.uint8))
 
 
-def _outline_cells(im: Image.Image, heatmap: np.ndarray) -> None:
+def _outline_cells(im: Image.Image, result: Explanation) -> None:
     draw = ImageDraw.Draw(im)
-    cells = heatmap.shape[0]
+    cells = result.heatmap.shape[0]
     cw, ch = im.width / cells, im.height / cells
-    for r, c in zip(*np.nonzero(heatmap >= EDITED)):
+    for r, c in result.edited_cells():
         draw.rectangle((c * cw, r * ch, (c + 1) * cw - 1, (r + 1) * ch - 1), outline=(255, 230, 0), width=2)
 
 
@@ -67,7 +67,7 @@ def explanation_picture(query: Image.Image, original: Image.Image, result: Expla
     marked_query = _overlay(query, heat_query) if show_heat else query
     marked_original = _overlay(original, _heat_over_original(result.heatmap, original.size)) if show_heat else original
     if show_heat:
-        _outline_cells(marked_original, result.heatmap)
+        _outline_cells(marked_original, result)
     panels = [_panel(p) for p in ((query, original, marked_query, marked_original) if show_heat else (query, original))]
     titles = ["query", "original", "edits on the query", f"edits on the original ({len(result.heatmap)}x{len(result.heatmap)} cells)"]
     caption = (f"{result.label}: " + ", ".join(f"{k} {v:.2f}" for k, v in result.probabilities.items())

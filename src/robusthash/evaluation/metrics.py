@@ -159,3 +159,9 @@ def cell_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
     """Intersection over union of two boolean cell maps; 1 when both are empty."""
     union = np.logical_or(predicted, truth).sum()
     return 1.0 if union == 0 else float(np.logical_and(predicted, truth).sum() / union)
+
+
+def heatmap_iou(heatmaps: np.ndarray, truth: np.ndarray, threshold: float) -> float:
+    """Mean over pairs of ``cell_iou`` between the cells of heat ≥ ``threshold`` and the
+    true edited cells (``truth``: boolean, one map per pair)."""
+    return float(np.mean([cell_iou(h >= threshold, t) for h, t in zip(heatmaps, truth)]))

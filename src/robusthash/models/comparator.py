@@ -37,10 +37,8 @@ from torch import nn
 
 from ..attacks.adversarial import PGDConfig, pgd
 from ..compare.align import SamplingGrid
-from ..compare.pairs import AlignedPairs
+from ..compare.pairs import EDITED_CELL, AlignedPairs
 from .loop import run_steps
-
-EDITED_CELL = 0.25  # a cell is "edited" in the binary truth when this share of it is
 
 
 @dataclass(frozen=True)
@@ -59,6 +57,10 @@ class ComparatorConfig:
     cell_weight: float = 0.5
     epsilon: float = 0.0  # ℓ∞ radius of the adversarial training; 0 = standard training
     pgd_steps: int = 3
+    # inference: a heatmap cell at or above this is reported (and scored) as edited. Set
+    # after training on fresh train pairs (``train_comparator.calibrate``): robust
+    # training makes the heatmap less sure of itself, so 0.5 cuts too much of it.
+    heatmap_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         if self.image_size != 16 * self.cells:

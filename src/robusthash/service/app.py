@@ -94,7 +94,8 @@ class ExplainOut(BaseModel):
     probabilities: dict[str, float]
     heatmap: list[list[float]] = Field(description="7×7, row 0 at the top, over the original: how likely each "
                                                    "cell was edited")
-    edited_cells: list[tuple[int, int]] = Field(description="(row, column) of the cells at or above 0.5")
+    edited_cells: list[tuple[int, int]] = Field(description="(row, column) of the cells at or above the threshold")
+    threshold: float = Field(description="the comparator's heatmap cut, chosen on train pairs (model card)")
     aligned: bool = Field(description="whether a homography took the query onto the original")
     flipped: bool
     inliers: int
