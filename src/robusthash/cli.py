@@ -236,7 +236,8 @@ def explain(
         record["picture"] = str(target)
     cells = ", ".join(f"r{r}c{c}" for r, c in result.edited_cells())
     text = (f"{result.label} (p {result.probabilities[result.label]:.2f})"
-            + (f"; edited cells (row, column of 7×7 over the original): {cells or 'none above 0.5'}"
+            + (f"; edited cells (row, column of 7×7 over the original; heat ≥ {result.threshold:.2f}): "
+               f"{cells or 'none'}"
                if result.label == "edited" else "")
             + ("; aligned" + (" after mirroring" if result.alignment.flipped else "")
                + f" on {result.alignment.inliers} points" if result.alignment.found else "; no geometric match")
