@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attacks.adversarial import PGDConfig, pgd
+from ..compare import EDITED
 from ..compare.align import SamplingGrid
 from ..compare.pairs import EDITED_CELL, AlignedPairs
 from .loop import run_steps
@@ -60,7 +61,7 @@ class ComparatorConfig:
     # inference: a heatmap cell at or above this is reported (and scored) as edited. Set
     # after training on fresh train pairs (``train_comparator.calibrate``): robust
     # training makes the heatmap less sure of itself, so 0.5 cuts too much of it.
-    heatmap_threshold: float = 0.5
+    heatmap_threshold: float = EDITED
 
     def __post_init__(self) -> None:
         if self.image_size != 16 * self.cells:
@@ -224,6 +225,14 @@ def save_weights(model: Comparator, path: Path, provenance: dict | None = None) 
     save_file(tensors, str(path), metadata={"robusthash.config": json.dumps(asdict(model.config)),
                                             "robusthash.provenance": json.dumps(provenance or {})})
     return path
+
+
+def load_provenance(path: Path) -> dict:
+    """What ``save_weights`` recorded of how the weights were made."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata().get("robusthash.provenance", "{}"))
 
 
 def load_weights(path: Path) -> Comparator:

@@ -21,7 +21,8 @@ from typing import Callable
 
 from ..compare.pairs import EDITED_CELL, AlignedPairs, Kind, PairConfig, PairPool, aligned_pairs
 from ..evaluation.metrics import heatmap_iou
-from .comparator import Comparator, ComparatorConfig, export_onnx, load_weights, predict, save_weights, train
+from .comparator import (Comparator, ComparatorConfig, export_onnx, load_provenance, load_weights, predict,
+                         save_weights, train)
 
 CALIBRATION_PAIRS = 300  # a third of them edited: the pairs the heatmap threshold is chosen on
 THRESHOLDS = tuple(round(0.1 + 0.05 * k, 2) for k in range(17))  # the cuts tried: 0.10 … 0.90
@@ -60,12 +61,9 @@ def calibrate(model: Comparator, pairs: AlignedPairs) -> tuple[Comparator, dict[
 
 def _robust_done(path: Path, about: dict) -> bool:
     """Whether ``path`` holds the robust stage ``about`` describes (so it is not trained again)."""
-    from safetensors import safe_open
-
     if not path.is_file():
         return False
-    with safe_open(str(path), framework="pt") as f:
-        stored = json.loads(f.metadata().get("robusthash.provenance", "{}"))
+    stored = load_provenance(path)
     return all(stored.get(k) == v for k, v in about.items())
 
 
