@@ -20,16 +20,14 @@ from pathlib import Path
 
 from robusthash import get_hasher
 from robusthash.db import ReferenceDB
-from robusthash.hashing.base import load_for
+from robusthash.hashing.base import hash_image
 
 
 def hash_only(files: list[Path], methods: list[str]) -> float:
     hashers = [get_hasher(m) for m in methods]
     start = time.perf_counter()
     for path in files:
-        image = load_for(hashers, path)  # decoded once for all methods, as `add` does
-        for hasher in hashers:
-            hasher.hash_pil(image)
+        hash_image(hashers, path)  # as `add` does
     return time.perf_counter() - start
 
 

@@ -23,7 +23,7 @@ from .evaluation.bench import BenchConfig, attack_cases, default_cache_path, def
 from .evaluation.report import write_report
 from .files import evenly_spaced, iter_image_paths
 from .hashing import available_methods, get_hasher
-from .hashing.base import load_for
+from .hashing.base import DecodedImage
 from .io import ImageError
 
 # Markdown, not Rich markup, for every command group: help text has brackets (pip install
@@ -156,7 +156,7 @@ def hash_command(
         task = bar.add_task("hashing", total=len(files))
         for path in files:
             try:
-                image = load_for(hashers, path)  # decoded once for all chosen methods
+                image = DecodedImage(path)  # read once; decoded once per decoding the methods need
             except ImageError as exc:
                 failed += 1
                 err.print(f"[red]error:[/red] {exc}", markup=True)
@@ -164,7 +164,11 @@ def hash_command(
                 continue
             for hasher in hashers:
                 try:
-                    h = hasher.hash_pil(image)
+                    h = hasher.hash_pil(image.for_hasher(hasher))
+                except ImageError as exc:
+                    failed += 1
+                    err.print(f"[red]error:[/red] {exc}", markup=True)
+                    break
                 except Exception as exc:  # noqa: BLE001 - one bad image must not stop the batch
                     failed += 1
                     err.print(f"[red]error:[/red] {path}: {hasher.name} failed ({type(exc).__name__}: {exc})")

@@ -46,6 +46,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
 
 WHITE = (255, 255, 255)
+NATIVE = "native"
+MODES = ("RGB", "L", NATIVE)
 ORIENTATION_TAG = 0x0112
 
 
@@ -105,15 +107,19 @@ def load_pil(
 
     ``mode="L"`` gives the ITU-R 601 luma of the RGB image the rule defines; JPEGs are
     then decoded as luma only, skipping the colour conversion (faster).
+    ``mode="native"`` gives the decoded frame in the file's own mode (alpha and bit depth
+    kept; EXIF orientation applied), for hashers that follow a peer's own conversion;
+    arrays are converted to RGB by the rule.
     """
-    if mode not in ("RGB", "L"):
-        raise ValueError(f"mode must be 'RGB' or 'L', not {mode!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, not {mode!r}")
     name = describe_source(source)
     if isinstance(source, np.ndarray):
         return _as_mode(Image.fromarray(array_to_rgb(source, name, limits)), mode)
     if isinstance(source, Image.Image):
         _check_pixels(source.size, name, limits)
-        return _as_mode(to_rgb(_first_frame(source), name), mode)
+        frame = _first_frame(source)
+        return frame if mode == NATIVE else _as_mode(to_rgb(frame, name), mode)
     data = _read_bytes(source, name, limits)
     return decode(data, name, limits=limits, draft_size=draft_size, mode=mode)
 
@@ -137,12 +143,14 @@ def decode(
             _check_pixels(im.size, name, limits)
             if im.format == "JPEG" and (draft_size or mode == "L") and im.mode in ("RGB", "L"):
                 # libjpeg decodes luma only and/or at 1/2, 1/4, 1/8 scale (never below draft_size)
-                im.draft(mode, (draft_size, draft_size) if draft_size else im.size)
+                im.draft(im.mode if mode == NATIVE else mode, (draft_size, draft_size) if draft_size else im.size)
             im = _first_frame(im)
             im.load()
             # Parsing EXIF costs about as much as hashing, and most files have none.
             if ("exif" in im.info or im.format not in ("JPEG", "PNG")) and im.getexif().get(ORIENTATION_TAG, 1) != 1:
                 im = ImageOps.exif_transpose(im)
+            if mode == NATIVE:
+                return im
             return _as_mode(im if im.mode == mode else to_rgb(im, name), mode)
     except ImageError:
         raise

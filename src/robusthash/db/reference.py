@@ -31,8 +31,8 @@ import numpy as np
 
 from ..evaluation.metrics import hamming_rows, threshold_at_fpr
 from ..hashing import BaseHasher, Hash, MultiHash
-from ..hashing.base import decode_options, load_for, shared_hasher
-from ..io import DEFAULT_LIMITS, ImageError, LoadLimits, decode, header_size, read_bytes
+from ..hashing.base import hash_image, shared_hasher
+from ..io import DEFAULT_LIMITS, ImageError, LoadLimits, header_size, read_bytes
 from .index import HammingIndex
 from .milvus import (
     MilvusIndex,
@@ -255,9 +255,9 @@ class ReferenceDB:
               source: str | None = None) -> list[QueryResult]:
         """Hash ``image`` (anything the loader takes) with each method and search."""
         chosen = [self._hasher(m) for m in (methods or self.methods)]
-        im = load_for(chosen, image, self.limits)
+        hashes = hash_image(chosen, image, self.limits)
         name = source or (str(image) if isinstance(image, (str, Path)) else "<image>")
-        return [self.query_hash(h.hash_pil(im), k=k, source=name) for h in chosen]
+        return [self.query_hash(value, k=k, source=name) for value in hashes.values()]
 
     def query_hash(self, value: Hash | MultiHash, k: int = 5, source: str = "<hash>") -> QueryResult:
         """Registered images nearest to a hash: every one the method matches (up to
@@ -477,14 +477,11 @@ def _read_and_hash(path: Path, methods: Sequence[str], limits: LoadLimits,
 
 def _new_image(data: bytes, source: str, methods: Sequence[str], limits: LoadLimits,
                metadata: dict[str, Any]) -> NewImage | str:
-    """One file's bytes, digested, sized, decoded once and hashed by every method."""
-    hashers = {m: shared_hasher(m) for m in methods}
-    draft_size, mode = decode_options(list(hashers.values()))
+    """One file's bytes, digested, sized, decoded and hashed by every method."""
     try:
-        im = decode(data, source, limits=limits, draft_size=draft_size, mode=mode)
+        hashes = _stored_form(hash_image([shared_hasher(m) for m in methods], data, limits, source))
     except (ImageError, OSError) as exc:
         return _failure(source, exc)
-    hashes = _stored_form({method: hasher.hash_pil(im) for method, hasher in hashers.items()})
     width, height = header_size(data) or (None, None)
     return NewImage(hashlib.sha256(data).hexdigest(), source, metadata, width, height, hashes)
 

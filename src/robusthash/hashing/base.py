@@ -9,7 +9,7 @@ from typing import Any, Callable, ClassVar, Iterable, Protocol, Sequence, runtim
 import numpy as np
 from PIL import Image
 
-from ..io import DEFAULT_LIMITS, ImageSource, LoadLimits, load_pil
+from ..io import DEFAULT_LIMITS, ImageSource, LoadLimits, decode, describe_source, load_pil, read_bytes
 from .value import Hash, MultiHash
 
 
@@ -75,7 +75,7 @@ class BaseHasher(ABC):
 
     def hash(self, image: ImageSource) -> Hash | MultiHash:
         """Hash any input :func:`robusthash.io.load_image` accepts."""
-        return self.hash_pil(load_for([self], image, self.limits))
+        return self.hash_pil(load_for(self, image, self.limits))
 
     @abstractmethod
     def hash_pil(self, im: Image.Image) -> Hash | MultiHash:
@@ -106,18 +106,60 @@ class BaseHasher(ABC):
         return f"<{type(self).__name__} {self.name}@{self.version}, {self.bits} bits>"
 
 
-def load_for(hashers: Sequence[BaseHasher], image: ImageSource, limits: LoadLimits = DEFAULT_LIMITS) -> Image.Image:
-    """Decode ``image`` once so that every one of ``hashers`` can hash it: at the largest
-    size and in the richest mode any of them needs (RGB unless all need only luma)."""
-    draft_size, mode = decode_options(hashers)
-    return load_pil(image, limits=limits, draft_size=draft_size, mode=mode)
+@dataclass(frozen=True)
+class DecodeSpec:
+    """How a hasher wants a file decoded: at least ``draft_size`` pixels a side (JPEGs are
+    then decoded at a reduced scale; None: full size) and in ``mode`` ("RGB", "L", or
+    "native": the file's own mode, alpha and bit depth kept, for hashers that follow a
+    peer's own conversion)."""
+
+    draft_size: int | None = None
+    mode: str = "RGB"
 
 
-def decode_options(hashers: Sequence[BaseHasher]) -> tuple[int | None, str]:
-    """(draft size, mode) that serve every one of ``hashers``."""
-    drafts = [h.draft_size for h in hashers]
-    mode = "L" if all(h.input_mode == "L" for h in hashers) else "RGB"
-    return (None if None in drafts else max(drafts)), mode
+def decode_spec(hasher: BaseHasher) -> DecodeSpec:
+    return DecodeSpec(hasher.draft_size, hasher.input_mode)
+
+
+def load_for(hasher: BaseHasher, image: ImageSource, limits: LoadLimits = DEFAULT_LIMITS) -> Image.Image:
+    """``image`` decoded as ``hasher`` wants it (:class:`DecodeSpec`)."""
+    spec = decode_spec(hasher)
+    return load_pil(image, limits=limits, draft_size=spec.draft_size, mode=spec.mode)
+
+
+class DecodedImage:
+    """One input, read once and decoded once per :class:`DecodeSpec` asked of it.
+
+    Each hasher sees the image decoded exactly as it would be on its own, so a method's
+    hash is a function of the file alone, whichever other methods are asked for.
+    ``name`` names the input in errors (default: :func:`~robusthash.io.describe_source`).
+    """
+
+    def __init__(self, image: ImageSource, limits: LoadLimits = DEFAULT_LIMITS, name: str | None = None):
+        self.name = name or describe_source(image)
+        self.limits = limits
+        self.source: ImageSource = image
+        if not isinstance(image, (Image.Image, np.ndarray, bytes)):
+            self.source = read_bytes(image, limits)
+        self._decoded: dict[DecodeSpec, Image.Image] = {}
+
+    def for_hasher(self, hasher: BaseHasher) -> Image.Image:
+        spec = decode_spec(hasher)
+        if spec not in self._decoded:
+            if isinstance(self.source, bytes):
+                self._decoded[spec] = decode(self.source, self.name, limits=self.limits,
+                                             draft_size=spec.draft_size, mode=spec.mode)
+            else:
+                self._decoded[spec] = load_pil(self.source, limits=self.limits,
+                                               draft_size=spec.draft_size, mode=spec.mode)
+        return self._decoded[spec]
+
+
+def hash_image(hashers: Sequence[BaseHasher], image: ImageSource, limits: LoadLimits = DEFAULT_LIMITS,
+               name: str | None = None) -> dict[str, Hash | MultiHash]:
+    """Every one of ``hashers``' hash of one input, by name (see :class:`DecodedImage`)."""
+    decoded = DecodedImage(image, limits, name)
+    return {hasher.name: hasher.hash_pil(decoded.for_hasher(hasher)) for hasher in hashers}
 
 
 # Where a default threshold has no published value (see benchmarks/default_thresholds.py).

@@ -104,7 +104,9 @@ def weighted_distance(query: Hash, reference: Hash) -> float | None:
 class ForbildHasher(BaseHasher):
     name = "forbild"
     bits = GRID * GRID
-    version = "1"
+    # 2: the luma of a draft JPEG decode always (1 took a full RGB decode when another
+    # method in the same run needed one, up to 14 bits apart).
+    version = "2"
     description = "ForBild block hash (Steinebach et al.): mirroring, quadrant medians, weighted distance"
     threshold = CANDIDATE_HAMMING / (GRID * GRID)
     threshold_source = "the paper's two-step rule: Hamming ≤ 32 and (Hamming ≤ 8 or weighted ≤ 16)"

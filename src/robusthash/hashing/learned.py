@@ -47,6 +47,11 @@ def onnx_session(model_path: Path):
         raise ValueError(f"{model_path}: not a loadable ONNX model ({exc})") from None
 
 
+# The decoding rule's revision: ".2" is a draft JPEG decode always (before, a full decode
+# when another method in the same run needed one).
+DECODING = ".2"
+
+
 class OnnxHasher(BaseHasher):
     """A hasher backed by an exported model file (see ``robusthash.models.export``)."""
 
@@ -71,7 +76,7 @@ class OnnxHasher(BaseHasher):
         self.draft_size = self.image_size  # type: ignore[misc]
         # The file's digest, not its name: a retrained model under the same name must not
         # be served hashes cached for the old one (bench cache, database versions).
-        self.version = f"{model_path.stem}-{_digest(model_path)}"  # type: ignore[misc]
+        self.version = f"{model_path.stem}-{_digest(model_path)}{DECODING}"  # type: ignore[misc]
         self.provenance = json.loads(metadata.get("robusthash.provenance", "{}"))
         if "robusthash.threshold" in metadata:
             calibration = json.loads(metadata["robusthash.threshold"])
@@ -95,7 +100,7 @@ class OnnxHasher(BaseHasher):
         out: list[Hash] = []
         pending: list[Image.Image] = []
         for image in images:
-            pending.append(load_for([self], image, self.limits))
+            pending.append(load_for(self, image, self.limits))
             if len(pending) == BATCH:  # decoded images are held one batch at a time
                 out += self.hash_pils(pending)
                 pending = []

@@ -34,7 +34,7 @@ from .. import __version__
 from ..db import QueryResult, ReferenceDB
 from ..db.store import ImageRecord
 from ..hashing import BaseHasher, Hash, MultiHash, get_hasher
-from ..hashing.base import load_for
+from ..hashing.base import hash_image
 from ..io import ImageError, header_size
 from .config import ServiceConfig
 from .gate import RequestGate
@@ -179,8 +179,7 @@ class Service:
         stream = io.BytesIO(data)
         stream.name = name  # the loader's error messages name the input by this
         try:
-            im = load_for(hashers, stream, self.limits)
-            return {h.name: h.hash_pil(im) for h in hashers}
+            return hash_image(hashers, stream, self.limits)
         except ImageError as exc:
             raise HTTPException(422, str(exc)) from None
         except ValueError as exc:  # a hasher refusing a decoded picture (e.g. too small) is still bad input
