@@ -19,7 +19,7 @@ from .conftest import jpeg_bytes
 def big_jpeg(tmp_path_factory, photos):
     # A busy photo, large enough for a 1/8 draft decode: the decodings differ here.
     path = tmp_path_factory.mktemp("jpeg") / "hubble.jpg"
-    path.write_bytes(jpeg_bytes(photos["hubble_deep_field"].resize((1536, 1536)), quality=85))
+    path.write_bytes(jpeg_bytes(photos["hubble_deep_field"].resize((1536, 1761)), quality=85))
     return path
 
 
