@@ -83,3 +83,33 @@ def test_multihash_round_trip():
     assert isinstance(back, MultiHash) and back == multi
     single = MultiHash(parts[:1], "crop-resistant", "x")
     assert isinstance(hash_from_dict(single.to_dict()), MultiHash)
+
+
+def test_the_text_form_keeps_identity_and_side_information(astronaut):
+    """Issue 21, item 9: plain hex loses the method, the version and forbild's reliabilities;
+    the text form METHOD:VERSION:HEX;EXTRA keeps all of them."""
+    from robusthash import get_hasher
+    from robusthash.hashing.value import hash_from_text
+
+    for method in ("forbild", "pdq", "phash", "segments"):
+        value = get_hasher(method).hash(astronaut)
+        text = value.to_text()
+        assert text.startswith(f"{method}:{value.version}:{value}")
+        back = hash_from_text(text)
+        assert back == value and back.same_as(value)
+        assert back.method == method and back.version == value.version
+    forbild = get_hasher("forbild").hash(astronaut)
+    back = Hash.from_hex(forbild.to_text())
+    assert np.array_equal(back.extra["reliability"], forbild.extra["reliability"])
+    assert back == forbild and Hash.from_hex(str(forbild)) != forbild  # plain hex: the bits alone
+    assert Hash.from_hex(str(forbild), forbild.method, forbild.version) == forbild
+
+
+def test_bad_text_forms_are_refused():
+    from robusthash.hashing.value import hash_from_text
+
+    for text in ["forbild:2:", ":2:abcd", "forbild:2:zz", "forbild:2:abcd;{not json", "x:1:ab,cd;[{}]"]:
+        with pytest.raises(ValueError):
+            hash_from_text(text)
+    with pytest.raises(ValueError, match="unknown method"):
+        Hash.from_bits(random_bits(8)).to_text()

@@ -3,10 +3,21 @@
 Familiar to imagehash users: ``str(h)`` is hex, ``Hash.from_hex`` reads it back and
 ``a - b`` is the Hamming distance. ``a.nhd(b)`` is the normalised Hamming distance
 (Hamming / bits) used by the evaluation protocol.
+
+Two text forms:
+
+* plain hex (``str(h)``): the bits alone, for exchanging hashes with peer tools (PDQ's
+  hex is ThreatExchange's, imagehash's is imagehash's);
+* the lossless text form (``h.to_text()``, read by :func:`hash_from_text` and by
+  ``Hash.from_hex``): ``METHOD:VERSION:HEX``, then, where the hash carries side
+  information, ``;`` and a JSON object of it (float arrays as ``{"float32": BASE64}``),
+  e.g. ``pdq:pdqhash-0.2.8:fb4e…;{"quality":100}``. A multi-hash joins its parts' hex
+  with commas and its side information is a JSON list, one object per part.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -46,7 +57,13 @@ class Hash:
 
     @classmethod
     def from_hex(cls, text: str, method: str = "", version: str = "", nbits: int | None = None) -> Hash:
-        """Read a hex string; ``nbits`` defaults to 4 bits per hex digit."""
+        """Read a hex string; ``nbits`` defaults to 4 bits per hex digit. The lossless
+        text form (``METHOD:VERSION:HEX…``, see :meth:`to_text`) is read whole."""
+        if ":" in text:
+            value = hash_from_text(text)
+            if not isinstance(value, Hash):
+                raise ValueError(f"a multi-hash, not a hash: {text[:40]!r}")
+            return value
         text = text.strip().lower()
         if text.startswith("0x"):
             text = text[2:]
@@ -134,6 +151,14 @@ class Hash:
     def from_json(cls, text: str) -> Hash:
         return cls.from_dict(json.loads(text))
 
+    def to_text(self) -> str:
+        """The lossless text form ``METHOD:VERSION:HEX[;EXTRA-JSON]`` (module docstring)."""
+        return _text(self.method, self.version, str(self), dict(self.extra) if self.extra else None)
+
+    def same_as(self, other: Hash) -> bool:
+        """Equal, and with equal side information (what :meth:`to_text` keeps)."""
+        return self == other and _encode_extra(dict(self.extra)) == _encode_extra(dict(other.extra))
+
 
 @dataclass(frozen=True)
 class MultiHash:
@@ -182,6 +207,68 @@ class MultiHash:
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> MultiHash:
         return cls.from_hex(obj["hash"], obj.get("method", ""), obj.get("version", ""))
+
+    def to_text(self) -> str:
+        """The lossless text form ``METHOD:VERSION:HEX,HEX…[;[EXTRA-JSON, …]]``."""
+        extras = [dict(h.extra) for h in self.hashes]
+        return _text(self.method, self.version, str(self), extras if any(extras) else None)
+
+    def same_as(self, other: MultiHash) -> bool:
+        return self == other and all(a.same_as(b) for a, b in zip(self.hashes, other.hashes))
+
+
+def _text(method: str, version: str, hex_part: str, extra: Any) -> str:
+    if not method or not version:
+        raise ValueError("a hash of unknown method or version has no lossless text form; use its hex")
+    if ":" in method or ";" in version:
+        raise ValueError(f"method {method!r} or version {version!r} cannot be written in the text form")
+    text = f"{method}:{version}:{hex_part}"
+    return text if extra is None else f"{text};{json.dumps(_encode_extra(extra), separators=(',', ':'))}"
+
+
+def _encode_extra(value: Any) -> Any:
+    """Side information as JSON values; float arrays keep every bit as base64 float32."""
+    if isinstance(value, dict):
+        return {str(k): _encode_extra(v) for k, v in sorted(value.items())}
+    if isinstance(value, np.ndarray):
+        return {"float32": base64.b64encode(np.ascontiguousarray(value, dtype="<f4").tobytes()).decode()}
+    if isinstance(value, (list, tuple)):
+        return [_encode_extra(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _decode_extra(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"float32"}:
+            return np.frombuffer(base64.b64decode(value["float32"]), dtype="<f4").astype(np.float32)
+        return {k: _decode_extra(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_decode_extra(v) for v in value)
+    return value
+
+
+def hash_from_text(text: str) -> Hash | MultiHash:
+    """Read the lossless text form (:meth:`Hash.to_text`, :meth:`MultiHash.to_text`)."""
+    head, _, extra_json = text.strip().partition(";")
+    identity, _, hex_part = head.rpartition(":")
+    method, _, version = identity.partition(":")
+    if not method or not version or not hex_part:
+        raise ValueError(f"not a hash in the text form METHOD:VERSION:HEX: {text[:60]!r}")
+    try:
+        extra = _decode_extra(json.loads(extra_json)) if extra_json else None
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"the side information of {text[:40]!r}… is not valid ({exc})") from None
+    parts = hex_part.split(",")
+    extras = extra if isinstance(extra, tuple) else (extra,) * len(parts) if extra else ({},) * len(parts)
+    if len(extras) != len(parts):
+        raise ValueError(f"{len(parts)} parts but side information for {len(extras)}")
+    hashes = tuple(Hash(h.data, h.nbits, method, version, dict(e or {}))
+                   for h, e in zip((Hash.from_hex(p) for p in parts), extras))
+    if len(parts) == 1 and not isinstance(extra, tuple):
+        return hashes[0]
+    return MultiHash(hashes, method, version)
 
 
 def hash_from_dict(obj: Mapping[str, Any]) -> Hash | MultiHash:
