@@ -59,7 +59,8 @@ def test_hash_text_several_methods(folder):
     result = run("hash", "-m", "pdq,phash", folder / "astronaut.jpg", check=True)
     lines = result.stdout.splitlines()
     assert len(lines) == 2
-    assert lines[0].split()[1:] == ["pdq", str(folder / "astronaut.jpg")]
+    # PDQ's quality (issue 21): 0-100, below 50 too weak to match
+    assert lines[0].split()[1:] == ["pdq", "quality", "100", str(folder / "astronaut.jpg")]
     assert len(lines[0].split()[0]) == 64 and len(lines[1].split()[0]) == 16
 
 

@@ -90,3 +90,18 @@ def test_draft_decoding_barely_changes_the_hash(photos):
         drafted = hasher.hash(buffer.getvalue())  # decoded at 1/4 or 1/8 scale
         full = hasher.hash_pil(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
         assert drafted - full <= 6
+
+
+def test_the_weighted_distance_is_symmetric_when_both_hashes_are_fresh(photos):
+    """Issue 21: 991.8 one way and 2250.3 the other; now one number for the pair."""
+    from robusthash import attacks, get_hasher
+
+    hasher = get_hasher("forbild")
+    original = hasher.hash(photos["chelsea"])
+    copy = hasher.hash(attacks.apply("RT(10)+JC(30)", photos["chelsea"], seed=0))
+    assert original - copy > 0
+    assert weighted_distance(original, copy) == weighted_distance(copy, original)
+    assert hasher.compare(original, copy).details == hasher.compare(copy, original).details
+    # against a registered hash (no reliabilities), the query's own are used, as in the paper
+    stored = Hash.from_hex(str(original), "forbild", hasher.version)
+    assert weighted_distance(copy, stored) is not None

@@ -22,7 +22,7 @@ from . import __version__
 from .evaluation.bench import BenchConfig, attack_cases, default_cache_path, default_workers, run_bench
 from .evaluation.report import write_report
 from .files import evenly_spaced, iter_image_paths
-from .hashing import available_methods, get_hasher
+from .hashing import Hash, available_methods, get_hasher
 from .hashing.base import DecodedImage
 from .io import ImageError
 
@@ -146,7 +146,10 @@ def hash_command(
 ):
     """Hash images and print one line per image and method.
 
-    Unreadable files are reported on stderr and skipped; the exit code is 1 if any failed.
+    Text: 'HEX  PATH' (PDQ adds its quality, 0-100; below 50 it is too weak to match).
+    JSONL adds "text", the lossless form METHOD:VERSION:HEX[;SIDE-INFORMATION] that
+    Hash.from_hex reads back whole. Unreadable files are reported on stderr and skipped;
+    the exit code is 1 if any failed.
     """
     hashers = _methods(method)
     files = list(iter_image_paths(paths, recursive=recursive))
@@ -174,9 +177,15 @@ def hash_command(
                     err.print(f"[red]error:[/red] {path}: {hasher.name} failed ({type(exc).__name__}: {exc})")
                     continue
                 record = {"path": str(path), "method": hasher.name, "version": hasher.version,
-                          "bits": h.nbits, "hash": str(h)}
+                          "bits": h.nbits, "hash": str(h), "text": h.to_text()}
+                quality = h.extra.get("quality") if isinstance(h, Hash) else None
+                shown = f"quality {quality:3d}  " if quality is not None else ""
+                if quality is not None:
+                    record["quality"] = quality
+                    if (weak := hasher.weakness(h)):
+                        record["weak"] = weak
                 label = f"{hasher.name}  " if len(hashers) > 1 else ""
-                _emit(fmt, record, f"{h}  {label}{path}")
+                _emit(fmt, record, f"{h}  {label}{shown}{path}")
             bar.advance(task)
     if failed:
         err.print(f"{failed} of {len(files)} file(s) could not be hashed")
@@ -188,25 +197,37 @@ def hash_command(
 
 @app.command()
 def compare(
-    a: Path = typer.Argument(..., help="First image (e.g. the original)."),
-    b: Path = typer.Argument(..., help="Second image (e.g. the query)."),
+    query: Path = typer.Argument(..., help="The copy to check (the query)."),
+    original: Path = typer.Argument(..., help="The original it may be a copy of."),
     method: str = typer.Option("forbild", "--method", "-m", help="Method name, or several separated by commas."),
     fmt: Format = typer.Option(Format.text, "--format"),
 ):
-    """Compare two images: distance and the method's match decision."""
-    for hasher in _methods(method):
-        try:
-            # The query (b) is hashed fresh, so its side information drives weighted distances.
-            query, reference = hasher.hash(b), hasher.hash(a)
-        except ImageError as exc:
-            err.print(f"[red]error:[/red] {exc}", markup=True)
-            raise typer.Exit(2) from None
-        result = hasher.compare(query, reference)
-        record = {"a": str(a), "b": str(b), "method": hasher.name, "distance": result.distance,
-                  "hamming": result.hamming, "match": result.matched, **result.details}
-        verdict = "MATCH" if result.matched else "no match"
+    """Compare two images: distance and the method's match decision.
+
+    QUERY first, then ORIGINAL, as in `explain` and the library (hasher.compare(query,
+    original)). For forbild the result does not depend on the order."""
+    from .db import examine
+
+    hashers = _methods(method)
+    try:
+        examined = [examine(path, hashers) for path in (query, original)]
+    except ImageError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True)
+        raise typer.Exit(2) from None
+    empty = [f"{path.name} cannot be identified: {e.information.reason}"
+             for path, e in zip((query, original), examined) if not e.information.informative]
+    for hasher in hashers:
+        hashes = [e.hashes[hasher.name] for e in examined]
+        result = hasher.compare(*hashes)
+        # Too little in either image, or a hash too weak: no confident answer, whatever the distance.
+        refused = "; ".join(empty + [w for w in map(hasher.weakness, hashes) if w])
+        matched = result.matched and not refused
+        record = {"query": str(query), "original": str(original), "method": hasher.name, "distance": result.distance,
+                  "hamming": result.hamming, **result.details, "match": matched, "refused": refused or None}
+        verdict = "MATCH" if matched else "no match"
         hamming = f"  hamming {result.hamming}/{hasher.bits}" if result.hamming is not None else ""
         rule = result.details.get("rule") or f"threshold {result.details.get('threshold'):.4f}"
+        rule += f"; not a match: {refused}" if refused else ""
         _emit(fmt, record, f"{hasher.name}: distance {result.distance:.4f}{hamming}  {verdict}  ({rule})")
 
 
@@ -640,8 +661,25 @@ DB_OPTION = typer.Option(
 )
 
 
-def _open_db(db: str, methods: Optional[str] = None):
-    from .db import ReferenceDB
+ALLOW_UNINFORMATIVE_OPTION = typer.Option(
+    False, "--allow-uninformative",
+    help="also register / match images with almost nothing in them (flat colour, tiny, noise), which are "
+    "refused by default: every method hashes them to codes that say nothing about the picture")
+MIN_QUALITY_OPTION = typer.Option(
+    None, "--min-quality", min=0, max=100,
+    help="hashes with a quality below this are neither registered nor matched (PDQ's quality, 0-100; "
+    "default: Meta's guidance, 50; 0: no floor)")
+
+
+def _admission(allow_uninformative: bool, min_quality: Optional[int]):
+    from .db import Admission
+    from .information import DEFAULT_RULE
+
+    return Admission(None if allow_uninformative else DEFAULT_RULE, min_quality)
+
+
+def _open_db(db: str, methods: Optional[str] = None, admission=None):
+    from .db import Admission, ReferenceDB
     from .db.milvus import is_milvus_url, parse_milvus_url
 
     try:
@@ -653,7 +691,7 @@ def _open_db(db: str, methods: Optional[str] = None):
                                  param_hint="--db")
     names = _method_names(methods) if methods else None
     try:
-        return ReferenceDB(db, methods=names)
+        return ReferenceDB(db, methods=names, admission=admission or Admission())
     except Exception as exc:  # noqa: BLE001 - a connection or schema problem is reported, not a traceback
         err.print(f"error: cannot open {db}: {exc}", markup=False)
         raise typer.Exit(1) from None
@@ -674,8 +712,16 @@ def db_init(
         err.print(f"error: cannot open {db}: {exc}", markup=False)
         raise typer.Exit(1) from None
     with ref:
-        ref.set_methods(names)
+        images = ref.store.stats()["images"]
+        added, dropped = ref.set_methods(names)
         err.print(f"{db}: registering with {', '.join(names)}", markup=False)
+        if added and images:
+            err.print(f"{', '.join(added)} added: the {images} image(s) registered before have no {added[0]} hashes "
+                      f"yet; run `robusthash db add` on the originals again to hash them (nothing else changes)",
+                      markup=False)
+        if dropped:
+            err.print(f"{', '.join(dropped)} no longer used for new images; the hashes stored are kept and can "
+                      f"still be searched with `db query -m {dropped[0]}`", markup=False)
 
 
 @db_app.command("add")
@@ -688,12 +734,20 @@ def db_add(
     dask: Optional[str] = DASK_OPTION,
     dask_workers: Optional[int] = DASK_WORKERS_OPTION,
     task_size: int = typer.Option(16, "--task-size", min=1, help="with --dask: files per task"),
+    progress: Optional[bool] = typer.Option(
+        None, "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal)."
+    ),
+    allow_uninformative: bool = ALLOW_UNINFORMATIVE_OPTION,
+    min_quality: Optional[int] = MIN_QUALITY_OPTION,
 ):
     """Register originals (files, folders, .txt lists).
 
     Bad files are reported and skipped; re-running skips what is already registered
-    (same bytes), so an interrupted add can simply be run again. With --dask the hashing
-    runs on a cluster (this process reads the files and writes the database)."""
+    (same bytes), so an interrupted add can simply be run again, and gives images
+    registered before the hashes they lack (a method added with `db init`, a method's new
+    version). Images with almost nothing in them are refused; hashes below the quality
+    floor (PDQ < 50) are left out. With --dask the hashing runs on a cluster (this process
+    reads the files and writes the database)."""
     try:
         metadata = json.loads(meta) if meta else {}
         if not isinstance(metadata, dict):
@@ -701,7 +755,9 @@ def db_add(
     except ValueError as exc:
         raise typer.BadParameter(f"--meta must be a JSON object ({exc})", param_hint="--meta") from None
     files = list(iter_image_paths(paths))
-    with _open_db(db) as ref, _cluster(dask, dask_workers) as executor, _progress(err.is_terminal) as bar:
+    show = err.is_terminal if progress is None else progress
+    admission = _admission(allow_uninformative, min_quality)
+    with _open_db(db, admission=admission) as ref, _cluster(dask, dask_workers) as executor, _progress(show) as bar:
         task = bar.add_task("registering", total=len(files))
         report = ref.add(files, metadata=metadata, batch=batch, executor=executor, task_size=task_size,
                          progress=lambda done, total: bar.update(task, completed=done))
@@ -709,13 +765,23 @@ def db_add(
         ref.save_indexes()
     for source, why in report.failed:
         err.print(f"error: {why}", markup=False)
+    for source, why in report.partial:
+        err.print(f"note: {why}", markup=False)
+    if any("cannot be identified" in why for _, why in report.failed):
+        err.print("(--allow-uninformative registers such images anyway)", markup=False)
     if fmt is Format.jsonl:
-        for status, entries in (("added", report.added), ("existing", report.existing)):
+        notes = {source: why for source, why in report.partial}
+        for status, entries in (("added", report.added), ("updated", report.updated), ("existing", report.existing)):
             for source, image_id in entries:
-                out.file.write(json.dumps({"path": source, "status": status, "image_id": image_id}) + "\n")
+                record = {"path": source, "status": status, "image_id": image_id}
+                if source in notes:
+                    record["note"] = notes[source]
+                out.file.write(json.dumps(record) + "\n")
         for source, why in report.failed:
             out.file.write(json.dumps({"path": source, "status": "failed", "error": why}) + "\n")
-    err.print(f"{len(report.added)} added, {len(report.existing)} already registered, {len(report.failed)} failed")
+    updated = f"{len(report.updated)} registered before and given the hashes they lacked, " if report.updated else ""
+    err.print(f"{len(report.added)} added, {updated}{len(report.existing)} already registered, "
+              f"{len(report.failed)} failed")
     if report.failed:
         raise typer.Exit(1)
 
@@ -727,13 +793,23 @@ def db_query(
     methods: Optional[str] = typer.Option(None, "--methods", "-m", help="default: the database's methods"),
     k: int = typer.Option(5, "-k", min=1, help="show at least the k nearest (every match is shown)"),
     fmt: Format = typer.Option(Format.text, "--format", help="text table or one JSON object per image and method"),
+    allow_uninformative: bool = ALLOW_UNINFORMATIVE_OPTION,
+    min_quality: Optional[int] = MIN_QUALITY_OPTION,
 ):
     """Is this image one of mine? Ranked matches, distances, each method's decision.
 
-    Exit code 0 if every query matched something, 1 otherwise (or on a bad file)."""
+    A query with almost nothing in it (flat colour, tiny, noise), or whose hash is below
+    its quality floor, matches nothing; its nearest images are still listed.
+    Exit code 0 if every query matched something, 1 otherwise (or on a bad file), 2 when
+    a method is not registered in the database."""
     failed = unmatched = 0
-    with _open_db(db) as ref:
+    with _open_db(db, admission=_admission(allow_uninformative, min_quality)) as ref:
         chosen = _method_names(methods) if methods else None
+        problems = [why for why in map(ref.unregistered, chosen or ref.methods) if why]
+        if problems:
+            for why in problems:
+                err.print(f"error: {why}", markup=False)
+            raise typer.Exit(2)
         for path in iter_image_paths(images):
             try:
                 results = ref.query(path, methods=chosen, k=k)
@@ -753,6 +829,10 @@ def _print_query(result, fmt: Format) -> None:
         out.file.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
         return
     verdict = f"MATCH ({len(result.matched)})" if result.matched else "no match"
+    if result.refused:
+        verdict += f": the query {result.refused}"
+    if result.quality is not None:
+        verdict += f" (quality {result.quality})"
     if result.montage:
         verdict += ", MONTAGE: several sources through different parts of the query"
     table = Table("rank", "image id", "NHD", "Hamming", "decision", "rule",

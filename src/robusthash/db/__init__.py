@@ -2,7 +2,7 @@
 truth), FAISS-backed Hamming indexes derived from it, and per-method decisions."""
 
 from .index import HammingIndex, IndexConfig
-from .reference import AddReport, Match, QueryResult, ReferenceDB
+from .reference import AddReport, Admission, Examined, Match, QueryResult, ReferenceDB, examine
 from .store import Calibration, ImageRecord, Store
 
-__all__ = ["AddReport", "Calibration", "HammingIndex", "ImageRecord", "IndexConfig", "Match", "QueryResult", "ReferenceDB", "Store"]
+__all__ = ["AddReport", "Admission", "Calibration", "Examined", "HammingIndex", "ImageRecord", "IndexConfig", "Match", "QueryResult", "ReferenceDB", "Store", "examine"]

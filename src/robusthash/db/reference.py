@@ -22,7 +22,7 @@ import json
 import math
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, as_completed, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -31,8 +31,9 @@ import numpy as np
 
 from ..evaluation.metrics import hamming_rows, threshold_at_fpr
 from ..hashing import BaseHasher, Hash, MultiHash
-from ..hashing.base import hash_image, shared_hasher
-from ..io import DEFAULT_LIMITS, ImageError, LoadLimits, header_size, read_bytes
+from ..hashing.base import DecodedImage, DecodeSpec, shared_hasher
+from ..information import DEFAULT_RULE, Information, InformationRule, information
+from ..io import DEFAULT_LIMITS, ImageError, ImageSource, LoadLimits, header_size, read_bytes
 from .index import HammingIndex
 from .milvus import (
     MilvusIndex,
@@ -42,7 +43,7 @@ from .milvus import (
     is_milvus_url,
     parse_milvus_url,
 )
-from .store import Calibration, HashRow, ImageRecord, NewImage, Store
+from .store import ADDED, UPDATED, Calibration, HashRow, ImageRecord, NewImage, Store
 
 DEFAULT_METHODS = ("forbild",)
 # Methods that decide by their own published rule rather than a single NHD threshold.
@@ -52,6 +53,44 @@ INDEX_FORMAT = "1"
 # tasks submitted ahead of the results, which bounds what this process holds in memory.
 TASK_SIZE = 16
 IN_FLIGHT = 32
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the database refuses to register and to match.
+
+    information: images with too little in them to be identified (flat, tiny, noise:
+      :mod:`robusthash.information`) are refused by every method; None accepts any image.
+    min_quality: hashes whose quality is below this are neither registered nor matched
+      (PDQ's quality; Meta's guidance is 50). None: each method's own floor
+      (``BaseHasher.min_quality``); 0: no floor.
+    """
+
+    information: InformationRule | None = DEFAULT_RULE
+    min_quality: int | None = None
+
+
+DEFAULT_ADMISSION = Admission()
+# The decoding the information rule measures: small, so JPEGs are drafted, and in colour.
+INFORMATION_DECODE = DecodeSpec(128, "RGB")
+
+
+@dataclass(frozen=True)
+class Examined:
+    """One input as the database takes it: each method's hash, and how much is in it."""
+
+    hashes: dict[str, Hash | MultiHash]
+    information: Information
+
+
+def examine(image: ImageSource, hashers: Sequence[BaseHasher], limits: LoadLimits = DEFAULT_LIMITS,
+            name: str | None = None, rule: InformationRule = DEFAULT_RULE) -> Examined:
+    """Read ``image`` once, hash it with each of ``hashers`` (each decoding it as it would on
+    its own) and measure its information. Raises :class:`~robusthash.io.ImageError`."""
+    decoded = DecodedImage(image, limits, name)
+    size = header_size(decoded.source) if isinstance(decoded.source, bytes) else None
+    info = information(decoded.decoded(INFORMATION_DECODE), size=size, rule=rule)
+    return Examined({h.name: h.hash_pil(decoded.for_hasher(h)) for h in hashers}, info)
 
 
 @dataclass(frozen=True)
@@ -68,6 +107,7 @@ class Match:
     # (0 = the whole image) and its box in the query.
     query_part: int | None = None
     query_box: tuple[int, int, int, int] | None = None
+    quality: int | None = None  # the registered hash's quality, where the method has one
 
 
 @dataclass(frozen=True)
@@ -75,6 +115,10 @@ class QueryResult:
     source: str
     method: str
     matches: list[Match]  # nearest first
+    # Why the query cannot match anything (too little information, a hash below the
+    # quality floor); its nearest images are still listed, none as a match.
+    refused: str | None = None
+    quality: int | None = None  # the query hash's quality, where the method has one
 
     @property
     def matched(self) -> list[Match]:
@@ -89,7 +133,8 @@ class QueryResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"query": self.source, "method": self.method, "matched": bool(self.matched),
-                "montage": self.montage, "matches": [_match_dict(m) for m in self.matches]}
+                "montage": self.montage, "refused": self.refused, "quality": self.quality,
+                "matches": [_match_dict(m) for m in self.matches]}
 
 
 def _match_dict(m: Match) -> dict[str, Any]:
@@ -97,14 +142,20 @@ def _match_dict(m: Match) -> dict[str, Any]:
               "hamming": m.hamming, "matched": m.matched, "rule": m.rule}
     if m.query_part is not None:
         record |= {"query_part": m.query_part, "query_box": m.query_box}
+    if m.quality is not None:
+        record["quality"] = m.quality
     return record
 
 
 @dataclass
 class AddReport:
     added: list[tuple[str, int]] = field(default_factory=list)
+    # Registered before; hashes it lacked (a method added since, a method's new version) were added.
+    updated: list[tuple[str, int]] = field(default_factory=list)
     existing: list[tuple[str, int]] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # unreadable, or refused (no information)
+    # Registered without some methods' hashes, and why (e.g. PDQ quality below the floor).
+    partial: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -132,13 +183,14 @@ class ReferenceDB:
     """
 
     def __init__(self, url: str | Path, methods: Sequence[str] | None = None, index_dir: Path | None = None,
-                 limits: LoadLimits = DEFAULT_LIMITS):
+                 limits: LoadLimits = DEFAULT_LIMITS, admission: Admission = DEFAULT_ADMISSION):
         self.milvus: MilvusLocation | None = parse_milvus_url(str(url)) if is_milvus_url(url) else None
         if self.milvus:
             connect(self.milvus)  # an unreachable server is reported now, not at the first query
         store_url = self.milvus.store if self.milvus else url
         self.store = Store(store_url)
         self.limits = limits
+        self.admission = admission
         self.methods = list(methods) if methods else self._stored_methods()
         self.hashers: dict[str, BaseHasher] = {m: shared_hasher(m) for m in self.methods}  # type: ignore[misc]
         if index_dir is None and not self.store.is_postgres and not self.milvus:
@@ -161,13 +213,30 @@ class ReferenceDB:
                                (uuid.uuid4().hex,))
         return self.store.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()[0]
 
-    def set_methods(self, methods: Sequence[str]) -> None:
-        """Record the methods this database registers with (``db init --methods``)."""
+    def set_methods(self, methods: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Record the methods this database registers with (``db init --methods``); returns
+        the methods (added, dropped). Hashes already stored are kept either way; images
+        registered before get a new method's hashes when ``add`` is run on them again."""
         hashers = {m: shared_hasher(m) for m in methods}
+        before = self._stored_methods()
         with self.store.write():
             self.store.execute("DELETE FROM meta WHERE key = 'methods'")
             self.store.execute("INSERT INTO meta (key, value) VALUES ('methods', ?)", (json.dumps(list(methods)),))
         self.methods, self.hashers = list(methods), hashers  # type: ignore[assignment]
+        return [m for m in methods if m not in before], [m for m in before if m not in methods]
+
+    def unregistered(self, method: str) -> str | None:
+        """Why ``method`` cannot be searched here (None when it can): no image has its hashes,
+        or only of another version than this robusthash makes."""
+        versions = [v for m, v in self.store.methods() if m == method]
+        hasher = self._hasher(method)
+        if hasher.version in versions or (not versions and method in self.methods):
+            return None
+        if versions:
+            return (f"{method}: the registered hashes are of version {', '.join(versions)}, this robusthash makes "
+                    f"{hasher.version}; run `db add` on the originals again to hash them anew")
+        known = sorted({m for m, _ in self.store.methods()} | set(self.methods))
+        return f"{method} is not registered in this database (it has {', '.join(known) or 'no method'})"
 
     def close(self) -> None:
         self.store.close()
@@ -198,8 +267,9 @@ class ReferenceDB:
         done = 0
         for results in self._hashed(paths, metadata or {}, executor, task_size):
             for source, result in results:
-                if isinstance(result, NewImage):
-                    pending.append((source, result))
+                if isinstance(result, Admitted):
+                    pending.append((source, result.image))
+                    report.partial += [(source, why) for why in result.left_out]
                 else:
                     report.failed.append((source, result))
             done += len(results)
@@ -215,7 +285,7 @@ class ReferenceDB:
         """(source, NewImage or the reason it failed) of every path, a task's worth at a time."""
         if executor is None:
             for path in paths:
-                yield [(str(path), _read_and_hash(path, self.methods, self.limits, metadata))]
+                yield [(str(path), _read_and_hash(path, self.methods, self.limits, metadata, self.admission))]
             return
         chunks = [paths[i:i + task_size] for i in range(0, len(paths), task_size)]
         running: set[Future] = set()
@@ -229,22 +299,27 @@ class ReferenceDB:
             if failed:
                 yield failed
             if encoded:
-                running.add(executor.submit(hash_encoded, encoded, self.methods, self.limits, metadata))
+                running.add(executor.submit(hash_encoded, encoded, self.methods, self.limits, metadata,
+                                            self.admission))
         for future in as_completed(running):
             yield future.result()
 
     def _commit(self, pending: list[tuple[str, NewImage]], report: AddReport) -> None:
         if not pending:
             return
-        for (source, _), (image_id, new) in zip(pending, self.store.add_images([p for _, p in pending])):
-            (report.added if new else report.existing).append((source, image_id))
+        for (source, _), (image_id, status) in zip(pending, self.store.add_images([p for _, p in pending])):
+            {ADDED: report.added, UPDATED: report.updated}.get(status, report.existing).append((source, image_id))
 
-    def add_hashes(self, source: str, digest: str, hashes: dict[str, Hash | MultiHash],
-                   metadata: dict[str, Any] | None = None, size: tuple[int, int] | None = None) -> tuple[int, bool]:
-        """Register an image whose hashes were computed elsewhere (e.g. by the service)."""
-        width, height = size or (None, None)
-        image = NewImage(digest, source, metadata or {}, width, height, _stored_form(hashes))
-        return self.store.add_images([image])[0]
+    def add_examined(self, source: str, digest: str, examined: Examined, metadata: dict[str, Any] | None = None,
+                     size: tuple[int, int] | None = None) -> tuple[int, str, list[str]]:
+        """Register an image examined elsewhere (e.g. by the service): (image id, status,
+        the methods left out and why). Raises ValueError when the image is refused."""
+        admitted = _admit(examined, source, digest, metadata or {}, size, self.admission,
+                          {m: self._hasher(m) for m in examined.hashes})
+        if isinstance(admitted, str):
+            raise ValueError(admitted)
+        image_id, status = self.store.add_images([admitted.image])[0]
+        return image_id, status, admitted.left_out
 
     def remove(self, image_ids: Iterable[int]) -> int:
         return self.store.remove_images(image_ids)
@@ -253,16 +328,39 @@ class ReferenceDB:
 
     def query(self, image: Any, methods: Sequence[str] | None = None, k: int = 5,
               source: str | None = None) -> list[QueryResult]:
-        """Hash ``image`` (anything the loader takes) with each method and search."""
-        chosen = [self._hasher(m) for m in (methods or self.methods)]
-        hashes = hash_image(chosen, image, self.limits)
+        """Hash ``image`` (anything the loader takes) with each method and search.
+        Raises ValueError naming a method that cannot be searched here (:meth:`unregistered`)."""
+        names = list(methods or self.methods)
+        problems = [why for why in map(self.unregistered, names) if why]
+        if problems:
+            raise ValueError("; ".join(problems))
+        examined = self.examine(image)
         name = source or (str(image) if isinstance(image, (str, Path)) else "<image>")
-        return [self.query_hash(value, k=k, source=name) for value in hashes.values()]
+        return self.query_examined(examined, names, k=k, source=name)
 
-    def query_hash(self, value: Hash | MultiHash, k: int = 5, source: str = "<hash>") -> QueryResult:
+    def examine(self, image: ImageSource, methods: Sequence[str] | None = None, name: str | None = None) -> Examined:
+        """:func:`examine` with this database's methods (or ``methods``), limits and rule."""
+        return examine(image, [self._hasher(m) for m in (methods or self.methods)], self.limits, name,
+                       self.admission.information or DEFAULT_RULE)
+
+    def query_examined(self, examined: Examined, methods: Sequence[str] | None = None, k: int = 5,
+                       source: str = "<image>") -> list[QueryResult]:
+        """Search each method's hash of an examined image; an image with too little
+        information (unless the admission rule allows it) matches nothing."""
+        refused = None
+        if self.admission.information is not None and not examined.information.informative:
+            refused = f"cannot be identified: {examined.information.reason}"
+        return [self.query_hash(value, k=k, source=source, refused=refused)
+                for name, value in examined.hashes.items() if methods is None or name in methods]
+
+    def query_hash(self, value: Hash | MultiHash, k: int = 5, source: str = "<hash>",
+                   refused: str | None = None) -> QueryResult:
         """Registered images nearest to a hash: every one the method matches (up to
-        1000) and at least the ``k`` nearest, each with the method's decision."""
+        1000) and at least the ``k`` nearest, each with the method's decision. A hash
+        below its method's quality floor, or a query ``refused`` for another reason,
+        lists its nearest images, none of them as a match."""
         hasher = self._hasher(value.method)
+        refused = refused or hasher.weakness(value, self.admission.min_quality)
         state = self._index(value.method, value.version)
         threshold = self.threshold(hasher)
         radius = self._radius(hasher, threshold[0])
@@ -276,8 +374,11 @@ class ReferenceDB:
                 ids += list(state.index.search(query, k)[1][0])
             rows.update(self.store.hash_rows(i for i in ids if i >= 0))
         matches = self._decide(hasher, value, rows, threshold)
+        if refused:
+            matches = [replace(m, matched=False, rule=f"{m.rule}; not a match: the query {refused}") for m in matches]
         matches.sort(key=lambda m: (not m.matched, m.distance, m.image.id))
-        return QueryResult(source, value.method, matches[: max(k, sum(m.matched for m in matches))])
+        quality = value.extra.get("quality") if isinstance(value, Hash) else None
+        return QueryResult(source, value.method, matches[: max(k, sum(m.matched for m in matches))], refused, quality)
 
     def _hasher(self, method: str) -> BaseHasher:
         if method not in self.hashers:
@@ -319,7 +420,7 @@ class ReferenceDB:
             box = comparison.details.get("query_box")
             matches.append(Match(images[image_id], hasher.name, float(comparison.distance), comparison.hamming,
                                  bool(comparison.matched), rule, comparison.details.get("query_part"),
-                                 tuple(box) if box is not None else None))
+                                 tuple(box) if box is not None else None, image_rows[0].quality))
         return matches
 
     def _stored_value(self, hasher: BaseHasher, value: Hash | MultiHash, image_id: int,
@@ -454,11 +555,19 @@ class ReferenceDB:
         return stats
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """An image to register, and the methods left out of it, with why."""
+
+    image: NewImage
+    left_out: list[str]
+
+
 def hash_encoded(encoded: Sequence[tuple[str, bytes]], methods: Sequence[str], limits: LoadLimits,
-                 metadata: dict[str, Any]) -> list[tuple[str, NewImage | str]]:
+                 metadata: dict[str, Any], admission: Admission = DEFAULT_ADMISSION) -> list[tuple[str, Admitted | str]]:
     """A task of :meth:`ReferenceDB.add` on a worker: (source, file bytes) → (source,
-    :class:`NewImage` or why it failed). A bad file fails alone; the task goes on."""
-    return [(source, _new_image(data, source, methods, limits, metadata)) for source, data in encoded]
+    :class:`Admitted` or why it failed). A bad file fails alone; the task goes on."""
+    return [(source, _new_image(data, source, methods, limits, metadata, admission)) for source, data in encoded]
 
 
 def _read(path: Path, limits: LoadLimits) -> bytes | str:
@@ -469,21 +578,39 @@ def _read(path: Path, limits: LoadLimits) -> bytes | str:
         return _failure(path, exc)
 
 
-def _read_and_hash(path: Path, methods: Sequence[str], limits: LoadLimits,
-                   metadata: dict[str, Any]) -> NewImage | str:
+def _read_and_hash(path: Path, methods: Sequence[str], limits: LoadLimits, metadata: dict[str, Any],
+                   admission: Admission) -> Admitted | str:
     data = _read(path, limits)
-    return _new_image(data, str(path), methods, limits, metadata) if isinstance(data, bytes) else data
+    return _new_image(data, str(path), methods, limits, metadata, admission) if isinstance(data, bytes) else data
 
 
-def _new_image(data: bytes, source: str, methods: Sequence[str], limits: LoadLimits,
-               metadata: dict[str, Any]) -> NewImage | str:
-    """One file's bytes, digested, sized, decoded and hashed by every method."""
+def _new_image(data: bytes, source: str, methods: Sequence[str], limits: LoadLimits, metadata: dict[str, Any],
+               admission: Admission) -> Admitted | str:
+    """One file's bytes, digested, sized, decoded and hashed by every method, and admitted."""
+    hashers = {m: shared_hasher(m) for m in methods}
     try:
-        hashes = _stored_form(hash_image([shared_hasher(m) for m in methods], data, limits, source))
+        examined = examine(data, list(hashers.values()), limits, source, admission.information or DEFAULT_RULE)
     except (ImageError, OSError) as exc:
         return _failure(source, exc)
-    width, height = header_size(data) or (None, None)
-    return NewImage(hashlib.sha256(data).hexdigest(), source, metadata, width, height, hashes)
+    return _admit(examined, source, hashlib.sha256(data).hexdigest(), metadata, header_size(data), admission, hashers)
+
+
+def _admit(examined: Examined, source: str, digest: str, metadata: dict[str, Any], size: tuple[int, int] | None,
+           admission: Admission, hashers: dict[str, BaseHasher]) -> Admitted | str:
+    """The image to register, or why it is refused: too little information in it (unless
+    allowed), or no method's hash strong enough. Weak hashes are left out, with why."""
+    if admission.information is not None and not examined.information.informative:
+        return f"{source}: not registered, it cannot be identified: {examined.information.reason}"
+    weak = {m: why for m, value in examined.hashes.items()
+            if (why := hashers[m].weakness(value, admission.min_quality))}
+    kept = {m: v for m, v in examined.hashes.items() if m not in weak}
+    if not kept:
+        return f"{source}: not registered: {'; '.join(weak.values())}"
+    width, height = size or (None, None)
+    qualities = {key: value.extra["quality"] for m, value in kept.items() if isinstance(value, Hash)
+                 and "quality" in value.extra for key in _stored_form({m: value})}
+    image = NewImage(digest, source, metadata, width, height, _stored_form(kept), qualities)
+    return Admitted(image, [f"{source}: registered without {m}: {why}" for m, why in weak.items()])
 
 
 def _failure(source: str | Path, exc: Exception) -> str:

@@ -23,14 +23,16 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-SCHEMA_VERSION = "1"
+# 2: hashes.quality (PDQ's quality; NULL for methods without one). A version-1 database is
+# upgraded in place when opened (one ALTER TABLE).
+SCHEMA_VERSION = "2"
 IMAGE_COLUMNS = "id, digest, source, metadata, width, height, added_at"
-HASH_COLUMNS = "id, image_id, method, version, segment, bits"
+HASH_COLUMNS = "id, image_id, method, version, segment, bits, quality"
 WRITER_LOCK = 7_214_001  # PostgreSQL advisory lock key shared by all writers
 
 
@@ -55,11 +57,13 @@ class HashRow:
     version: str
     segment: int
     bits: bytes
+    quality: int | None = None
 
 
 @dataclass(frozen=True)
 class NewImage:
-    """An image to register, already hashed: ``hashes`` maps (method, version, segment) → packed bits."""
+    """An image to register, already hashed: ``hashes`` maps (method, version, segment) →
+    packed bits, ``qualities`` the same keys → the hash's quality, where it has one."""
 
     digest: str
     source: str
@@ -67,6 +71,11 @@ class NewImage:
     width: int | None
     height: int | None
     hashes: dict[tuple[str, str, int], bytes]
+    qualities: dict[tuple[str, str, int], int] = field(default_factory=dict)
+
+
+# What add_images did with each image.
+ADDED, UPDATED, EXISTING = "added", "updated", "existing"
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,7 @@ class Store:
                 version TEXT NOT NULL,
                 segment INTEGER NOT NULL,
                 bits {blob} NOT NULL,
+                quality INTEGER,
                 UNIQUE (image_id, method, segment))""",
             "CREATE INDEX IF NOT EXISTS hashes_by_method ON hashes (method, version, id)",
             f"""CREATE TABLE IF NOT EXISTS removals (
@@ -189,6 +199,9 @@ class Store:
             found = self.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if found is None:
                 self.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            elif found[0] == "1":
+                self.execute("ALTER TABLE hashes ADD COLUMN quality INTEGER")
+                self.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
             elif found[0] != SCHEMA_VERSION:
                 raise RuntimeError(f"{self.url}: schema version {found[0]}, this robusthash reads {SCHEMA_VERSION}")
 
@@ -205,28 +218,35 @@ class Store:
 
     # --- writing --------------------------------------------------------------------
 
-    def add_images(self, images: Sequence[NewImage]) -> list[tuple[int, bool]]:
-        """Register a batch in one transaction; returns (image id, newly added) per image.
+    def add_images(self, images: Sequence[NewImage]) -> list[tuple[int, str]]:
+        """Register a batch in one transaction; returns (image id, what happened) per image:
+        ``ADDED`` (a new image), ``UPDATED`` (registered before; hashes it lacked were added,
+        e.g. of a method added since or of a method's new version) or ``EXISTING``.
 
         An image already registered (same digest) keeps its row and metadata; only the
-        hashes it does not have yet are added, so a re-run completes an interrupted one.
+        hashes it does not have yet are added, so a re-run completes an interrupted one. A
+        method's hashes of an older version are replaced by the new version's (and logged
+        as removed, so the old version's index drops them).
         """
         results = []
         with self.write():
             for image in images:
                 row = self.execute("SELECT id FROM images WHERE digest = ?", (image.digest,)).fetchone()
-                if row is None:
-                    image_id = self._insert_image(image)
-                    results.append((image_id, True))
-                else:
-                    image_id = int(row[0])
-                    results.append((image_id, False))
-                held = {(m, v, s) for m, v, s in self.execute(
-                    "SELECT method, version, segment FROM hashes WHERE image_id = ?", (image_id,))}
-                rows = [(image_id, m, v, s, bits) for (m, v, s), bits in image.hashes.items() if (m, v, s) not in held]
-                if rows:
+                image_id = self._insert_image(image) if row is None else int(row[0])
+                held = {(m, v, s): int(i) for i, m, v, s in self.execute(
+                    "SELECT id, method, version, segment FROM hashes WHERE image_id = ?", (image_id,))}
+                new = {key: bits for key, bits in image.hashes.items() if key not in held}
+                versions = {(m, v) for m, v, _ in new}
+                renewed = {m for m, _ in versions}
+                stale = [(i, m, v) for (m, v, _), i in held.items() if m in renewed and (m, v) not in versions]
+                if stale:
+                    self._executemany("INSERT INTO removals (hash_id, method, version) VALUES (?, ?, ?)", stale)
+                    self._executemany("DELETE FROM hashes WHERE id = ?", [(i,) for i, _, _ in stale])
+                if new:
                     self._executemany(
-                        "INSERT INTO hashes (image_id, method, version, segment, bits) VALUES (?, ?, ?, ?, ?)", rows)
+                        "INSERT INTO hashes (image_id, method, version, segment, bits, quality) VALUES (?, ?, ?, ?, ?, ?)",
+                        [(image_id, m, v, s, bits, image.qualities.get((m, v, s))) for (m, v, s), bits in new.items()])
+                results.append((image_id, ADDED if row is None else UPDATED if new else EXISTING))
         return results
 
     def _insert_image(self, image: NewImage) -> int:
@@ -345,7 +365,7 @@ class Store:
 
 
 def _hash_row(r: Sequence[Any]) -> HashRow:
-    return HashRow(int(r[0]), int(r[1]), r[2], r[3], int(r[4]), bytes(r[5]))
+    return HashRow(int(r[0]), int(r[1]), r[2], r[3], int(r[4]), bytes(r[5]), None if r[6] is None else int(r[6]))
 
 
 def _image_record(row: Sequence[Any]) -> ImageRecord:

@@ -64,6 +64,9 @@ class BaseHasher(ABC):
     multi: ClassVar[bool] = False  # hashes are MultiHash (several parts per image)
     draft_size: ClassVar[int | None] = None
     input_mode: ClassVar[str] = "RGB"
+    # Hashes whose ``extra["quality"]`` is below this are too weak to register or match
+    # (PDQ: Meta's guidance, 50); None: the method has no quality.
+    min_quality: ClassVar[int | None] = None
 
     def __init__(self, limits: LoadLimits = DEFAULT_LIMITS):
         self.limits = limits
@@ -101,6 +104,15 @@ class BaseHasher(ABC):
 
     def matches(self, a: Any, b: Any, threshold: float | None = None) -> bool:
         return self.compare(a, b, threshold).matched
+
+    def weakness(self, value: Hash | MultiHash, min_quality: int | None = None) -> str | None:
+        """Why ``value`` is too weak to register or match (None when it is not): its quality
+        is below ``min_quality`` (default: the method's own floor; 0: no floor)."""
+        floor = self.min_quality if min_quality is None else min_quality
+        quality = value.extra.get("quality") if isinstance(value, Hash) else None
+        if floor and quality is not None and quality < floor:
+            return f"{self.name} quality {quality} is below {floor} (too little detail for a reliable hash)"
+        return None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}@{self.version}, {self.bits} bits>"
@@ -144,7 +156,9 @@ class DecodedImage:
         self._decoded: dict[DecodeSpec, Image.Image] = {}
 
     def for_hasher(self, hasher: BaseHasher) -> Image.Image:
-        spec = decode_spec(hasher)
+        return self.decoded(decode_spec(hasher))
+
+    def decoded(self, spec: DecodeSpec) -> Image.Image:
         if spec not in self._decoded:
             if isinstance(self.source, bytes):
                 self._decoded[spec] = decode(self.source, self.name, limits=self.limits,

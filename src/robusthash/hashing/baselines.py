@@ -36,6 +36,8 @@ class PdqHasher(BaseHasher):
     # Meta's recommended match threshold for PDQ: Hamming distance ≤ 31 of 256.
     threshold = 31 / 256
     threshold_source = "Meta's recommended PDQ threshold, Hamming ≤ 31"
+    # Meta's guidance: hashes of quality below 50 are too unreliable to act on.
+    min_quality = 50
 
     def hash_pil(self, im: Image.Image) -> Hash:
         vector, quality = pdqhash.compute(np.asarray(im))

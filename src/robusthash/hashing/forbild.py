@@ -21,7 +21,8 @@ distance and the factor 1000"):
 
     weighted = mean(r_i² for differing bits) / mean(r_i² for identical bits) × H × 1000
 
-with r the query's reliabilities. Decision rule of the paper: a reference is a
+with r the query's reliabilities (both hashes' where both carry them: the mean of their
+squares, so the distance is symmetric). Decision rule of the paper: a reference is a
 candidate only if H ≤ 32; it matches if H ≤ 8 or weighted ≤ 16.
 """
 
@@ -78,22 +79,24 @@ def forbild_bits(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def weighted_distance(query: Hash, reference: Hash) -> float | None:
-    """The paper's weighted distance, using the query's per-bit reliability.
+    """The paper's weighted distance, from the per-bit reliabilities the hashes carry.
 
-    Falls back to the reference's reliability when the query has none; returns None
-    when neither hash carries it (both read back from hex, for example).
+    Symmetric: where both hashes carry reliabilities (both freshly computed, as in
+    ``robusthash compare``), each bit's squared reliability is the mean of the two, so
+    the order of the pair does not matter. Where only one does (a query against a
+    registered hash, whose reliabilities are not stored), that one's are used, as in the
+    paper. None when neither carries them (both read back from hex, for example).
     """
-    reliability = query.extra.get("reliability")
-    if reliability is None:
-        reliability = reference.extra.get("reliability")
-    if reliability is None:
+    given = [np.asarray(h.extra["reliability"], dtype=np.float64) for h in (query, reference)
+             if h.extra.get("reliability") is not None]
+    if not given:
         return None
     differ = query.bits != reference.bits
     hamming = int(differ.sum())
     if hamming == 0:
         return 0.0
     same = ~differ
-    r2 = np.asarray(reliability, dtype=np.float64) ** 2
+    r2 = np.mean([r ** 2 for r in given], axis=0)
     moment_same = r2[same].mean() if same.any() else 0.0
     if moment_same == 0.0:
         return math.inf
@@ -132,6 +135,7 @@ class ForbildHasher(BaseHasher):
             matched, rule = True, f"weighted distance {weighted:.1f} ≤ {MATCH_WEIGHTED:g}"
         else:
             shown = "unavailable (no reliability)" if weighted is None else f"{weighted:.1f} > {MATCH_WEIGHTED:g}"
-            matched, rule = False, f"Hamming {hamming} > {MATCH_HAMMING} and weighted distance {shown}"
+            matched, rule = False, (f"Hamming {hamming} > {MATCH_HAMMING} and weighted distance {shown} "
+                                    f"(a match needs Hamming ≤ {MATCH_HAMMING} or weighted ≤ {MATCH_WEIGHTED:g})")
         details = {"weighted_distance": weighted, "rule": rule, "candidate_bound": candidate_bound}
         return Comparison(hamming / self.bits, hamming, matched, details)

@@ -31,10 +31,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from ..db import QueryResult, ReferenceDB
+from ..db import Examined, QueryResult, ReferenceDB
 from ..db.store import ImageRecord
-from ..hashing import BaseHasher, Hash, MultiHash, get_hasher
-from ..hashing.base import hash_image
+from ..hashing import BaseHasher, get_hasher
 from ..io import ImageError, header_size
 from .config import ServiceConfig
 from .gate import RequestGate
@@ -59,7 +58,10 @@ class ErrorOut(BaseModel):
 
 class RegisterOut(BaseModel):
     image_id: int
-    status: str = Field(description='"added", or "existing" when the same bytes were registered before')
+    status: str = Field(description='"added"; "updated" when the same bytes were registered before and hashes '
+                                    'they lacked were added; "existing" when nothing was new')
+    left_out: list[str] = Field(default_factory=list, description="methods whose hash was too weak to register "
+                                                                  "(e.g. PDQ quality below 50), and why")
 
 
 class MatchOut(BaseModel):
@@ -70,6 +72,7 @@ class MatchOut(BaseModel):
     hamming: Optional[int] = Field(description="Hamming distance in bits")
     matched: bool = Field(description="the method's decision for this image")
     rule: str = Field(description="the rule that decided, with its numbers")
+    quality: Optional[int] = Field(None, description="the registered hash's quality (PDQ)")
 
 
 class MethodResultOut(BaseModel):
@@ -77,6 +80,9 @@ class MethodResultOut(BaseModel):
     method: str
     matched: bool
     decision: str = Field(description='"match" or "no match"')
+    refused: Optional[str] = Field(None, description="why the query cannot match anything: too little "
+                                                     "information in it, or a hash below its quality floor")
+    quality: Optional[int] = Field(None, description="the query hash's quality (PDQ)")
     matches: list[MatchOut] = Field(
         description="every image the method matches, and at least the k nearest; nearest first")
 
@@ -174,12 +180,11 @@ class Service:
                                      f"it has {', '.join(sorted(known))}")
         return [self.ref.hashers.get(m) or get_hasher(m) for m in dict.fromkeys(names)]  # type: ignore[misc]
 
-    def hash_upload(self, data: bytes, name: str, hashers: list[BaseHasher]) -> dict[str, Hash | MultiHash]:
-        """Decode once (the loader refuses non-images and pixel bombs, naming the upload), hash with each."""
-        stream = io.BytesIO(data)
-        stream.name = name  # the loader's error messages name the input by this
+    def examine_upload(self, data: bytes, name: str, hashers: list[BaseHasher]) -> Examined:
+        """Hash with each and measure its information (the loader refuses non-images and
+        pixel bombs, naming the upload)."""
         try:
-            return hash_image(hashers, stream, self.limits)
+            return self.ref.examine(data, [h.name for h in hashers], name)
         except ImageError as exc:
             raise HTTPException(422, str(exc)) from None
         except ValueError as exc:  # a hasher refusing a decoded picture (e.g. too small) is still bad input
@@ -298,14 +303,18 @@ def _api_routes(service: Service) -> APIRouter:
         data, name = _read_upload(file), _upload_name(file)
         meta = _metadata(metadata)
         registered_as = _source(source, "source form field") if source else _source(file.filename, "file name")
-        hashes = service.hash_upload(data, name, [service.ref.hashers[m] for m in service.ref.methods])
+        examined = service.examine_upload(data, name, [service.ref.hashers[m] for m in service.ref.methods])
         digest = hashlib.sha256(data).hexdigest()
-        with service.lock:
-            image_id, added = service.ref.add_hashes(registered_as or digest, digest, hashes, meta, header_size(data))
+        try:
+            with service.lock:
+                image_id, status, left_out = service.ref.add_examined(registered_as or digest, digest, examined, meta,
+                                                                      header_size(data))
+        except ValueError as exc:  # refused: too little information in it, or every hash too weak
+            raise HTTPException(422, f"{name}: {exc}") from None
         _keep_thumbnail(service, digest, data)
-        response.status_code = 201 if added else 200
+        response.status_code = 201 if status == "added" else 200
         response.headers["Location"] = f"{API_PREFIX}/images/{image_id}"
-        return {"image_id": image_id, "status": "added" if added else "existing"}
+        return {"image_id": image_id, "status": status, "left_out": left_out}
 
     @protected.post("/query", response_model=QueryOut, tags=["search"], summary="Is this image one of mine?",
                     responses=_errors(422))
@@ -319,11 +328,10 @@ def _api_routes(service: Service) -> APIRouter:
         """Ranked registered images per method, with distances, each method's decision
         and the rule that decided; ``decision`` is "match" if any method matched."""
         data, name = _read_upload(file), _upload_name(file)
-        hashes = service.hash_upload(data, name, service.hashers(methods))
+        examined = service.examine_upload(data, name, service.hashers(methods))
         label = file.filename or "upload"
         with service.lock:
-            results = [service.ref.query_hash(value, k=k or config.default_k, source=label)
-                       for value in hashes.values()]
+            results = service.ref.query_examined(examined, k=k or config.default_k, source=label)
         matched = _matched_ids(results)
         return {"query": label, "decision": "match" if matched else "no match", "matched_image_ids": matched,
                 "results": [_method_result(r) for r in results]}
