@@ -81,16 +81,22 @@ class Examined:
 
     hashes: dict[str, Hash | MultiHash]
     information: Information
+    # Per method, the other hashes a query is also searched with (BaseHasher.query_variants:
+    # PDQ's rotations and flips); empty unless asked for.
+    variants: dict[str, list[Hash | MultiHash]] = field(default_factory=dict)
 
 
 def examine(image: ImageSource, hashers: Sequence[BaseHasher], limits: LoadLimits = DEFAULT_LIMITS,
-            name: str | None = None, rule: InformationRule = DEFAULT_RULE) -> Examined:
+            name: str | None = None, rule: InformationRule = DEFAULT_RULE, variants: bool = False) -> Examined:
     """Read ``image`` once, hash it with each of ``hashers`` (each decoding it as it would on
-    its own) and measure its information. Raises :class:`~robusthash.io.ImageError`."""
+    its own) and measure its information; ``variants``: also each hasher's query variants.
+    Raises :class:`~robusthash.io.ImageError`."""
     decoded = DecodedImage(image, limits, name)
     size = header_size(decoded.source) if isinstance(decoded.source, bytes) else None
     info = information(decoded.decoded(INFORMATION_DECODE), size=size, rule=rule)
-    return Examined({h.name: h.hash_pil(decoded.for_hasher(h)) for h in hashers}, info)
+    hashes = {h.name: h.hash_pil(decoded.for_hasher(h)) for h in hashers}
+    extra = {h.name: found for h in hashers if variants and (found := h.query_variants(decoded.for_hasher(h)))}
+    return Examined(hashes, info, extra)
 
 
 @dataclass(frozen=True)
@@ -334,14 +340,16 @@ class ReferenceDB:
         problems = [why for why in map(self.unregistered, names) if why]
         if problems:
             raise ValueError("; ".join(problems))
-        examined = self.examine(image)
+        examined = self.examine(image, names)
         name = source or (str(image) if isinstance(image, (str, Path)) else "<image>")
         return self.query_examined(examined, names, k=k, source=name)
 
-    def examine(self, image: ImageSource, methods: Sequence[str] | None = None, name: str | None = None) -> Examined:
-        """:func:`examine` with this database's methods (or ``methods``), limits and rule."""
+    def examine(self, image: ImageSource, methods: Sequence[str] | None = None, name: str | None = None,
+                variants: bool = True) -> Examined:
+        """:func:`examine` with this database's methods (or ``methods``), limits and rule;
+        with each method's query variants unless ``variants`` is False (for registering)."""
         return examine(image, [self._hasher(m) for m in (methods or self.methods)], self.limits, name,
-                       self.admission.information or DEFAULT_RULE)
+                       self.admission.information or DEFAULT_RULE, variants)
 
     def query_examined(self, examined: Examined, methods: Sequence[str] | None = None, k: int = 5,
                        source: str = "<image>") -> list[QueryResult]:
@@ -350,8 +358,16 @@ class ReferenceDB:
         refused = None
         if self.admission.information is not None and not examined.information.informative:
             refused = f"cannot be identified: {examined.information.reason}"
-        return [self.query_hash(value, k=k, source=source, refused=refused)
-                for name, value in examined.hashes.items() if methods is None or name in methods]
+        results = []
+        for name, value in examined.hashes.items():
+            if methods is not None and name not in methods:
+                continue
+            result = self.query_hash(value, k=k, source=source, refused=refused)
+            for variant in examined.variants.get(name, []):
+                result = _best_of(result, self.query_hash(variant, k=k, source=source, refused=refused),
+                                  variant.extra.get("variant", "a variant"), k)
+            results.append(result)
+        return results
 
     def query_hash(self, value: Hash | MultiHash, k: int = 5, source: str = "<hash>",
                    refused: str | None = None) -> QueryResult:
@@ -615,6 +631,18 @@ def _admit(examined: Examined, source: str, digest: str, metadata: dict[str, Any
 
 def _failure(source: str | Path, exc: Exception) -> str:
     return str(exc) if isinstance(exc, ImageError) else f"{source}: {exc}"
+
+
+def _best_of(result: QueryResult, variant: QueryResult, label: str, k: int) -> QueryResult:
+    """Each image's better match of a query and one of its variants (the variant's is
+    marked so), as one result of the query."""
+    best = {m.image.id: m for m in result.matches}
+    for m in variant.matches:
+        kept = best.get(m.image.id)
+        if kept is None or (m.matched, -m.distance) > (kept.matched, -kept.distance):
+            best[m.image.id] = replace(m, rule=f"{m.rule} (the query's {label})")
+    matches = sorted(best.values(), key=lambda m: (not m.matched, m.distance, m.image.id))
+    return replace(result, matches=matches[: max(k, sum(m.matched for m in matches))])
 
 
 def _segments(value: Hash | MultiHash) -> tuple[Hash, ...]:

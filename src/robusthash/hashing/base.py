@@ -105,6 +105,12 @@ class BaseHasher(ABC):
     def matches(self, a: Any, b: Any, threshold: float | None = None) -> bool:
         return self.compare(a, b, threshold).matched
 
+    def query_variants(self, im: Image.Image) -> list[Hash | MultiHash]:
+        """Other hashes of a query to search with besides :meth:`hash_pil`'s, each with
+        ``extra["variant"]`` saying what it is (PDQ: the other 7 rotations and flips, for
+        a method that is not invariant to them). None by default."""
+        return []
+
     def weakness(self, value: Hash | MultiHash, min_quality: int | None = None) -> str | None:
         """Why ``value`` is too weak to register or match (None when it is not): its quality
         is below ``min_quality`` (default: the method's own floor; 0: no floor)."""

@@ -180,11 +180,11 @@ class Service:
                                      f"it has {', '.join(sorted(known))}")
         return [self.ref.hashers.get(m) or get_hasher(m) for m in dict.fromkeys(names)]  # type: ignore[misc]
 
-    def examine_upload(self, data: bytes, name: str, hashers: list[BaseHasher]) -> Examined:
+    def examine_upload(self, data: bytes, name: str, hashers: list[BaseHasher], variants: bool = True) -> Examined:
         """Hash with each and measure its information (the loader refuses non-images and
         pixel bombs, naming the upload)."""
         try:
-            return self.ref.examine(data, [h.name for h in hashers], name)
+            return self.ref.examine(data, [h.name for h in hashers], name, variants)
         except ImageError as exc:
             raise HTTPException(422, str(exc)) from None
         except ValueError as exc:  # a hasher refusing a decoded picture (e.g. too small) is still bad input
@@ -303,7 +303,8 @@ def _api_routes(service: Service) -> APIRouter:
         data, name = _read_upload(file), _upload_name(file)
         meta = _metadata(metadata)
         registered_as = _source(source, "source form field") if source else _source(file.filename, "file name")
-        examined = service.examine_upload(data, name, [service.ref.hashers[m] for m in service.ref.methods])
+        examined = service.examine_upload(data, name, [service.ref.hashers[m] for m in service.ref.methods],
+                                          variants=False)
         digest = hashlib.sha256(data).hexdigest()
         try:
             with service.lock:
