@@ -42,6 +42,16 @@ def png_header_claiming(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
+def sof_patched(data: bytes, width: int, height: int) -> bytes:
+    """``data`` (a JPEG) with its frame header claiming ``width`` × ``height``."""
+    pos = 2
+    while True:
+        marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return data[:pos + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + data[pos + 9:]
+        pos += 2 + length
+
+
 @pytest.fixture(scope="session")
 def hostile(tmp_path_factory, astronaut) -> Path:
     """A folder of hostile or unusual files, generated here."""

@@ -10,7 +10,7 @@ from PIL import Image
 
 from robusthash.io import ImageError, LoadLimits, load_image, load_pil
 
-from .conftest import jpeg_bytes
+from .conftest import jpeg_bytes, sof_patched
 
 
 @pytest.mark.parametrize(
@@ -152,14 +152,116 @@ def test_draft_decoding_reduces_jpeg_and_keeps_content(astronaut):
 def test_draft_never_goes_below_the_requested_size(astronaut):
     data = jpeg_bytes(astronaut.resize((300, 90)))
     assert min(load_pil(data, draft_size=64).size) >= 64
-    # PNG has no reduced decoding: the size is unchanged
+    # PNG has no reduced decoding: it is reduced right after decoding, by an integer
+    # factor that keeps at least draft_size a side (512 // 64 = 8)
     buffer = io.BytesIO()
     astronaut.save(buffer, format="PNG")
-    assert load_pil(buffer.getvalue(), draft_size=64).size == (512, 512)
+    assert load_pil(buffer.getvalue(), draft_size=64).size == (64, 64)
+    assert load_pil(buffer.getvalue(), draft_size=100).size == (103, 103)  # factor 5, ceil(512 / 5)
+    assert load_pil(buffer.getvalue()).size == (512, 512)
+    assert load_pil(buffer.getvalue(), draft_size=300).size == (512, 512)  # factor 1
+
+
+def test_reduction_after_decoding_is_box_averaging(astronaut):
+    buffer = io.BytesIO()
+    astronaut.save(buffer, format="PNG")
+    for mode in ("RGB", "L"):
+        small = load_pil(buffer.getvalue(), draft_size=128, mode=mode)
+        reference = load_pil(buffer.getvalue(), mode=mode).reduce(4)
+        assert small.mode == mode and small.size == (128, 128)
+        assert np.abs(np.asarray(small, dtype=np.int16) - np.asarray(reference, dtype=np.int16)).max() <= 1
+    # native mode is never reduced (its hashers follow a peer's own decoding)
+    assert load_pil(buffer.getvalue(), draft_size=128, mode="native").size == (512, 512)
+
+
+def test_reduction_of_palette_16bit_and_alpha_images():
+    rng = np.random.default_rng(0)
+    rgba = Image.fromarray(rng.integers(0, 256, (400, 300, 4), dtype=np.uint8), "RGBA")
+    for im in (rgba, rgba.convert("RGB").convert("P"), rgba.convert("1"), rgba.convert("LA"),
+               Image.fromarray(rng.integers(0, 65536, (400, 300), dtype=np.uint16))):
+        buffer = io.BytesIO()
+        im.save(buffer, format="PNG")
+        for mode in ("RGB", "L"):
+            out = load_pil(buffer.getvalue(), draft_size=100, mode=mode)
+            assert out.mode == mode and out.size == (100, 134)  # factor 3
+
+
+def test_exif_rotation_applies_to_the_reduced_image():
+    im = Image.new("RGB", (400, 200), (255, 255, 255))
+    im.paste((0, 0, 0), (0, 0, 200, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    im.save(buffer, format="PNG", exif=exif)
+    full, small = load_pil(buffer.getvalue()), load_pil(buffer.getvalue(), draft_size=50)
+    assert full.size == (200, 400) and small.size == (50, 100)
+    assert np.array_equal(np.asarray(full.reduce(4)), np.asarray(small))
+
+
+def test_strip_conversion_equals_one_pass(monkeypatch):
+    """Conversions run strip by strip (to keep only the output full size); the result is
+    that of converting the whole image at once."""
+    import robusthash.io as rio
+
+    rng = np.random.default_rng(2)
+    rgba = Image.fromarray(rng.integers(0, 256, (130, 70, 4), dtype=np.uint8), "RGBA")
+    grey16 = Image.fromarray(rng.integers(0, 65536, (130, 70), dtype=np.uint16))
+    palette = rgba.convert("RGB").convert("P")
+    palette.info["transparency"] = 3
+    for im in (rgba, grey16, palette, rgba.convert("LA"), rgba.convert("RGB").convert("CMYK")):
+        for mode in ("RGB", "L"):
+            monkeypatch.setattr(rio, "STRIP_PIXELS", 1 << 30)
+            whole = np.asarray(rio.convert(im, mode))
+            monkeypatch.setattr(rio, "STRIP_PIXELS", 7 * 70)  # 7 rows a strip, and a ragged last one
+            assert np.array_equal(whole, np.asarray(rio.convert(im, mode))), (im.mode, mode)
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_jpeg_claiming_more_than_it_holds_is_refused(astronaut, progressive):
+    good = jpeg_bytes(astronaut.resize((128, 128)), progressive=progressive)
+    patched = sof_patched(good, 9000, 11000)
+    for draft_size, mode in ((None, "RGB"), (128, "L"), (96, "RGB"), (None, "native")):
+        with pytest.raises(ImageError, match=r"corrupt JPEG: its header claims 9000x11000 pixels") as info:
+            load_pil(patched, draft_size=draft_size, mode=mode)
+        assert "bytes of coded data" in str(info.value)
+    # within the pixel limit too (48 MP), and with the limit raised
+    with pytest.raises(ImageError, match="claims 8000x6000 pixels"):
+        load_pil(sof_patched(good, 8000, 6000))
+    with pytest.raises(ImageError, match="claims 9000x11000 pixels"):
+        load_pil(patched, limits=LoadLimits(max_pixels=150_000_000))
+    # cut short as well: the same rule, or Pillow's own truncation error
+    for data in (patched[: len(patched) // 2], good[: len(good) // 2]):
+        with pytest.raises(ImageError, match="corrupt"):
+            load_pil(data)
+
+
+def test_genuine_flat_jpegs_pass_the_coded_data_rule():
+    """The bound (1 bit per 8×8 block) against the smallest genuine files there are:
+    one colour, optimised Huffman tables, progressive or not; libjpeg's are about 2×."""
+    from robusthash.io import check_jpeg_data
+
+    for size in ((8, 8), (1000, 700), (4000, 3000)):
+        for mode, colour in (("RGB", (128, 128, 128)), ("L", 0), ("CMYK", (0, 0, 0, 255))):
+            im = Image.new(mode, size, colour)
+            for options in ({"optimize": True}, {"progressive": True, "optimize": True},
+                            {"subsampling": 0, "optimize": True, "progressive": True}, {"quality": 1}):
+                data = jpeg_bytes(im, **options)
+                check_jpeg_data(data, "flat.jpg")
+    assert load_pil(jpeg_bytes(Image.new("RGB", (4000, 3000), (9, 9, 9)), optimize=True)).size == (4000, 3000)
+
+
+@pytest.mark.parametrize("prefix, reason", [
+    (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "HEIF image: no Pillow plugin"),
+    (b"\xff\x0a\xfa\x7f", "JPEG XL image"),
+    (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>', "SVG"),
+])
+def test_unreadable_image_formats_are_named(prefix, reason):
+    with pytest.raises(ImageError, match=reason):
+        load_pil(prefix + b"\x00" * 64)
 
 
 def test_our_limit_applies_below_pillows_guard():
-    # 11000 x 10000 = 110 MP: under Pillow's own guard (179 MP), over our default 100 MP.
+    # 11000 x 10000 = 110 MP: under Pillow's own guard (179 MP), over our default (50 MP).
     from .conftest import png_header_claiming
 
     with pytest.raises(ImageError, match="LoadLimits.max_pixels"):

@@ -21,7 +21,7 @@ from rich.text import Text
 from . import __version__
 from .evaluation.bench import BenchConfig, attack_cases, default_cache_path, default_workers, run_bench
 from .evaluation.report import write_report
-from .files import evenly_spaced, iter_image_paths
+from .files import evenly_spaced, scan_images
 from .hashing import Hash, available_methods, get_hasher
 from .hashing.base import DecodedImage
 from .io import ImageError
@@ -109,6 +109,19 @@ def _cluster(address: Optional[str], workers: Optional[int]):
         yield executor
 
 
+def _image_files(paths, recursive: bool = True) -> list[Path]:
+    """The image files under ``paths``; every file a folder scan skips is reported on
+    stderr (in full where it is an image this machine cannot read, else counted)."""
+    scan = scan_images(paths, recursive=recursive)
+    unreadable = scan.unreadable_images
+    for path, why in unreadable:
+        err.print(f"skipped {path}: {why}", markup=False)
+    others = len(scan.skipped) - len(unreadable)
+    if others:
+        err.print(f"skipped {others} file(s) that are not images", markup=False)
+    return scan.files
+
+
 def _emit(fmt: Format, record: dict, text: str) -> None:
     if fmt is Format.jsonl:
         out.file.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -152,7 +165,7 @@ def hash_command(
     the exit code is 1 if any failed.
     """
     hashers = _methods(method)
-    files = list(iter_image_paths(paths, recursive=recursive))
+    files = _image_files(paths, recursive=recursive)
     failed = 0
     show = err.is_terminal if progress is None else progress
     with _progress(show) as bar:
@@ -570,7 +583,7 @@ def bench(
         attack_cases(attack_spec)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--attacks") from None
-    paths = evenly_spaced(list(iter_image_paths(images)), sample)
+    paths = evenly_spaced(_image_files(images), sample)
     if len(paths) < 2:
         raise typer.BadParameter(f"found {len(paths)} image(s) in {' '.join(images)}; the protocol needs at least two",
                                  param_hint="--images")
@@ -754,7 +767,7 @@ def db_add(
             raise ValueError("not an object")
     except ValueError as exc:
         raise typer.BadParameter(f"--meta must be a JSON object ({exc})", param_hint="--meta") from None
-    files = list(iter_image_paths(paths))
+    files = _image_files(paths)
     show = err.is_terminal if progress is None else progress
     admission = _admission(allow_uninformative, min_quality)
     with _open_db(db, admission=admission) as ref, _cluster(dask, dask_workers) as executor, _progress(show) as bar:
@@ -810,7 +823,7 @@ def db_query(
             for why in problems:
                 err.print(f"error: {why}", markup=False)
             raise typer.Exit(2)
-        for path in iter_image_paths(images):
+        for path in _image_files(images):
             try:
                 results = ref.query(path, methods=chosen, k=k)
             except ImageError as exc:

@@ -28,20 +28,26 @@ as luma only.
 ``draft_size``: hashers that only need a small picture ask for it, and JPEG files are
 then decoded at a reduced scale (1/2, 1/4 or 1/8, via libjpeg's DCT scaling) that is
 still at least ``draft_size`` pixels on each side. This is much faster than decoding
-at full size and then shrinking (measured in ``benchmarks/README.md``).
+at full size and then shrinking (measured in ``benchmarks/README.md``). Other formats
+are shrunk right after decoding (``Image.reduce`` by the largest integer factor that keeps
+``draft_size`` a side), before any conversion.
+
+A Huffman-coded JPEG whose coded data is too short for the size its header claims is
+refused (:func:`check_jpeg_data`); libjpeg would fill the missing part with grey.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import warnings
 from dataclasses import dataclass
 from typing import BinaryIO, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError, features
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
 
@@ -64,11 +70,16 @@ class ImageError(ValueError):
 class LoadLimits:
     """Explicit limits for untrusted input.
 
-    max_pixels: width × height refused above this (default 100 megapixels).
+    max_pixels: width × height refused above this (default 50 megapixels).
     max_bytes: encoded input refused above this size (default 256 MiB).
+
+    The defaults are a memory budget: one worker process per core on a 2-core, 4 GB
+    machine has about 2 GB, and the costliest method measured (pdq, about 30 MB per
+    megapixel at its peak, ``benchmarks/memory.py``) stays near 1.5 GB at 50 MP.
+    See docs/loading.md, "Memory".
     """
 
-    max_pixels: int = 100_000_000
+    max_pixels: int = 50_000_000
     max_bytes: int = 256 * 1024 * 1024
 
 
@@ -119,7 +130,7 @@ def load_pil(
     if isinstance(source, Image.Image):
         _check_pixels(source.size, name, limits)
         frame = _first_frame(source)
-        return frame if mode == NATIVE else _as_mode(to_rgb(frame, name), mode)
+        return frame if mode == NATIVE else convert(frame, mode, name)
     data = _read_bytes(source, name, limits)
     return decode(data, name, limits=limits, draft_size=draft_size, mode=mode)
 
@@ -135,42 +146,268 @@ def decode(
     """Decode encoded image bytes (already read) into an RGB or grey ``PIL.Image``."""
     if not data:
         raise ImageError(name, "empty input (0 bytes)")
+    fmt = None
     try:
         with warnings.catch_warnings():
             # Our own pixel limit is checked below; Pillow's size warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
+            fmt = im.format
+            if fmt in ("JPEG", "MPO"):
+                check_jpeg_data(data, name)  # first: a header that claims more than the file holds is corrupt
             _check_pixels(im.size, name, limits)
-            if im.format == "JPEG" and (draft_size or mode == "L") and im.mode in ("RGB", "L"):
-                # libjpeg decodes luma only and/or at 1/2, 1/4, 1/8 scale (never below draft_size)
-                im.draft(im.mode if mode == NATIVE else mode, (draft_size, draft_size) if draft_size else im.size)
+            drafted = False
+            if fmt in ("JPEG", "MPO"):
+                if (draft_size or mode == "L") and im.mode in ("RGB", "L"):
+                    # libjpeg decodes luma only and/or at 1/2, 1/4, 1/8 scale (never below draft_size)
+                    im.draft(im.mode if mode == NATIVE else mode, (draft_size, draft_size) if draft_size else im.size)
+                    drafted = bool(draft_size)
             im = _first_frame(im)
             im.load()
             # Parsing EXIF costs about as much as hashing, and most files have none.
-            if ("exif" in im.info or im.format not in ("JPEG", "PNG")) and im.getexif().get(ORIENTATION_TAG, 1) != 1:
-                im = ImageOps.exif_transpose(im)
+            orientation = 1
+            if "exif" in im.info or im.format not in ("JPEG", "PNG"):
+                orientation = im.getexif().get(ORIENTATION_TAG, 1)
+            reduced = False
+            if draft_size and not drafted and mode != NATIVE:
+                # Formats without reduced decoding: shrink right after decoding, so every
+                # conversion below works on the small picture.
+                small = reduce_for_draft(im, draft_size, name, mode)
+                reduced, im = small is not im, small
+            if orientation in TRANSPOSE:
+                im = im.transpose(TRANSPOSE[orientation]) if reduced else ImageOps.exif_transpose(im)
             if mode == NATIVE:
                 return im
-            return _as_mode(im if im.mode == mode else to_rgb(im, name), mode)
+            return convert(im, mode, name)
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(name, "not a recognised image format") from None
+        raise ImageError(name, unsupported_format(data[:64]) or "not a recognised image format") from None
     except Image.DecompressionBombError as exc:
         # Pillow's guard fires inside open(), before our own check can read the size.
         raise ImageError(name, f"pixel count exceeds the limit of Pillow's bomb guard ({exc}); refused before decoding") from None
     except MemoryError:
         raise ImageError(name, "not enough memory to decode") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input, never a crash
-        raise ImageError(name, f"corrupt or truncated image ({type(exc).__name__}: {exc})") from None
+        problem = format_problem(fmt) if fmt else None  # a format this Pillow cannot decode here
+        raise ImageError(name, problem or f"corrupt or truncated image ({type(exc).__name__}: {exc})") from None
+
+
+# --- Corrupt JPEGs whose header claims more than the file holds ------------------------
+
+# Frame headers (SOFn) of Huffman-coded JPEGs: baseline, extended, progressive, lossless.
+# Arithmetic coding (SOF9-11) can code a flat picture in almost nothing, and the
+# hierarchical kinds (SOF5-7, 13-15) are not checked.
+HUFFMAN_FRAMES = frozenset({0xC0, 0xC1, 0xC2, 0xC3})
+FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# The end of entropy-coded data: a marker other than RSTn (FF00 is a stuffed FF, FFFF fill).
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def jpeg_blocks(frame: bytes) -> int | None:
+    """The number of 8×8 blocks of all components that a SOFn segment's payload
+    (after the length) describes; None if it is malformed or its height is not given."""
+    if len(frame) < 6:
+        return None
+    height, width, count = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big"), frame[5]
+    factors = [(frame[6 + 3 * i + 1] >> 4, frame[6 + 3 * i + 1] & 15) for i in range(count) if 6 + 3 * i + 2 < len(frame)]
+    if not height or not width or not factors or len(factors) < count or min(min(f) for f in factors) == 0:
+        return None
+    hmax, vmax = max(h for h, _ in factors), max(v for _, v in factors)
+    return sum(-(-(-(-width * h // hmax)) // 8) * -(-(-(-height * v // vmax)) // 8) for h, v in factors)
+
+
+def check_jpeg_data(data: bytes, name: str) -> None:
+    """Refuse a Huffman-coded JPEG whose coded data is too short for the size its header
+    claims (a header patched or damaged to claim 9000×11000 pixels on a small file; a
+    file cut short). libjpeg would decode such a file with the missing part filled in
+    grey and only a warning, which Pillow does not pass on.
+
+    The rule is a lower bound no genuine file can miss: every 8×8 block of every
+    component codes its DC coefficient with a Huffman code of at least one bit (in a
+    progressive file, in its first DC scan), so the entropy-coded data of the first
+    frame holds at least ``blocks / 8`` bytes. Only the markers are walked; the count
+    stops as soon as the bound is reached, so a genuine file costs a few microseconds.
+    """
+    if data[:2] != b"\xff\xd8":
+        return
+    pos, needed, have, claimed, blocks = 2, None, 0, "", 0
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return  # not a marker where one must be: left to the decoder
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            pos += 2
+            continue
+        if marker == 0xD9:
+            break
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if length < 2:
+            return
+        if marker in FRAMES:
+            if needed is not None or marker not in HUFFMAN_FRAMES:
+                return
+            frame = data[pos + 4:pos + 2 + length]
+            counted = jpeg_blocks(frame)
+            if counted is None:
+                return
+            blocks = counted
+            needed = -(-blocks // 8)
+            claimed = f"{int.from_bytes(frame[3:5], 'big')}x{int.from_bytes(frame[1:3], 'big')}"
+        pos += 2 + length
+        if marker == 0xDA:
+            end = _SCAN_END.search(data, pos)
+            stop = end.start() if end else len(data)
+            have += stop - pos
+            if needed is not None and have >= needed:
+                return
+            pos = stop
+    if needed is not None and have < needed:
+        raise ImageError(
+            name,
+            f"corrupt JPEG: its header claims {claimed} pixels ({blocks:,} blocks of 8×8), which need at "
+            f"least {needed:,} bytes of coded data, but the file holds {have:,}; refused (damaged or cut short)",
+        )
+
+
+# --- Image formats this Pillow cannot read ---------------------------------------------
+
+# Pillow's own feature that a format's decoder needs (features.check).
+FORMAT_FEATURES = {"AVIF": "avif", "WEBP": "webp", "JPEG2000": "jpg_2000", "JPEG": "jpg", "PNG": "zlib"}
+
+
+def format_problem(fmt: str) -> str | None:
+    """Why this Pillow cannot decode ``fmt`` (a Pillow format name), or None if it can."""
+    Image.init()
+    if fmt == "MPO":  # opened by the JPEG plugin
+        fmt = "JPEG"
+    if fmt not in Image.OPEN:
+        return f"{fmt}: Pillow can write this format but not read it"
+    feature = FORMAT_FEATURES.get(fmt)
+    if feature and not features.check(feature):
+        return f"{fmt} image: this Pillow was built without {feature} support"
+    factory = Image.OPEN[fmt][0]
+    if isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile) \
+            and getattr(factory, "_handler", None) is None:
+        return f"{fmt}: Pillow can identify it but has no decoder for it here (it needs a handler plugin)"
+    if fmt == "EPS":
+        from PIL import EpsImagePlugin
+
+        if not EpsImagePlugin.has_ghostscript():
+            return "EPS: Pillow needs Ghostscript to read it, and it is not installed"
+    if fmt == "MPEG":
+        return "MPEG video: Pillow can identify it but cannot decode it"
+    return None
+
+
+
+# --- ... and by their first bytes ------------------------
+
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1",
+                         b"mif2", b"heif"})
+JXL_SIGNATURES = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")
+
+
+def unsupported_format(prefix: bytes) -> str | None:
+    """Why the file whose first bytes are ``prefix`` is an image this Pillow cannot read
+    (HEIF without a plugin, AVIF without libavif, JPEG XL, SVG), or None."""
+    Image.init()
+    if prefix[4:8] == b"ftyp":
+        box = int.from_bytes(prefix[:4], "big")
+        brands = {prefix[8:12]} | {prefix[i:i + 4] for i in range(16, min(box, len(prefix)) - 3, 4)}
+        if brands & {b"avif", b"avis"}:
+            if "AVIF" in Image.OPEN and features.check("avif"):
+                return None
+            return "AVIF image: this Pillow was built without AVIF support"
+        if brands & HEIF_BRANDS and "HEIF" not in Image.OPEN:
+            return "HEIF image: no Pillow plugin for HEIF is installed here (pillow-heif provides one)"
+    if prefix.startswith(JXL_SIGNATURES) and "JXL" not in Image.OPEN:
+        return "JPEG XL image: this Pillow cannot read JPEG XL (a plugin such as pillow-jxl-plugin can)"
+    head = prefix.lstrip()[:64].lower()
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in prefix.lower()):
+        return "SVG: a vector drawing, not a raster image Pillow can read"
+    return None
 
 
 def _as_mode(rgb: Image.Image, mode: str) -> Image.Image:
     return rgb if rgb.mode == mode else rgb.convert(mode)
 
 
+# EXIF orientation → the transposition that makes the picture upright (as ImageOps.exif_transpose).
+TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+# Conversions that need more than Pillow's one pass are done this many pixels at a time,
+# so that only the output is ever full size (alpha compositing, 16-bit scaling).
+STRIP_PIXELS = 1 << 20
+# Modes Pillow's Image.reduce averages correctly (RGBA and LA with premultiplied alpha).
+REDUCIBLE = frozenset({"L", "RGB", "RGBA", "LA", "I", "F", "CMYK"})
+# Modes whose conversion to RGB is Pillow's own single pass (see the conversion rule).
+DIRECT_TO_RGB = frozenset({"1", "L", "P", "CMYK", "YCbCr", "LAB", "HSV"})
+
+
+def reduction_factor(size: tuple[int, int], draft_size: int) -> int:
+    """The integer factor :func:`reduce_for_draft` shrinks by: the largest that keeps at
+    least ``draft_size`` pixels on each side (1: none)."""
+    return max(1, min(size) // max(1, draft_size))
+
+
+def reduce_for_draft(im: Image.Image, draft_size: int, name: str = "<image>", mode: str = "RGB") -> Image.Image:
+    """``im`` shrunk by box averaging (``Image.reduce``) by the largest integer factor
+    that keeps at least ``draft_size`` pixels on each side; ``im`` itself when that
+    factor is 1. For decoded formats that, unlike JPEG, cannot be decoded at a reduced
+    size. Modes ``reduce`` cannot average (palette, bilevel, 16-bit) are first converted
+    by the rule (to ``mode``, RGB or L)."""
+    factor = reduction_factor(im.size, draft_size)
+    if factor < 2:
+        return im
+    if im.mode not in REDUCIBLE:
+        im = convert(im, "L" if mode == "L" else "RGB", name)
+    return im.reduce(factor)
+
+
+def convert(im: Image.Image, mode: str, name: str = "<image>") -> Image.Image:
+    """A decoded image of any mode in ``mode`` ("RGB" or "L") by the module's one rule;
+    ``im`` itself when it is in that mode already. Only the output is allocated full size:
+    conversions of more than one pass run strip by strip."""
+    if im.mode == mode:
+        return im
+    if mode not in ("RGB", "L"):
+        raise ValueError(f"mode must be 'RGB' or 'L', not {mode!r}")
+    if im.mode == "RGB" or (mode == "RGB" and im.mode in DIRECT_TO_RGB and not _has_transparency(im)):
+        try:
+            return im.convert(mode)
+        except Exception as exc:  # noqa: BLE001
+            raise ImageError(name, f"cannot convert mode {im.mode} to {mode} ({exc})") from None
+    out = Image.new(mode, im.size)
+    rows = max(1, STRIP_PIXELS // max(1, im.width))
+    for top in range(0, im.height, rows):
+        strip = im.crop((0, top, im.width, min(im.height, top + rows)))
+        out.paste(_as_mode(_strip_to_rgb(strip, name), mode), (0, top))
+    return out
+
+
+def _has_transparency(im: Image.Image) -> bool:
+    return im.mode == "P" and "transparency" in im.info
+
+
 def to_rgb(im: Image.Image, name: str = "<image>") -> Image.Image:
     """Convert a decoded PIL image of any mode to 8-bit RGB by the module's one rule."""
+    return convert(im, "RGB", name)
+
+
+def _strip_to_rgb(im: Image.Image, name: str) -> Image.Image:
+    """The rule, on one (small) piece of an image."""
     if im.mode == "RGB":
         return im
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
