@@ -143,3 +143,15 @@ def test_the_cli_says_what_changed_and_what_is_not_registered(tmp_path, original
     assert missing.stdout == ""
     found = _cli("db", "query", originals[0], "--db", url, "-m", "pdq")
     assert found.returncode == 0 and "quality 100" in found.stdout
+
+
+def test_pdq_queries_find_turned_and_flipped_copies(tmp_path, originals, photos):
+    """Issue 21, item 5: PDQ is not invariant to rotation or flips; its dihedral hashes are."""
+    with ReferenceDB(tmp_path / "ref.sqlite", methods=["pdq"]) as ref:
+        ref.add(originals)
+        for turn, variant in ((Image.Transpose.ROTATE_90, "rotate-"), (Image.Transpose.FLIP_TOP_BOTTOM, "flip-")):
+            copy = photos["chelsea"].transpose(turn)
+            plain = get_hasher("pdq").hash(copy) - get_hasher("pdq").hash(originals[3])
+            assert plain > 31, "the copy is not found by its plain hash"
+            best = ref.query(copy)[0].matched[0]
+            assert best.image.source == str(originals[3]) and variant in best.rule
