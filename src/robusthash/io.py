@@ -333,7 +333,8 @@ def unsupported_format(prefix: bytes) -> str | None:
 
 
 def _as_mode(rgb: Image.Image, mode: str) -> Image.Image:
-    return rgb if rgb.mode == mode else rgb.convert(mode)
+    # An array's native mode is the RGB the rule makes of it.
+    return rgb if rgb.mode == mode or mode == NATIVE else rgb.convert(mode)
 
 
 # EXIF orientation → the transposition that makes the picture upright (as ImageOps.exif_transpose).
