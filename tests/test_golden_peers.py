@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from robusthash import get_hasher
 
@@ -49,3 +50,16 @@ def test_the_dihedral_hashes_are_the_hashes_of_the_turned_files():
     assert variants[0] == pdq.hash(PEERS / "pdq" / "bridge-1-original.jpg")
     turned = sorted(p for p in (PEERS / "pdq").glob("bridge-*.jpg"))
     assert [v - pdq.hash(p) for v, p in zip(variants, turned)] == pytest.approx([0] * 8, abs=10)
+
+
+def test_pdq_on_a_huge_image_stays_close_to_the_unreduced_hash(photos):
+    """Above 16 MP pdq box-reduces first (memory: pdqhash holds ~30 bytes a pixel)."""
+    import numpy as np
+    import pdqhash
+
+    from robusthash.hashing.baselines import FULL_SIZE_PIXELS
+
+    big = photos["chelsea"].resize((4800, 3600), Image.Resampling.BICUBIC)
+    assert big.width * big.height > FULL_SIZE_PIXELS
+    full = pdqhash.compute(np.asarray(big))[0].astype(bool)
+    assert (get_hasher("pdq").hash_pil(big).bits != full).sum() <= 10

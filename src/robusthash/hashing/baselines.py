@@ -39,8 +39,18 @@ IMAGEHASH_VERSION = f"imagehash-{imagehash.__version__}"
 DIHEDRAL = ("original", "rotate-90", "rotate-180", "rotate-270", "flip-x", "flip-y", "flip-plus-1", "flip-minus-1")
 
 
+# pdqhash holds about 30 bytes per pixel (float copies of the image); above this many
+# pixels the image is first box-reduced by an integer factor to at most REDUCED_SIDE a
+# side, as ThreatExchange's C++ tool (pdqio.cpp) downsamples every image above 512.
+# PDQ itself box-filters down to 64×64, so the bits barely move (benchmarks/README.md).
+FULL_SIZE_PIXELS = 16_000_000
+REDUCED_SIDE = 4096
+
+
 def pdq_input(im: Image.Image) -> np.ndarray:
     """The (H, W, 3) uint8 array pdqhash is given, by the rule of the module docstring."""
+    if im.width * im.height > FULL_SIZE_PIXELS:
+        im = im.reduce(-(-max(im.size) // REDUCED_SIDE))
     return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
 
