@@ -17,7 +17,7 @@ from typer.testing import CliRunner  # noqa: E402
 from robusthash import get_hasher  # noqa: E402
 from robusthash.attacks import adversarial as adv  # noqa: E402
 from robusthash.cli import app  # noqa: E402
-from robusthash.models.preprocess import preprocess  # noqa: E402
+from robusthash.runtime import preprocess  # noqa: E402
 
 
 @pytest.fixture(scope="module")

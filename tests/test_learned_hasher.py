@@ -11,7 +11,7 @@ pytest.importorskip("onnx")
 from robusthash.hashing.learned import OnnxHasher  # noqa: E402
 from robusthash.models.cmaa import CMAA, TINY, median_bits  # noqa: E402
 from robusthash.models.export import export_onnx  # noqa: E402
-from robusthash.models.preprocess import preprocess  # noqa: E402
+from robusthash.runtime import preprocess  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from robusthash.models.preprocess import MEAN, STD, preprocess
+from robusthash.runtime import MEAN, STD, preprocess
 from robusthash.models.views import ViewConfig, paste_object, random_crop, three_views, training_original
 
 

@@ -18,21 +18,17 @@ from .hashing import (
     available_methods,
     get_hasher,
     register,
+    register_spec,
 )
 from .io import ImageError, LoadLimits, load_image, load_pil
 
 __version__ = "0.1.0"
 
 
-def _segments_hasher(**kwargs):
-    # Imported on first use: the segmenter's scikit-image and SciPy modules would add
-    # ~0.3 s to every `import robusthash` (and so to every CLI call).
-    from .segments import SegmentsHasher
-
-    return SegmentsHasher(**kwargs)
-
-
-register(_segments_hasher, "segments")
+# The per-object family registers here, by name only: it is built on the hashing layer,
+# which must not import it (and its scikit-image and SciPy modules cost ~0.3 s to load).
+register("robusthash.segments.hasher:SegmentsHasher", "segments")
+register_spec("segments-instances", "robusthash.segments.hasher:instance_segments_spec")
 
 
 def hash_image(image, method: str = "forbild"):

@@ -20,8 +20,6 @@ Needs torch (``pip install robusthash[train]``).
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -29,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..models.preprocess import MEAN, STD
+from ..models.pgd import PGDConfig, l2_radius, pgd  # noqa: F401 - the attacks' API
+from ..runtime import MEAN, STD
 from .transforms import jpeg
 
 # The IJG tables of the JPEG standard (Annex K), quality 50; ``quant_tables`` scales them.
@@ -99,7 +98,7 @@ def differentiable_jpeg(x: torch.Tensor, quality: int = 90) -> torch.Tensor:
 
 
 def model_input(x: torch.Tensor, size: int) -> torch.Tensor:
-    """The learned hashers' input rule (``models.preprocess``) in torch: resize to
+    """The learned hashers' input rule (``runtime.preprocess``) in torch: resize to
     ``size`` × ``size`` (bilinear, antialiased as Pillow's), ImageNet normalisation."""
     resized = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return (resized - torch.from_numpy(MEAN)[:, None, None]) / torch.from_numpy(STD)[:, None, None]
@@ -129,76 +128,13 @@ WHITE_BOX = {"cmaa": "cmaa-small.safetensors", "aria": "aria-small.safetensors"}
 
 def shipped_fingerprint(jpeg_quality: int | None = 90, method: str = "cmaa") -> Fingerprint:
     """A learned hasher's model in torch, from its shipped safetensors weights."""
-    from ..hashing.learned import shipped_model
+    from ..runtime import shipped_model
     from ..models.export import load_weights
 
     if method not in WHITE_BOX:
         raise ValueError(f"{method!r} has no white-box model; white-box methods: {', '.join(WHITE_BOX)}")
     model = load_weights(shipped_model(WHITE_BOX[method]))
     return Fingerprint(model.encoder, model.config.img_size, jpeg_quality)
-
-
-@dataclass(frozen=True)
-class PGDConfig:
-    """Projected gradient descent as in ARIA's evaluation (section 5.1)."""
-
-    norm: str = "linf"  # "linf" or "l2"
-    eps: float = 8 / 255  # ℓ∞: per pixel; ℓ2: for a 224 × 224 image (see ``l2_radius``)
-    steps: int = 50
-    step_size: float = 4 / 255  # ℓ∞ step; ℓ2 steps are 2.5 · radius / steps (Madry et al.)
-    decay_at: tuple[float, ...] = (0.25, 0.5, 0.75)  # the step is halved at these shares of the steps
-    jpeg_quality: int | None = 90  # the file is saved as JPEG at this quality (None: PNG)
-    seed: int = 0  # the random start within the ball
-
-    def __post_init__(self) -> None:
-        if self.norm not in ("linf", "l2"):
-            raise ValueError(f"norm must be 'linf' or 'l2', not {self.norm!r}")
-        if self.eps <= 0 or self.steps < 1:
-            raise ValueError("eps must be > 0 and steps ≥ 1")
-
-
-def l2_radius(eps: float, shape: torch.Size) -> float:
-    """ℓ2 budgets are quoted for 224 × 224 × 3 inputs; a perturbation of the file's own
-    pixels gets the same energy per pixel: eps · √(pixels / 224²)."""
-    return eps * math.sqrt(shape[-1] * shape[-2] / 224**2)
-
-
-def _project(delta: torch.Tensor, config: PGDConfig, radius: float) -> torch.Tensor:
-    if config.norm == "linf":
-        return delta.clamp(-config.eps, config.eps)
-    norm = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
-    return delta * (radius / norm).clamp(max=1.0)[:, None, None, None]
-
-
-def pgd(objective: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, config: PGDConfig,
-        progress: Callable[[int, float], None] | None = None) -> torch.Tensor:
-    """x + δ that *minimises* ``objective`` (a scalar of the perturbed pixels), with
-    ‖δ‖ ≤ eps and 0 ≤ x + δ ≤ 1; the best iterate seen is returned."""
-    generator = torch.Generator().manual_seed(config.seed)
-    radius = l2_radius(config.eps, x.shape) if config.norm == "l2" else config.eps
-    step = config.step_size if config.norm == "linf" else 2.5 * radius / config.steps
-    start = (torch.rand(x.shape, generator=generator) * 2 - 1) * (config.eps if config.norm == "linf" else 0.0)
-    delta = ((x + _project(start, config, radius)).clamp(0, 1) - x).requires_grad_(True)
-    best, best_loss = x.clone(), math.inf
-    decays = {int(share * config.steps) for share in config.decay_at}
-    for i in range(config.steps):
-        if i in decays:
-            step /= 2
-        loss = objective(x + delta)
-        if loss.item() < best_loss:
-            best, best_loss = (x + delta).detach().clone(), loss.item()
-        (grad,) = torch.autograd.grad(loss, delta)
-        with torch.no_grad():
-            if config.norm == "linf":
-                delta -= step * grad.sign()
-            else:
-                delta -= step * grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
-            delta.copy_(((x + _project(delta, config, radius)).clamp(0, 1)) - x)
-        if progress:
-            progress(i + 1, loss.item())
-    with torch.no_grad():
-        final = objective(x + delta).item()
-    return (x + delta).detach() if final < best_loss else best
 
 
 def untargeted(fingerprint: Fingerprint, x: torch.Tensor, config: PGDConfig = PGDConfig(),

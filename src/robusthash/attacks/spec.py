@@ -149,12 +149,19 @@ class Code:
         return f"{self.code}({','.join(names)})" if names else self.code
 
 
-def _strong_attack(im: Image.Image, variant: int, rng: np.random.Generator) -> Image.Image:
-    # The variant is already mixed into rng (Step.rng). Imported here, not at the top:
-    # the strong attack draws from TABLE1, whose specs are parsed by this module.
-    from .suites import strong_attack
+# The strong attack draws from Table 1, whose specs this module parses: suites defines it
+# and installs it here (importing the attacks package imports suites, so it always has).
+_STRONG: dict[str, Callable] = {}
 
-    return strong_attack(im, rng)
+
+def install_strong_attack(attack: Callable, plan: Callable) -> None:
+    """Give ``SA`` its attack ``(im, rng) → im`` and its ``plan(rng) → specs``."""
+    _STRONG.update(attack=attack, plan=plan)
+
+
+def _strong_attack(im: Image.Image, variant: int, rng: np.random.Generator) -> Image.Image:
+    # The variant is already mixed into rng (Step.rng).
+    return _STRONG["attack"](im, rng)
 
 
 _FACTOR = _real("factor", 0.0)
@@ -255,11 +262,9 @@ class Attack:
     def plan(self, seed: int = 0) -> list[str]:
         """The concrete steps ``attack(im, seed)`` applies: each ``SA`` replaced by what it drew."""
         _check_seed(seed)
-        from .suites import strong_attack_plan  # see _strong_attack
-
         concrete = []
         for index, step in enumerate(self.steps):
-            concrete += strong_attack_plan(step.rng(seed, index)) if step.code == "SA" else [step.spec]
+            concrete += _STRONG["plan"](step.rng(seed, index)) if step.code == "SA" else [step.spec]
         return concrete
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..io import to_rgb
-from .spec import AttackSpecError, split_outside_parentheses, parse
+from .spec import AttackSpecError, install_strong_attack, parse, split_outside_parentheses
 
 
 @dataclass(frozen=True)
@@ -165,3 +165,6 @@ def strong_attack(im: Image.Image, rng: np.random.Generator) -> Image.Image:
         (step,) = parse(spec).steps
         image = step.apply(image, rng)
     return image
+
+
+install_strong_attack(strong_attack, strong_attack_plan)

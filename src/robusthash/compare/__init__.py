@@ -70,7 +70,7 @@ class ImageComparator:
 
     def __init__(self, model_path: Path | None = None, align_config: AlignConfig = AlignConfig(),
                  limits: LoadLimits = DEFAULT_LIMITS):
-        from ..hashing.learned import onnx_session, shipped_model
+        from ..runtime import onnx_session, shipped_model
 
         self.model_path = Path(model_path) if model_path else shipped_model(MODEL)
         self.session = onnx_session(self.model_path)
@@ -86,7 +86,7 @@ class ImageComparator:
         self.limits = limits
 
     def load(self, source: ImageSource) -> Image.Image:
-        from ..segments.segmenter import reduced
+        from ..imaging import reduced
 
         return reduced(load_pil(source, limits=self.limits, draft_size=WORK_SIDE), WORK_SIDE,
                        Image.Resampling.BILINEAR)

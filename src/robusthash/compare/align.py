@@ -102,7 +102,7 @@ class _Features:
 
 
 def _grey(im: Image.Image, side: int) -> tuple[np.ndarray, float]:
-    from ..segments.segmenter import reduced
+    from ..imaging import reduced
 
     return np.asarray(reduced(im.convert("L"), side, Image.Resampling.BILINEAR)), min(1.0, side / max(im.size))
 

@@ -4,10 +4,13 @@
 truth), one :class:`~robusthash.db.index.HammingIndex` per (method, version) derived
 from it, and the hashers' decisions:
 
-* ``forbild`` decides by its paper's two-step rule (Hamming ≤ 32, then Hamming ≤ 8 or
-  weighted distance ≤ 16), which needs the fresh query hash's reliabilities;
+* a method with its own rule (``own_rule``: forbild's two steps, which need the fresh
+  query hash's reliabilities; imagehash's crop-resistant segments) decides by it;
 * every other method matches when NHD ≤ its threshold: the one calibrated on this
   collection (``calibrate``), else the hasher's default.
+
+Each hasher owns its decision (``decide``) and the radius its matches lie within
+(``search_radius``); the database asks it and checks no names.
 
 Indexes follow the store, HMA-style: before a query, rows added since the index last
 looked (ids only grow) are added and logged removals are removed, so several
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, as_completed, wait
 from dataclasses import asdict, dataclass, field, replace
@@ -29,7 +31,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..evaluation.metrics import hamming_rows, threshold_at_fpr
+from ..measure import hamming_rows, threshold_at_fpr
 from ..hashing import BaseHasher, Hash, MultiHash
 from ..hashing.base import DecodedImage, DecodeSpec, shared_hasher
 from ..information import DEFAULT_RULE, Information, InformationRule, information
@@ -46,8 +48,6 @@ from .milvus import (
 from .store import ADDED, UPDATED, Calibration, HashRow, ImageRecord, NewImage, Store
 
 DEFAULT_METHODS = ("forbild",)
-# Methods that decide by their own published rule rather than a single NHD threshold.
-OWN_RULES = ("forbild", "crop-resistant")
 INDEX_FORMAT = "1"
 # Distributed registering: files per task (each task's bytes travel to a worker), and the
 # tasks submitted ahead of the results, which bounds what this process holds in memory.
@@ -379,7 +379,7 @@ class ReferenceDB:
         refused = refused or hasher.weakness(value, self.admission.min_quality)
         state = self._index(value.method, value.version)
         threshold = self.threshold(hasher)
-        radius = self._radius(hasher, threshold[0])
+        radius = hasher.search_radius(threshold[0])
         rows: dict[int, HashRow] = {}
         for segment in _segments(value):
             query = np.frombuffer(segment.data, dtype=np.uint8)[None, :]
@@ -404,16 +404,9 @@ class ReferenceDB:
     def threshold(self, hasher: BaseHasher) -> tuple[float, str]:
         """The NHD threshold a method decides with here, and where it comes from."""
         calibration = self.store.calibration(hasher.name, hasher.version)
-        if calibration and hasher.name not in OWN_RULES:
+        if calibration and not hasher.own_rule:
             return calibration.threshold, f"calibrated at {calibration.fpr:.2%} FPR on {calibration.images} images"
         return hasher.threshold, hasher.threshold_source or "the method's default"
-
-    @staticmethod
-    def _radius(hasher: BaseHasher, threshold: float) -> int:
-        """Hamming radius that contains every possible match of the method."""
-        if hasher.name == "crop-resistant":
-            return int(hasher.bits * 0.25)  # imagehash's segment rule
-        return int(math.floor(threshold * hasher.bits + 1e-9))
 
     def _decide(self, hasher: BaseHasher, value: Hash | MultiHash, rows: dict[int, HashRow],
                 decision: tuple[float, str]) -> list[Match]:
@@ -427,12 +420,7 @@ class ReferenceDB:
             if image_id not in images:
                 continue  # removed between the search and now
             stored = self._stored_value(hasher, value, image_id, image_rows)
-            if hasher.name in OWN_RULES:
-                comparison = hasher.compare(value, stored)
-                rule = comparison.details["rule"]
-            else:
-                comparison = hasher.compare(value, stored, threshold)
-                rule = f"NHD {comparison.distance:.4f} {'≤' if comparison.matched else '>'} {threshold:.4f} ({source})"
+            comparison, rule = hasher.decide(value, stored, threshold, source)
             box = comparison.details.get("query_box")
             matches.append(Match(images[image_id], hasher.name, float(comparison.distance), comparison.hamming,
                                  bool(comparison.matched), rule, comparison.details.get("query_part"),

@@ -46,7 +46,7 @@ from ..compare.align import align
 from ..compare.edits import EDITS
 from ..compare.pairs import CLASSES, EDITED_CELL, DrawnPair, Kind, PairConfig, PairPool, draw_pair, drawn_pair
 from ..files import evenly_spaced, read_image_list
-from ..hashing.learned import shipped_model
+from ..runtime import shipped_model
 from ..segments.montage import object_split
 from .metrics import average_precision, heatmap_iou
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -55,18 +57,23 @@ class BaseHasher(ABC):
     luma), and implements :meth:`hash_pil`, which must accept RGB images too.
     """
 
-    name: ClassVar[str]
-    bits: ClassVar[int]
-    version: ClassVar[str]
-    description: ClassVar[str] = ""
-    threshold: ClassVar[float]
-    threshold_source: ClassVar[str] = ""
-    multi: ClassVar[bool] = False  # hashes are MultiHash (several parts per image)
-    draft_size: ClassVar[int | None] = None
-    input_mode: ClassVar[str] = "RGB"
+    # A hasher's identity and decision are instance state with class defaults: a model file
+    # or a configuration (OnnxHasher, SegmentsHasher) gives each instance its own.
+    name: str
+    bits: int
+    version: str
+    description: str = ""
+    threshold: float
+    threshold_source: str = ""
+    multi: bool = False  # hashes are MultiHash (several parts per image)
+    draft_size: int | None = None
+    input_mode: str = "RGB"
     # Hashes whose ``extra["quality"]`` is below this are too weak to register or match
     # (PDQ: Meta's guidance, 50); None: the method has no quality.
-    min_quality: ClassVar[int | None] = None
+    min_quality: int | None = None
+    # A method with its own published rule (forbild's two steps, imagehash's crop-resistant
+    # segments) decides by it: a threshold calibrated on a collection does not replace it.
+    own_rule: bool = False
 
     def __init__(self, limits: LoadLimits = DEFAULT_LIMITS):
         self.limits = limits
@@ -104,6 +111,20 @@ class BaseHasher(ABC):
 
     def matches(self, a: Any, b: Any, threshold: float | None = None) -> bool:
         return self.compare(a, b, threshold).matched
+
+    def search_radius(self, threshold: float) -> int:
+        """The Hamming radius around a query that holds every hash it can match at ``threshold``."""
+        return int(math.floor(threshold * self.bits + 1e-9))
+
+    def decide(self, query: Any, stored: Any, threshold: float, source: str) -> tuple[Comparison, str]:
+        """A database's decision on a query against a stored hash, and its rule in words:
+        the method's own rule where it has one, else NHD ≤ ``threshold`` (from ``source``)."""
+        if self.own_rule:
+            comparison = self.compare(query, stored)
+            return comparison, comparison.details["rule"]
+        comparison = self.compare(query, stored, threshold)
+        sign = "≤" if comparison.matched else ">"
+        return comparison, f"NHD {comparison.distance:.4f} {sign} {threshold:.4f} ({source})"
 
     def query_variants(self, im: Image.Image) -> list[Hash | MultiHash]:
         """Other hashes of a query to search with besides :meth:`hash_pil`'s, each with
@@ -185,16 +206,35 @@ def hash_image(hashers: Sequence[BaseHasher], image: ImageSource, limits: LoadLi
 # Where a default threshold has no published value (see benchmarks/default_thresholds.py).
 TRAIN_SPLIT_TAU = "τ at 1% FPR, distinct pairs of the corpus train split"
 
-_REGISTRY: dict[str, Callable[..., Hasher]] = {}
+# name → the hasher's class or factory, or "module:attribute" naming it: a family is
+# registered without importing it, so `robusthash hash -m forbild` loads neither imagehash
+# nor onnxruntime, and the hashing layer never imports the families built on top of it.
+_REGISTRY: dict[str, Callable[..., Hasher] | str] = {}
+# "PREFIX" → a factory of "PREFIX=ARGUMENT" method specs; "" is the default, "NAME=PATH.onnx".
+_SPECS: dict[str, Callable[[str], Hasher] | str] = {}
 
 
-def register(factory: Callable[..., Hasher], name: str | None = None) -> Callable[..., Hasher]:
-    """Register a hasher class (or factory) under its ``name``; usable as a decorator."""
+def register(factory: Callable[..., Hasher] | str, name: str | None = None) -> Callable[..., Hasher] | str:
+    """Register a hasher class or factory (or its ``"module:attribute"``, imported on first
+    use) under ``name`` (default: the class's ``name``); usable as a decorator."""
     key = name or getattr(factory, "name")
     if key in _REGISTRY and _REGISTRY[key] is not factory:
         raise ValueError(f"a hasher named {key!r} is already registered")
     _REGISTRY[key] = factory
     return factory
+
+
+def register_spec(prefix: str, factory: Callable[[str], Hasher] | str) -> None:
+    """Make ``PREFIX=ARGUMENT`` a method spec: ``factory(spec)`` builds its hasher (e.g.
+    ``segments-instances=MODEL.onnx``). Prefix "" takes every other ``NAME=...`` spec."""
+    _SPECS[prefix] = factory
+
+
+def _resolved(target: Callable | str) -> Callable:
+    if not isinstance(target, str):
+        return target
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def available_methods() -> list[str]:
@@ -203,17 +243,16 @@ def available_methods() -> list[str]:
 
 
 def get_hasher(name: str, **kwargs: Any) -> Hasher:
-    """A hasher instance by registry name, e.g. ``get_hasher("forbild")``, or an exported
-    model given as ``NAME=PATH.onnx``."""
+    """A hasher instance by registry name, e.g. ``get_hasher("forbild")``, or a method spec
+    such as ``NAME=PATH.onnx`` (an exported model under NAME)."""
     if "=" in name:
-        from .learned import hasher_from_model_spec
-
-        return hasher_from_model_spec(name)
+        prefix = name.partition("=")[0]
+        return _resolved(_SPECS.get(prefix) or _SPECS[""])(name)
     try:
         factory = _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown method {name!r}; available: {', '.join(_REGISTRY)}") from None
-    return factory(**kwargs)
+    return _resolved(factory)(**kwargs)
 
 
 _SHARED: dict[str, Hasher] = {}

@@ -25,7 +25,7 @@ import pdqhash
 from PIL import Image
 
 from ..io import ImageSource
-from .base import TRAIN_SPLIT_TAU, BaseHasher, Comparison, load_for, register
+from .base import TRAIN_SPLIT_TAU, BaseHasher, Comparison, load_for
 from .value import Hash, MultiHash
 
 IMAGEHASH_VERSION = f"imagehash-{imagehash.__version__}"
@@ -54,7 +54,6 @@ def pdq_input(im: Image.Image) -> np.ndarray:
     return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
 
-@register
 class PdqHasher(BaseHasher):
     name = "pdq"
     bits = 256
@@ -103,7 +102,7 @@ class ImagehashHasher(BaseHasher):
 
 
 def _imagehash_method(name: str, function: Callable[[Image.Image], Any], description: str, tau_bits: int) -> type:
-    """Register one 64-bit imagehash function; ``tau_bits`` is its default Hamming threshold."""
+    """One 64-bit imagehash function as a hasher class; ``tau_bits`` is its default Hamming threshold."""
     attributes = {
         "name": name,
         "function": staticmethod(function),
@@ -111,7 +110,7 @@ def _imagehash_method(name: str, function: Callable[[Image.Image], Any], descrip
         "threshold": tau_bits / 64,
         "threshold_source": TRAIN_SPLIT_TAU,
     }
-    return register(type(f"{name.capitalize()}Hasher", (ImagehashHasher,), attributes))
+    return type(f"{name.capitalize()}Hasher", (ImagehashHasher,), attributes)
 
 
 PhashHasher = _imagehash_method(
@@ -150,7 +149,6 @@ WhashHasher = _imagehash_method(
 )
 
 
-@register
 class CropResistantHasher(BaseHasher):
     """imagehash's crop-resistant hash: one dhash per bright/dark segment of the image.
 
@@ -168,6 +166,10 @@ class CropResistantHasher(BaseHasher):
     threshold = 1.0
     decision = "≥ 1 segment within 25% of its bits"
     threshold_source = "imagehash's rule: at least one segment within 25% of its bits"
+    own_rule = True
+
+    def search_radius(self, threshold: float) -> int:
+        return int(self.bits * 0.25)  # imagehash's segment rule, whatever the threshold
 
     def hash_pil(self, im: Image.Image) -> MultiHash:
         multi = imagehash.crop_resistant_hash(im)

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ..io import to_rgb
-from .base import TRAIN_SPLIT_TAU, BaseHasher, register
+from .base import TRAIN_SPLIT_TAU, BaseHasher
 from .value import Hash
 
 GRID = 16
@@ -99,7 +99,6 @@ def bits_from_sums(sums: np.ndarray, pixels_per_block: float) -> np.ndarray:
     return bits.ravel()
 
 
-@register
 class BlockHasher(BaseHasher):
     name = "blockhash"
     bits = GRID * GRID

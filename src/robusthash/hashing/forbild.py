@@ -33,7 +33,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from .base import BaseHasher, Comparison, register
+from .base import BaseHasher, Comparison
 from .value import Hash
 
 GRID = 16
@@ -103,9 +103,9 @@ def weighted_distance(query: Hash, reference: Hash) -> float | None:
     return float(r2[differ].mean() / moment_same * hamming * 1000.0)
 
 
-@register
 class ForbildHasher(BaseHasher):
     name = "forbild"
+    own_rule = True  # the paper's two steps, with the weighted distance
     bits = GRID * GRID
     # 2: the luma of a draft JPEG decode always (1 took a full RGB decode when another
     # method in the same run needed one, up to 14 bits apart).

@@ -1,6 +1,6 @@
 """Learned hashers on onnxruntime: no torch needed to hash.
 
-An ONNX model maps preprocessed images (``robusthash.models.preprocess``, the rule it
+An ONNX model maps preprocessed images (``robusthash.runtime.preprocess``, the rule it
 was trained with) to features u; a hash bit is 1 where u exceeds the median of its
 vector (CMAA's Eq. 6), so every hash has exactly half of its bits set.
 """
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from importlib import resources
 from pathlib import Path
 from typing import Iterable
 
@@ -18,33 +16,11 @@ import numpy as np
 from PIL import Image
 
 from ..io import DEFAULT_LIMITS, LoadLimits
-from ..models.preprocess import preprocess
-from .base import BaseHasher, load_for, register
+from ..runtime import onnx_session, preprocess, shipped_model
+from .base import BaseHasher, load_for
 from .value import Hash
 
 BATCH = 32
-
-
-def shipped_model(name: str) -> Path:
-    """Path of a model file shipped in the package (``robusthash/data``)."""
-    return Path(str(resources.files("robusthash") / "data" / name))
-
-
-def onnx_session(model_path: Path):
-    """An onnxruntime CPU session for ``model_path``; ValueError naming the file when it
-    is missing or not a loadable model."""
-    import onnxruntime as ort
-
-    if not model_path.is_file():
-        raise ValueError(f"{model_path}: no such model file")
-    options = ort.SessionOptions()
-    # onnxruntime ignores OMP_NUM_THREADS; honouring it lets a process pool (bench)
-    # give each worker one core, as it does for BLAS. 0 = onnxruntime's default.
-    options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-    try:
-        return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - a bad model file gets a message naming it
-        raise ValueError(f"{model_path}: not a loadable ONNX model ({exc})") from None
 
 
 # The decoding rule's revision: ".2" is a draft JPEG decode always (before, a full decode
@@ -70,18 +46,18 @@ class OnnxHasher(BaseHasher):
         if "robusthash.config" not in metadata:
             raise ValueError(f"{model_path}: no robusthash configuration in the model's metadata")
         config = json.loads(metadata["robusthash.config"])
-        self.name = name  # type: ignore[misc]
-        self.bits = int(config["hash_bits"])  # type: ignore[misc]
+        self.name = name
+        self.bits = int(config["hash_bits"])
         self.image_size = int(config["img_size"])
-        self.draft_size = self.image_size  # type: ignore[misc]
+        self.draft_size = self.image_size
         # The file's digest, not its name: a retrained model under the same name must not
         # be served hashes cached for the old one (bench cache, database versions).
-        self.version = f"{model_path.stem}-{_digest(model_path)}{DECODING}"  # type: ignore[misc]
+        self.version = f"{model_path.stem}-{_digest(model_path)}{DECODING}"
         self.provenance = json.loads(metadata.get("robusthash.provenance", "{}"))
         if "robusthash.threshold" in metadata:
             calibration = json.loads(metadata["robusthash.threshold"])
-            self.threshold = float(calibration["nhd"])  # type: ignore[misc]
-            self.threshold_source = calibration.get("source", "calibrated when exported")  # type: ignore[misc]
+            self.threshold = float(calibration["nhd"])
+            self.threshold_source = calibration.get("source", "calibrated when exported")
 
     def features(self, images: list[Image.Image]) -> np.ndarray:
         batch = np.stack([preprocess(im, self.image_size) for im in images])
@@ -118,7 +94,6 @@ def _digest(path: Path) -> str:
 CMAA_MODEL = "cmaa-small.onnx"
 
 
-@register
 class CmaaHasher(OnnxHasher):
     """CMAA's 128-bit hash from the model shipped in the package (docs/models/cmaa.md)."""
 
@@ -133,7 +108,6 @@ class CmaaHasher(OnnxHasher):
 ARIA_MODEL = "aria-small.onnx"
 
 
-@register
 class AriaHasher(OnnxHasher):
     """ARIA: the shipped CMAA model fine-tuned with robust contrastive training against
     ℓ∞ perturbations (docs/models/aria.md)."""
@@ -148,16 +122,10 @@ class AriaHasher(OnnxHasher):
 
 def hasher_from_model_spec(spec: str) -> BaseHasher:
     """``NAME=PATH.onnx`` → a hasher of that exported model under NAME (any method list
-    takes such entries, e.g. ``robusthash bench --methods cmaa,mine=run/model.onnx``).
-    ``segments-instances=PATH.onnx`` is ``segments`` with that instance-segmentation
-    network (Mask R-CNN's ONNX layout) in place of ObjectNet."""
+    takes such entries, e.g. ``robusthash bench --methods cmaa,mine=run/model.onnx``)."""
     name, _, path = spec.partition("=")
     if not name or not path.endswith(".onnx"):
         raise ValueError(f"{spec!r}: a model method is NAME=PATH.onnx")
-    if name == "segments-instances":
-        from ..segments.hasher import instance_segments_hasher
-
-        return instance_segments_hasher(Path(path))
     return OnnxHasher(Path(path), name=name)
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .cmaa import CMAA
-from .preprocess import MEAN, STD
+from ..runtime import MEAN, STD
 
 _MEAN = torch.from_numpy(MEAN)[:, None, None]
 _STD = torch.from_numpy(STD)[:, None, None]

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attacks.adversarial import PGDConfig, pgd
+from .pgd import PGDConfig, pgd
 from ..compare import EDITED
 from ..compare.align import SamplingGrid
 from ..compare.pairs import EDITED_CELL, AlignedPairs

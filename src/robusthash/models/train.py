@@ -23,7 +23,8 @@ from safetensors.torch import load_file, save_file
 from ..io import ImageError, load_pil
 from .aria import AriaConfig, perturb_views
 from .cmaa import CMAA, CONFIGS, CMAAConfig, cosine_schedule, with_losses
-from .preprocess import preprocess
+from ..runtime import preprocess
+from .checkpoint import load_weights, model_state
 from .views import ViewConfig, three_views, training_original
 
 # The paper's Table 8: which of L_D, L_R, L_Q train besides L_C.
@@ -170,8 +171,6 @@ def train(photos: list[Path], cutouts: list[Path], out: Path, config: TrainConfi
 def start_from(model: CMAA, weights: Path) -> None:
     """Load ``export.save_weights``' file into ``model`` (same configuration), the
     momentum encoder as a copy of the encoder: the start of a fine-tuning run."""
-    from .export import load_weights
-
     trained = load_weights(weights)
     if trained.config != model.config:
         raise ValueError(f"{weights} holds a model of another configuration than this run's")
@@ -210,11 +209,6 @@ def load_checkpoint(out: Path, model: CMAA, optimizer: torch.optim.Optimizer, co
         if buffer is not None:
             optimizer.state[p]["momentum_buffer"] = buffer.to(device)
     return int(meta["step"])
-
-
-def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The model's state dict out of a checkpoint's tensors (which also hold optimizer buffers)."""
-    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
 
 
 def _jsonable(config: TrainConfig) -> dict:

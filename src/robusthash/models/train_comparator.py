@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..compare.pairs import EDITED_CELL, AlignedPairs, Kind, PairConfig, PairPool, aligned_pairs
-from ..evaluation.metrics import heatmap_iou
+from ..measure import heatmap_iou
 from .comparator import (Comparator, ComparatorConfig, export_onnx, load_provenance, load_weights, predict,
                          save_weights, train)
 

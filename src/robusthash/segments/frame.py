@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .objects import nearest_fill
-from .segmenter import reduced
+from ..imaging import reduced
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,6 @@ def part_kind(background: Background) -> str:
 
 
 class SegmentsHasher(BaseHasher):
-    # Registered as `segments` by robusthash/__init__.py, lazily.
     name = "segments"
     bits = 136
     multi = True
@@ -72,12 +71,12 @@ class SegmentsHasher(BaseHasher):
         self.background = Background(background)
         self.segmenters = tuple(segmenters) if segmenters is not None else (
             PlainBackgroundSegmenter(), ObjectNetSegmenter(), ColourSegmenter())
-        self.bits = self.objects.bits + 8  # type: ignore[misc]
+        self.bits = self.objects.bits + 8
         if object_method != "cmaa":  # calibrated for cmaa; another hasher gets the same share of its bits
-            self.object_stretch = 1.0  # type: ignore[misc]
-            self.threshold = round(16 / 128 * self.objects.bits) / self.bits  # type: ignore[misc]
+            self.object_stretch = 1.0
+            self.threshold = round(16 / 128 * self.objects.bits) / self.bits
         kinds = "+".join(type(s).__name__.removesuffix("Segmenter") for s in self.segmenters)
-        self.version = f"{SegmentsHasher.version}+{self.objects.name}@{self.objects.version}+{self.background.value}+{kinds}"  # type: ignore[misc]
+        self.version = f"{SegmentsHasher.version}+{self.objects.name}@{self.objects.version}+{self.background.value}+{kinds}"
 
     @property
     def decision(self) -> str:
@@ -172,6 +171,14 @@ def kind_of(part: Hash) -> str:
     return "object" if part.data[-1] == KIND_BYTE["object"] else "picture"
 
 
+def instance_segments_spec(spec: str) -> SegmentsHasher:
+    """The method spec ``segments-instances=MODEL.onnx`` (registered by ``robusthash``)."""
+    _, _, path = spec.partition("=")
+    if not path.endswith(".onnx"):
+        raise ValueError(f"{spec!r}: a model method is NAME=PATH.onnx")
+    return instance_segments_hasher(Path(path))
+
+
 def instance_segments_hasher(model: Path, score: float = 0.20, **kwargs: Any) -> SegmentsHasher:
     """``segments-instances=MODEL.onnx``: ``segments`` with the user's instance-segmentation
     network (ONNX, Mask R-CNN's export layout; ``OnnxInstanceSegmenter``) in place of
@@ -180,7 +187,7 @@ def instance_segments_hasher(model: Path, score: float = 0.20, **kwargs: Any) ->
     instances = OnnxInstanceSegmenter(model, score)
     hasher = SegmentsHasher(segmenters=(PlainBackgroundSegmenter(), instances, ColourSegmenter()), **kwargs)
     digest = hashlib.sha256(Path(model).read_bytes()).hexdigest()[:12]
-    hasher.name = "segments-instances"  # type: ignore[misc]
-    hasher.version = f"{hasher.version}@{digest}@{score:g}"  # type: ignore[misc]
-    hasher.description = "segments with the user's instance-segmentation network (ONNX) in place of ObjectNet"  # type: ignore[misc]
+    hasher.name = "segments-instances"
+    hasher.version = f"{hasher.version}@{digest}@{score:g}"
+    hasher.description = "segments with the user's instance-segmentation network (ONNX) in place of ObjectNet"
     return hasher

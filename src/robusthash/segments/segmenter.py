@@ -29,6 +29,7 @@ from PIL import Image, ImageFilter
 from scipy import ndimage as ndi
 from skimage.color import rgb2lab
 
+from ..imaging import reduced
 from .objects import Background
 
 
@@ -161,7 +162,7 @@ class ObjectNetSegmenter:
     pasted = True
 
     def __init__(self, config: ObjectNetSegmenterConfig = ObjectNetSegmenterConfig()):
-        from ..hashing.learned import onnx_session, shipped_model
+        from ..runtime import onnx_session, shipped_model
 
         self.config = config
         path = Path(config.model) if Path(config.model).is_file() else shipped_model(config.model)
@@ -203,7 +204,7 @@ class OnnxInstanceSegmenter:
     pasted = False
 
     def __init__(self, model: Path | str, score: float = 0.20, work_size: int = 640):
-        from ..hashing.learned import onnx_session
+        from ..runtime import onnx_session
 
         self.path = Path(model)
         self.session = onnx_session(self.path)
@@ -237,14 +238,6 @@ class OnnxInstanceSegmenter:
             if full.any():
                 masks.append(_to_size(full, image.size))
         return sorted(masks, key=lambda m: -int(m.sum()))
-
-
-def reduced(image: Image.Image, side: int, resample: Image.Resampling = Image.Resampling.BOX) -> Image.Image:
-    """``image`` down-scaled so its longer side is at most ``side`` (sides rounded, ≥ 1 px)."""
-    scale = side / max(image.size)
-    if scale >= 1:
-        return image
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), resample)
 
 
 def _to_size(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
