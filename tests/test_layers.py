@@ -18,12 +18,13 @@ LAYERS: list[tuple[str, ...]] = [
     # the ground floor: files and pixels, hash values, distances, model runtime
     ("robusthash.io", "robusthash.files", "robusthash.information", "robusthash.hashing.value",
      "robusthash.measure", "robusthash.runtime", "robusthash.imaging", "robusthash.cluster"),
+    # attacks as plain image transforms (they import only io)
+    ("robusthash.attacks",),
     ("robusthash.hashing",),
     ("robusthash.segments",),
     ("robusthash.compare",),
     ("robusthash.db",),
     # training and evaluation data
-    ("robusthash.attacks",),
     ("robusthash.synth",),
     ("robusthash.models",),
     ("robusthash.attacks.adversarial", "robusthash.attacks.surrogates"),
