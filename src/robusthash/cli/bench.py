@@ -129,7 +129,8 @@ def bench(
         def report(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
             # Without a terminal (CI, nohup, a log file) a bar cannot redraw: a line per 10%.
-            if not err.is_terminal and done * 10 // total > logged[0]:
+            # total is 0 when no listed image could be read: run_bench then says so.
+            if not err.is_terminal and total and done * 10 // total > logged[0]:
                 logged[0] = done * 10 // total
                 err.print(f"{description}: {done}/{total} images", markup=False)
 
