@@ -1,0 +1,7 @@
+"""``python -m robusthash.cli``: the same as the ``robusthash`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

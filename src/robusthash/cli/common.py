@@ -1,0 +1,154 @@
+"""What every command group shares: the consoles, output formats, options, progress bars,
+the image-file scan and ``needs_extra`` for the optional dependencies.
+
+Start-up time matters (``robusthash hash`` runs in scripts, once per file): nothing here
+imports more than typer and rich's console at module level; the library is imported
+inside the functions that use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from contextlib import ExitStack, contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+# Markdown, not Rich markup, for every command group: help text has brackets (pip install
+# 'robusthash[train]', [env: ROBUSTHASH_DB]) that Rich would take for style tags, and
+# docstrings wrapped at 88 columns reflow.
+HELP_MARKUP = "markdown"
+
+# Tables piped to a file or pager get a comfortable width instead of Rich's 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Format(str, Enum):
+    text = "text"
+    jsonl = "jsonl"
+
+
+def _method_names(spec: str, param_hint: str = "--methods") -> list[str]:
+    """The comma-separated method names of an option, each checked against the registry."""
+    from ..hashing import available_methods, get_hasher
+
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in available_methods() and "=" not in name]
+    if unknown:
+        raise typer.BadParameter(f"unknown method {', '.join(map(repr, unknown))}; "
+                                 f"available: {', '.join(available_methods())}, or NAME=PATH.onnx for an "
+                                 f"exported model", param_hint=param_hint)
+    for name in names:
+        if "=" in name:  # an exported model: check it loads before any work starts
+            try:
+                get_hasher(name)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint=param_hint) from None
+    return names
+
+
+def _methods(spec: str) -> list:
+    from ..hashing import get_hasher
+
+    return [get_hasher(name) for name in _method_names(spec, "--method")]
+
+
+def _progress(enabled: bool) -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not enabled,
+    )
+
+
+DASK_OPTION = typer.Option(
+    None, "--dask", help="hash on a Dask cluster: 'local' starts one on this machine, or a scheduler "
+    "address such as tcp://scheduler:8786 (needs robusthash[distributed]; docs/distributed.md)",
+)
+DASK_WORKERS_OPTION = typer.Option(None, "--dask-workers", min=1,
+                                   help="worker processes of --dask local (default: one per core)")
+
+
+@contextmanager
+def _cluster(address: Optional[str], workers: Optional[int]):
+    """The executor --dask names (None without it); connection problems end the command cleanly."""
+    if address is None:
+        yield None
+        return
+    needs_extra("distributed", "dask.distributed", what="--dask")
+    from ..cluster import ClusterConfig, dask_executor
+
+    try:
+        config = ClusterConfig(address, workers)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--dask") from None
+    with ExitStack() as stack:
+        try:
+            executor = stack.enter_context(dask_executor(config))
+        except RuntimeError as exc:  # Dask missing, or no scheduler at the address
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1) from None
+        yield executor
+
+
+def _image_files(paths, recursive: bool = True) -> list[Path]:
+    """The image files under ``paths``; every file a folder scan skips is reported on
+    stderr (in full where it is an image this machine cannot read, else counted)."""
+    from ..files import scan_images
+
+    scan = scan_images(paths, recursive=recursive)
+    unreadable = scan.unreadable_images
+    for path, why in unreadable:
+        err.print(f"skipped {path}: {why}", markup=False)
+    others = len(scan.skipped) - len(unreadable)
+    if others:
+        err.print(f"skipped {others} file(s) that are not images", markup=False)
+    return scan.files
+
+
+def _emit(fmt: Format, record: dict, text: str) -> None:
+    if fmt is Format.jsonl:
+        out.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+    else:
+        out.print(text, markup=False)
+
+
+def _fraction(text: str, name: str) -> float:
+    """'8/255' or '0.5' → a number, for budgets quoted in 8-bit levels."""
+    try:
+        top, _, bottom = text.partition("/")
+        value = float(top) / float(bottom) if bottom else float(top)
+    except (ValueError, ZeroDivisionError):
+        raise typer.BadParameter(f"{text!r} is not a number or a fraction such as 8/255", param_hint=name) from None
+    if value <= 0:
+        raise typer.BadParameter(f"{text!r} must be > 0", param_hint=name)
+    return value
+
+
+
+def needs_extra(extra: str, *modules: str, what: str) -> None:
+    """Import the third-party ``modules`` that ``what`` (a command, an option, a kind of
+    database) needs; where one is missing, say in one line which extra of robusthash
+    installs it and end the command with exit code 1."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            err.print(f"error: {what} needs the {extra} extra ({exc}): pip install 'robusthash[{extra}]'",
+                      markup=False)
+            raise typer.Exit(1) from None

@@ -1,0 +1,62 @@
+"""``robusthash serve``: the database over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .common import _method_names, err, needs_extra
+from .db import DB_OPTION, _open_db
+
+
+def serve(
+    db: str = DB_OPTION,
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    api_keys: List[str] = typer.Option(
+        [], "--api-key", envvar="ROBUSTHASH_API_KEY", show_default=False,
+        help="accepted API key; repeat for several [env: ROBUSTHASH_API_KEY, space-separated; "
+             "prefer it: command lines are visible to other users]",
+    ),
+    no_auth: bool = typer.Option(False, "--no-auth", help="serve without API keys (anyone who can connect may "
+                                                          "register, query and delete)"),
+    methods: Optional[str] = typer.Option(None, "--methods", "-m", help="default: the database's methods"),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="largest request body, in MiB"),
+    max_megapixels: float = typer.Option(50.0, "--max-megapixels", min=0.001,
+                                         help="largest image (width × height), checked before decoding"),
+    rate_limit: int = typer.Option(120, "--rate-limit", min=0, help="requests per minute per API key; 0: no limit"),
+    thumbnails: Optional[Path] = typer.Option(None, "--thumbnails",
+                                              help="folder for thumbnails of uploads (default: DB.thumbnails/ "
+                                                   "for SQLite, none for PostgreSQL)"),
+):
+    """Serve the database over HTTP: the /v1 API and a page to drop an image on.
+
+    API docs at /docs, the page at /, details in docs/service.md."""
+    needs_extra("serve", "fastapi", "uvicorn", what="robusthash serve")
+    import uvicorn
+
+    from ..service import ServiceConfig, create_app
+
+    keys = tuple(k for entry in api_keys for k in entry.split() if k)
+    if not keys and not no_auth:
+        raise typer.BadParameter("give an API key (--api-key or $ROBUSTHASH_API_KEY), or --no-auth to serve "
+                                 "without one", param_hint="--api-key")
+    if keys and no_auth:
+        raise typer.BadParameter("--no-auth and an API key (--api-key or $ROBUSTHASH_API_KEY) contradict each "
+                                 "other; give one", param_hint="--no-auth")
+    if no_auth:
+        err.print("warning: --no-auth: anyone who can connect may register, query and delete images", markup=False)
+    _open_db(db, methods).close()  # the db commands' checks and messages, before the server starts
+    try:
+        config = ServiceConfig(
+            db=db, methods=tuple(_method_names(methods)) if methods else None,
+            api_keys=keys, allow_anonymous=no_auth, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+            max_pixels=int(max_megapixels * 1_000_000), rate_limit=rate_limit, thumbnail_dir=thumbnails,
+        )
+        service = create_app(config)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    err.print(f"serving {db} on http://{host}:{port}/ (API docs at /docs)", markup=False)
+    uvicorn.run(service, host=host, port=port, log_level="info", server_header=False)
