@@ -22,6 +22,7 @@ from robusthash.evaluation.bench import BenchConfig, run_bench
 from robusthash.evaluation.report import write_report
 from robusthash.models.export import export_onnx, load_trained, quantize_int8
 from robusthash.models.train import ABLATIONS, TrainConfig, read_training_list, train
+from robusthash.synth.corpus import Corpus
 
 ORDER = ("a", "b", "c", "d", "full")
 
@@ -42,7 +43,8 @@ def main() -> None:
     args = parser.parse_args()
     assert set(ORDER) == set(ABLATIONS)
 
-    photos = read_training_list(args.corpus / "train.txt")
+    corpus = Corpus(args.corpus)
+    photos = read_training_list(corpus.train_list)
     cutouts = sorted((args.corpus / "objects").glob("*.png"))
     models, seconds = {}, {}
     for name in ORDER:
@@ -57,7 +59,7 @@ def main() -> None:
         fp32 = export_onnx(model, run / "model.fp32.onnx", {"ablation": name, "step": meta["step"]})
         models[name] = quantize_int8(fp32, run / "model.onnx")
 
-    tests = [args.corpus / n for n in (args.corpus / "test.txt").read_text().split()]
+    tests = corpus.test()
     sample = tests[:: max(1, len(tests) // args.sample)][: args.sample]
     result = run_bench(BenchConfig(images=tuple(sample), attacks="table1,table2",
                                    methods=tuple(f"ablation-{n}={models[n]}" for n in ORDER)))

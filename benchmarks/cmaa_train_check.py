@@ -19,6 +19,7 @@ from PIL import Image
 from robusthash import attacks
 from robusthash.evaluation.metrics import pairwise_hamming, threshold_at_fpr
 from robusthash.hashing.learned import OnnxHasher
+from robusthash.synth.corpus import Corpus
 
 ATTACKS = ("JC(30)", "GN(0.05)", "RS(0.5)", "GF(9)", "RT(20)", "FL(H)", "SHR(X,0.3)", "TR(X,0.3)", "CROP(0.6)")
 
@@ -30,8 +31,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=150)
     args = parser.parse_args()
     hasher = OnnxHasher(args.model)
-    names = (args.corpus / "train.txt").read_text().split()[-args.images:]
-    photos = [Image.open(args.corpus / n).convert("RGB") for n in names]
+    names = Corpus(args.corpus).train()[-args.images:]
+    photos = [Image.open(p).convert("RGB") for p in names]
     originals = hasher.hash_pils(photos)
     packed = np.stack([np.frombuffer(h.data, np.uint8) for h in originals])
     distinct = pairwise_hamming(packed)

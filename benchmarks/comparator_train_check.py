@@ -22,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from robusthash.compare.pairs import EDITED_CELL, Kind, PairPool, aligned_pairs
+from robusthash.compare import Kind
 from robusthash.evaluation.compare_report import CompareReportConfig, attacked_predictions, class_metrics, eval_pairs
 from robusthash.evaluation.metrics import heatmap_iou
-from robusthash.files import evenly_spaced, read_image_list
+from robusthash.files import evenly_spaced
 from robusthash.models.comparator import load_weights, predict
-from robusthash.segments.montage import object_split
+from robusthash.synth.corpus import Corpus
+from robusthash.synth.pairs import EDITED_CELL, PairPool, aligned_pairs
 
 
 def main() -> None:
@@ -37,8 +38,9 @@ def main() -> None:
     parser.add_argument("--thresholds", type=float, nargs="*", default=[],
                         help="also print IoU with the heatmap cut at each of these")
     args = parser.parse_args()
-    train = read_image_list(args.corpus / "train.txt")
-    cutouts = [p for p in sorted((args.corpus / "objects").glob("*.png")) if object_split(p) == "train"]
+    corpus = Corpus(args.corpus)
+    train = corpus.train()
+    cutouts = corpus.objects("train")
 
     clean = aligned_pairs(PairPool.from_files(evenly_spaced(train, 100), cutouts), 300, 5, 112, workers=2)
     edited = clean.labels == Kind.edited
@@ -46,7 +48,7 @@ def main() -> None:
     labels = np.array([item.label for item in items])
     truth = np.stack([item.target for item in items if item.label == Kind.edited]) >= EDITED_CELL
     clean_truth = clean.targets[edited] >= EDITED_CELL
-    config = CompareReportConfig(args.corpus / "train.txt", args.corpus / "objects")
+    config = CompareReportConfig(corpus.train_list, corpus.objects_folder)
 
     print("| weights | clean AP | clean IoU | adversarial AP | adversarial IoU |")
     print("|---|---|---|---|---|")

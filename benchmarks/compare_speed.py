@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/compare_speed.py --corpus corpus --pairs 60 --repeat 3
 
-Pairs: ``compare.pairs.draw_pair`` on train photos (reduced to 1024 px) and train
+Pairs: ``synth.pairs.draw_pair`` on train photos (reduced to 1024 px) and train
 cut-outs, a third of each class, as JPEG files (quality 90) on disk. Timed per pair,
 one process, best of ``--repeat`` passes:
 
@@ -23,10 +23,10 @@ from pathlib import Path
 
 from robusthash.compare import ImageComparator
 from robusthash.compare.align import align
-from robusthash.compare.pairs import PairConfig, PairPool, draw_pair
-from robusthash.files import evenly_spaced, read_image_list
+from robusthash.files import evenly_spaced
 from robusthash.hashing import get_hasher
-from robusthash.segments.montage import object_split
+from robusthash.synth.corpus import Corpus
+from robusthash.synth.pairs import PairConfig, PairPool, draw_pair
 
 
 def main() -> None:
@@ -36,8 +36,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    photos = evenly_spaced(read_image_list(args.corpus / "train.txt"), args.pairs)
-    cutouts = [p for p in sorted((args.corpus / "objects").glob("*.png")) if object_split(p) == "train"][:20]
+    corpus = Corpus(args.corpus)
+    photos = evenly_spaced(corpus.train(), args.pairs)
+    cutouts = corpus.objects("train")[:20]
     pool = PairPool.from_files(photos, cutouts, PairConfig(side=1024))
     comparator = ImageComparator()
     hasher = get_hasher("cmaa")

@@ -17,6 +17,7 @@ import numpy as np
 
 from robusthash import get_hasher
 from robusthash.evaluation.metrics import pairwise_nhd, threshold_at_fpr
+from robusthash.synth.corpus import Corpus
 
 METHODS = ("blockhash", "phash", "dhash", "ahash", "whash", "pdq", "forbild")
 
@@ -27,12 +28,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--fpr", type=float, default=0.01)
     args = parser.parse_args()
-    names = (args.corpus / "train.txt").read_text().split()[: args.images]
+    names = Corpus(args.corpus).train()[: args.images]
     print(f"| method | μ NHD | σ | τ at {args.fpr:.0%} FPR | bits |")
     print("|---|---|---|---|---|")
     for method in METHODS:
         hasher = get_hasher(method)
-        bits = np.array([hasher.hash(args.corpus / name).bits for name in names])
+        bits = np.array([hasher.hash(path).bits for path in names])
         distances = pairwise_nhd(bits)
         tau = threshold_at_fpr(distances, args.fpr)
         print(f"| {method} | {distances.mean():.4f} | {distances.std():.4f} | {tau:.4f} | {round(tau * hasher.bits)} |")

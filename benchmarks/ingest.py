@@ -21,6 +21,7 @@ from pathlib import Path
 from robusthash import get_hasher
 from robusthash.db import ReferenceDB
 from robusthash.hashing.base import hash_image
+from robusthash.synth.corpus import Corpus
 
 
 def hash_only(files: list[Path], methods: list[str]) -> float:
@@ -57,8 +58,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--postgres", default=None, help="URL of a PostgreSQL server to measure too")
     args = parser.parse_args()
-    names = (args.corpus / "train.txt").read_text().split()
-    files = [args.corpus / n for n in names[:: max(1, len(names) // args.images)][: args.images]]
+    names = Corpus(args.corpus).train()
+    files = names[:: max(1, len(names) // args.images)][: args.images]
     methods = args.methods.split(",")
     hash_only(files[:20], methods)  # warm-up
     rows: dict[str, float] = {}

@@ -18,7 +18,7 @@ from PIL import Image
 
 from robusthash import get_hasher
 from robusthash.evaluation.segments_report import montage_rows, reduced, register_paper_variants
-from robusthash.segments.montage import object_split
+from robusthash.synth.corpus import Corpus
 
 
 def main() -> None:
@@ -28,11 +28,11 @@ def main() -> None:
     parser.add_argument("--methods", default="segments,segments-forbild-removed")
     args = parser.parse_args()
     register_paper_variants()
-    every = (args.corpus / "train.txt").read_text().split()
+    corpus = Corpus(args.corpus)
+    every = corpus.train()
     names = every[:: max(1, len(every) // (args.montages + 1))][: args.montages + 1]  # spread over the sources
-    photos = [reduced(Image.open(args.corpus / n)) for n in names]
-    cutouts = [Image.open(p).convert("RGBA") for p in sorted((args.corpus / "objects").glob("*.png"))
-               if object_split(p) == "train"]
+    photos = [reduced(Image.open(p)) for p in names]
+    cutouts = [Image.open(p).convert("RGBA") for p in corpus.objects("train")]
     methods = {m: get_hasher(m) for m in args.methods.split(",")}
     montage_rows(methods, photos, cutouts[: args.montages], args.montages, print)
 

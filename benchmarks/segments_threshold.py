@@ -20,7 +20,7 @@ import numpy as np
 from robusthash import get_hasher
 from robusthash.evaluation.metrics import hamming_matrix, threshold_at_fpr
 from robusthash.segments.hasher import kind_of
-from robusthash.segments.montage import object_split
+from robusthash.synth.corpus import Corpus
 
 
 def main() -> None:
@@ -31,12 +31,13 @@ def main() -> None:
     parser.add_argument("--fpr", type=float, default=0.01)
     args = parser.parse_args()
     hasher = get_hasher("segments")
-    every = (args.corpus / "train.txt").read_text().split()
+    corpus = Corpus(args.corpus)
+    every = corpus.train()
     names = every[:: max(1, len(every) // args.images)][: args.images]  # every k-th: train.txt is sorted by source
     start = time.perf_counter()
-    multis = [hasher.hash(args.corpus / name) for name in names]
+    multis = [hasher.hash(path) for path in names]
     seconds = (time.perf_counter() - start) / len(names)
-    cutouts = [p for p in sorted((args.corpus / "objects").glob("*.png")) if object_split(p) == "train"]
+    cutouts = corpus.objects("train")
     multis += [hasher.hash(p) for p in cutouts[: args.cutouts]]  # the loader composites them on white
     n = len(multis)
     print(f"{len(names)} train photos ({seconds * 1000:.0f} ms each) and {n - len(names)} train cut-outs; "

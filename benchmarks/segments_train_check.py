@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from robusthash import attacks, get_hasher
+from robusthash.synth.corpus import Corpus
 
 ATTACKS = ("RT(20)", "CROP(0.5)+RT(20)", "CROP(0.5)+RT(-20)", "CROP(0.25)+RT(20)")
 
@@ -25,9 +26,9 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--images", type=int, default=100)
     args = parser.parse_args()
-    every = (args.corpus / "train.txt").read_text().split()
+    every = Corpus(args.corpus).train()
     names = every[1:: max(1, len(every) // 200)][: args.images]
-    photos = [Image.open(args.corpus / n).convert("RGB") for n in names]
+    photos = [Image.open(p).convert("RGB") for p in names]
     hashers = {m: get_hasher(m) for m in ("segments", "cmaa")}
     originals = {m: h.hash_pils(photos) for m, h in hashers.items()}
     print(f"{len(photos)} train photos; share of copies matched by each method's default rule")

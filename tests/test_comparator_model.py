@@ -18,14 +18,14 @@ pytest.importorskip("safetensors")
 
 from robusthash.attacks.adversarial import to_tensor  # noqa: E402
 from robusthash.attacks.spec import apply  # noqa: E402
-from robusthash.compare import ImageComparator  # noqa: E402
+from robusthash.compare import ImageComparator, Kind  # noqa: E402
 from robusthash.compare.align import align, sampling_grid  # noqa: E402
-from robusthash.compare.pairs import EDITED_CELL, Kind, PairConfig, PairPool, aligned_pairs  # noqa: E402
 from robusthash.evaluation.metrics import heatmap_iou  # noqa: E402
 from robusthash.models.comparator import (Comparator, ComparatorConfig, aligned_query, batch_tensors,  # noqa: E402
                                           cell_loss, export_onnx, forward_loss, heatmap_loss, load_weights,
                                           perturb_query, predict, save_weights, train)
 from robusthash.models.train_comparator import THRESHOLDS, fit  # noqa: E402
+from robusthash.synth.pairs import EDITED_CELL, PairConfig, PairPool, aligned_pairs  # noqa: E402
 
 
 def small(im: Image.Image, side: int = 240) -> Image.Image:

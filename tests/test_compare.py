@@ -8,10 +8,11 @@ import pytest
 from PIL import Image
 
 from robusthash.attacks.spec import apply
-from robusthash.compare import edits
+from robusthash.compare import Kind
 from robusthash.compare.align import Alignment, align, aligned_pair, estimate, sampling_grid, stretch_homography
-from robusthash.compare.pairs import Kind, Pair, PairConfig, PairPool, aligned_pairs, draw_pair, truth_heatmap
 from robusthash.evaluation.metrics import average_precision, cell_iou
+from robusthash.synth import edits
+from robusthash.synth.pairs import Pair, PairConfig, PairPool, aligned_pairs, draw_pair, truth_heatmap
 
 
 def small(im: Image.Image, side: int = 320) -> Image.Image:

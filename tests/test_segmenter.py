@@ -68,7 +68,7 @@ def test_an_object_on_a_plain_background_is_one_mask(astronaut):
 
 
 def test_the_shipped_objectnet_marks_pasted_objects(photos, clipart):
-    from robusthash.segments.montage import paste
+    from robusthash.synth.montage import paste
     from robusthash.segments.segmenter import ObjectNetSegmenter
 
     segmenter = ObjectNetSegmenter()

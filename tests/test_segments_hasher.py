@@ -80,7 +80,7 @@ def test_a_montage_records_where_the_object_went(photos):
     import numpy as np
     from PIL import Image, ImageDraw
 
-    from robusthash.segments.montage import paste, random_montage
+    from robusthash.synth.montage import paste, random_montage
 
     cutout = Image.new("RGBA", (100, 50), (0, 0, 0, 0))
     ImageDraw.Draw(cutout).rectangle((0, 0, 99, 49), fill=(255, 0, 0, 255))
@@ -101,7 +101,8 @@ def test_a_montage_truth_mask_is_the_pasted_alpha(photos):
     import numpy as np
     from PIL import Image, ImageDraw
 
-    from robusthash.segments.montage import object_split, paste
+    from robusthash.synth.corpus import object_split
+    from robusthash.synth.montage import paste
 
     cutout = Image.new("RGBA", (100, 50), (0, 0, 0, 0))
     ImageDraw.Draw(cutout).ellipse((0, 0, 99, 49), fill=(0, 0, 255, 255))
@@ -140,7 +141,7 @@ def test_masks_that_repeat_an_earlier_one_add_no_part(astronaut):
 
 def test_a_pasted_cutout_is_found_through_its_own_mask(photos, clipart):
     from robusthash.io import to_rgb
-    from robusthash.segments.montage import paste
+    from robusthash.synth.montage import paste
 
     cutout = clipart
     registered = to_rgb(cutout)  # the loader's rule for an RGBA file: composited on white

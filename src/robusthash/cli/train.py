@@ -68,15 +68,15 @@ def _with_training_progress(steps: int, loss: str, run):
 
 def _training_split(data: Path, objects: Optional[Path]) -> tuple[list[Path], list[Path]]:
     """The photos of a training list (the test split is refused) and the train share of
-    the cut-outs in ``objects`` (``segments.montage.object_split``)."""
+    the cut-outs in ``objects`` (``synth.corpus.split_objects``)."""
     from ..models.train import read_training_list
-    from ..segments.montage import object_split
+    from ..synth.corpus import split_objects
 
     try:
         photos = read_training_list(data)
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--data") from None
-    cutouts = [p for p in sorted(objects.glob("*.png")) if object_split(p) == "train"] if objects else []
+    cutouts = split_objects(objects, "train") if objects else []
     return photos, cutouts
 
 
@@ -139,7 +139,7 @@ def train_objectnet(
     model = _with_training_progress(steps, "loss",
                                     lambda report: run_training(photos, cutouts, run_dir, config, progress=report))
     export_onnx(model, onnx_path, {"steps": steps, "batch_size": batch_size, "seed": seed,
-                                   "data": "corpus train split + train cut-outs (segments.montage.object_split)"})
+                                   "data": "corpus train split + train cut-outs (synth.corpus.object_split)"})
     out.print(f"wrote {onnx_path} (log in {run_dir})", markup=False)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,17 @@ from PIL import Image
 
 from ..io import DEFAULT_LIMITS, ImageSource, LoadLimits, load_pil
 from .align import AlignConfig, Alignment, align
-from .pairs import CLASSES
+
+
+class Kind(IntEnum):
+    """The comparator's classes, in the order of its outputs."""
+
+    same = 0
+    edited = 1
+    different = 2
+
+
+CLASSES: tuple[str, ...] = tuple(kind.name for kind in Kind)
 
 MODEL = "comparator.onnx"
 # Both images are read at most this large: alignment works on 384 px copies and the
@@ -121,4 +132,4 @@ def explain(query: ImageSource, original: ImageSource) -> Explanation:
     return _DEFAULT.explain(query, original)
 
 
-__all__ = ["Explanation", "ImageComparator", "explain", "CLASSES", "EDITED"]
+__all__ = ["Explanation", "ImageComparator", "explain", "CLASSES", "EDITED", "Kind"]

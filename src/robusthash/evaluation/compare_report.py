@@ -4,7 +4,7 @@ ARIA Table 4).
     python -m robusthash.evaluation.compare_report --corpus corpus --out results/comparator
 
 Pairs: ``photos`` test photos spread evenly over test.txt, each giving one pair of each
-class (``compare.pairs.draw_pair``: same = a strong attack, edited = one editorial
+class (``synth.pairs.draw_pair``: same = a strong attack, edited = one editorial
 change of a test cut-out or region then a strong attack, different = another test
 photo under a strong attack), photos reduced to 320 px. Every pair goes through the
 whole pipeline: ORB/RANSAC alignment, then the network.
@@ -41,13 +41,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..compare import EDITED, Explanation, ImageComparator
+from ..compare import CLASSES, EDITED, Explanation, ImageComparator, Kind
 from ..compare.align import align
-from ..compare.edits import EDITS
-from ..compare.pairs import CLASSES, EDITED_CELL, DrawnPair, Kind, PairConfig, PairPool, draw_pair, drawn_pair
 from ..files import evenly_spaced, read_image_list
 from ..runtime import shipped_model
-from ..segments.montage import object_split
+from ..synth.corpus import Corpus, split_objects
+from ..synth.edits import EDITS
+from ..synth.pairs import EDITED_CELL, DrawnPair, PairConfig, PairPool, draw_pair, drawn_pair
 from .metrics import average_precision, heatmap_iou
 
 EXAMPLES = 2  # edited test pairs drawn for people, per model
@@ -158,7 +158,7 @@ def run(config: CompareReportConfig, progress=lambda line: print(line, flush=Tru
     from ..models.comparator import load_weights, predict
 
     photos = evenly_spaced(read_image_list(config.test_list), config.photos)
-    cutouts = [p for p in sorted(config.objects.glob("*.png")) if object_split(p) == "test"]
+    cutouts = split_objects(config.objects, "test")
     pool = PairPool.from_files(photos, cutouts, PairConfig())
     models = {name: load_weights(_model_file(file)) for name, file in config.models}
     size = next(iter(models.values())).config.image_size
@@ -202,8 +202,7 @@ def run(config: CompareReportConfig, progress=lambda line: print(line, flush=Tru
 
 def timing(config: CompareReportConfig, photos: list[Path]) -> dict:
     """Seconds per pair for the shipped comparator (ONNX) on ≤ 1024 px pairs in memory."""
-    pool = PairPool.from_files(photos[: config.timing_pairs], [p for p in sorted(config.objects.glob("*.png"))
-                                                               if object_split(p) == "test"][:20],
+    pool = PairPool.from_files(photos[: config.timing_pairs], split_objects(config.objects, "test")[:20],
                                PairConfig(side=1024))
     comparator = ImageComparator(_model_file(config.onnx))
     pairs = [draw_pair(pool, config.seed + 1, i) for i in range(config.timing_pairs)]
@@ -317,7 +316,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=CompareReportConfig.steps)
     parser.add_argument("--timing-pairs", type=int, default=CompareReportConfig.timing_pairs)
     args = parser.parse_args(argv)
-    config = CompareReportConfig(args.corpus / "test.txt", args.corpus / "objects", photos=args.photos,
+    corpus = Corpus(args.corpus)
+    config = CompareReportConfig(corpus.test_list, corpus.objects_folder, photos=args.photos,
                                  steps=args.steps, timing_pairs=args.timing_pairs)
     result = run(config)
     args.out.mkdir(parents=True, exist_ok=True)

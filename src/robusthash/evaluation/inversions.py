@@ -14,7 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from ..files import evenly_spaced, read_image_list
+from ..files import evenly_spaced
+from ..synth.corpus import Corpus
 from .adversarial_report import MAX_SIDE
 from .segments_report import reduced
 
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    listed = read_image_list(args.corpus / "test.txt")
+    listed = Corpus(args.corpus).test()
     photos = [reduced(Image.open(p), MAX_SIDE) for p in evenly_spaced(listed, args.photos)]
     methods = args.methods.split(",")
     sheet = Image.new("RGB", (CELL * (1 + len(methods)), (CELL + 16) * len(photos) + 16), "white")

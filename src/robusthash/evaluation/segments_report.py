@@ -8,7 +8,7 @@ On the corpus **test** split (photos down-scaled to at most 1000 px, as in the p
 - their Table 2: TPR, FPR and precision for scaling, rotation, noise, brightness, mirroring;
 - crops keeping 25–90% of the area, alone and with ±20° rotation, for ``segments``,
   ``forbild``, ``crop-resistant`` and ``cmaa`` side by side;
-- montages: a test cut-out (``segments.montage.object_split``) pasted into a test photo,
+- montages: a test cut-out (``synth.corpus.object_split``) pasted into a test photo,
   with the photos and the cut-outs registered; how often the photo, the object, both
   are found, and how often the montage flag is raised;
 - segments per image (histogram), time per image, stored bytes per image.
@@ -37,8 +37,9 @@ from ..hashing.base import BaseHasher, get_hasher, register
 from ..hashing.value import Hash, MultiHash
 from ..io import to_rgb
 from ..segments import Background, SegmentsHasher
-from ..segments.montage import object_split, random_montage
 from ..segments.segmenter import ColourSegmenter, ObjectNetSegmenter
+from ..synth.corpus import Corpus
+from ..synth.montage import random_montage
 
 MAX_SIDE = 1000  # the paper down-scales to at most 1000 px before its rotation tests
 
@@ -198,13 +199,14 @@ def main() -> None:
         log.flush()
 
     register_paper_variants()
-    test = (args.corpus / "test.txt").read_text().split()
+    corpus = Corpus(args.corpus)
+    test = corpus.test()
     # Spread over the list: test.txt is sorted by source, and its first 150 are all
     # astronomy photos (a first run on them found montages' photos half as often).
     spread = np.linspace(0, len(test) - 1, min(args.photos, len(test))).round().astype(int)
-    paths = [args.corpus / test[i] for i in spread]
+    paths = [test[i] for i in spread]
     photos = [reduced(Image.open(p)) for p in paths]
-    cutout_paths = [p for p in sorted((args.corpus / "objects").glob("*.png")) if object_split(p) == "test"]
+    cutout_paths = corpus.objects("test")
     cutouts = [Image.open(p).convert("RGBA") for p in cutout_paths]
     names = ("segments", "segments-forbild-removed", "segments-forbild-kept", "forbild", "crop-resistant", "cmaa")
     methods: dict[str, BaseHasher] = {n: get_hasher(n) for n in names}  # type: ignore[misc]

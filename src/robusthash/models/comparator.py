@@ -38,7 +38,7 @@ from torch import nn
 from .pgd import PGDConfig, pgd
 from ..compare import EDITED
 from ..compare.align import SamplingGrid
-from ..compare.pairs import EDITED_CELL, AlignedPairs
+from ..synth.pairs import EDITED_CELL, AlignedPairs
 from .loop import run_steps
 
 

@@ -5,7 +5,7 @@ never comes out whole (docs/segments.md). This network is trained for exactly th
 job on synthetic montages: a train-split photo with zero, one or two train-split
 cut-outs pasted at a random scale, angle and place, then JPEG-compressed; the target is
 the union of the pasted alpha masks. It sees no test photo and no test object
-(``segments.montage.object_split``). Inference runs from ONNX
+(``synth.corpus.object_split``). Inference runs from ONNX
 (``segments.segmenter.ObjectNetSegmenter``); training needs the ``train`` extra.
 """
 
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ..segments.montage import paste
+from ..synth.montage import paste
 from .loop import run_steps
 
 

@@ -21,6 +21,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from ..io import ImageError, load_pil
+from ..synth.corpus import refuse_test_split
 from .aria import AriaConfig, perturb_views
 from .cmaa import CMAA, CONFIGS, CMAAConfig, cosine_schedule, with_losses
 from ..runtime import preprocess
@@ -66,9 +67,9 @@ class TrainConfig:
 
 def read_training_list(path: Path) -> list[Path]:
     """Photos of a train list (one path per line, relative to the list). The corpus's
-    test list is refused: reported results must never have been trained on."""
-    if path.name == "test.txt":
-        raise ValueError(f"{path} is the test split; train on train.txt")
+    test list is refused (``synth.corpus.refuse_test_split``): reported results must never
+    have been trained on."""
+    refuse_test_split(path)
     return [path.parent / line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -19,8 +19,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from ..compare.pairs import EDITED_CELL, AlignedPairs, Kind, PairConfig, PairPool, aligned_pairs
+from ..compare import Kind
 from ..measure import heatmap_iou
+from ..synth.pairs import EDITED_CELL, AlignedPairs, PairConfig, PairPool, aligned_pairs
 from .comparator import (Comparator, ComparatorConfig, export_onnx, load_provenance, load_weights, predict,
                          save_weights, train)
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..attacks import draw_table1_attack, parse
 from ..attacks.suites import strong_attack
-from ..segments.montage import object_size, paste
+from ..synth.montage import object_size, paste
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..io import to_rgb
-from ..segments.montage import paste
+from .montage import paste
 
 EDITS = ("paste", "remove", "smear", "replace")
 
@@ -49,7 +49,7 @@ def random_region(size: tuple[int, int], area: float, rng: np.random.Generator) 
 
 def paste_object(image: Image.Image, cutout: Image.Image, scale: float, angle: float,
                  position: tuple[float, float]) -> tuple[Image.Image, np.ndarray]:
-    """An RGBA cut-out pasted in (``segments.montage.paste``); the mask is its alpha."""
+    """An RGBA cut-out pasted in (``synth.montage.paste``); the mask is its alpha."""
     edited, truth = paste(to_rgb(image), cutout, scale, angle, position)
     return edited, truth.mask
 

@@ -7,9 +7,7 @@ generator. Training composites (``robusthash.models.views``) use ``paste`` too.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -68,10 +66,3 @@ def random_montage(photo: Image.Image, cutout: Image.Image, rng: np.random.Gener
     return paste(photo, cutout, float(rng.uniform(*scale)), float(rng.uniform(*angle)),
                  (float(rng.uniform()), float(rng.uniform())))
 
-
-def object_split(path: Path | str) -> str:
-    """"train" or "test" for a corpus cut-out, fixed by its file name (the corpus splits
-    only its photos): about 70% train. ObjectNet trains on train cut-outs only; the
-    reported montage evaluation pastes test cut-outs into test photos."""
-    digest = hashlib.sha256(Path(path).name.encode()).digest()
-    return "train" if digest[0] % 10 < 7 else "test"

@@ -4,7 +4,7 @@ comparator: same picture, edited picture, different picture.
 * ``same``: the original under a non-editorial change, a CMAA strong attack (0 to 5
   Table 1 attacks: compression, noise, filters, colour, resizing, rotation, flips, shear,
   translation, cropping).
-* ``edited``: one editorial change (:mod:`robusthash.compare.edits`), then a strong attack.
+* ``edited``: one editorial change (:mod:`robusthash.synth.edits`), then a strong attack.
 * ``different``: another photo of the pool under a strong attack.
 
 Pairs come from one split's photos and cut-outs (train for training, test for the
@@ -16,26 +16,18 @@ aligned (:func:`truth_heatmap`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 
 import numpy as np
 from PIL import Image
 
 from ..attacks.spec import parse
 from ..attacks.suites import strong_attack_plan
+from ..compare import Kind
+from ..compare.align import AlignedPair, Alignment, align
 from ..io import to_rgb
-from ..segments.segmenter import reduced
+from ..imaging import reduced
 from . import edits
-from .align import AlignedPair, Alignment, align
 
-
-class Kind(IntEnum):
-    same = 0
-    edited = 1
-    different = 2
-
-
-CLASSES: tuple[str, ...] = tuple(kind.name for kind in Kind)
 EDITED_CELL = 0.25  # a cell is "edited" in the binary truth when this share of it is
 BILINEAR = Image.Resampling.BILINEAR
 

@@ -1,0 +1,86 @@
+"""The corpus (``../shared/corpus/build_corpus.py``) and its fixed train/test split.
+
+Photos are split by the corpus itself: ``train.txt`` and ``test.txt`` list them (paths
+relative to the corpus folder), ``extra_train.txt`` (built with ``--extra``) lists more
+photos for training only. The RGBA cut-outs in ``objects/`` are not split by the corpus;
+:func:`object_split` fixes their split by file name. Training never reads the test
+split (:func:`refuse_test_split`); reported results come from it.
+
+    >>> corpus = Corpus("corpus")
+    >>> corpus.train()[:2], len(corpus.objects("test"))
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..files import read_image_list
+
+TRAIN_LIST = "train.txt"
+TEST_LIST = "test.txt"
+EXTRA_TRAIN_LIST = "extra_train.txt"
+OBJECTS = "objects"
+SPLITS = ("train", "test")
+
+
+def object_split(path: Path | str) -> str:
+    """"train" or "test" for a corpus cut-out, fixed by its file name (the corpus splits
+    only its photos): about 70% train. ObjectNet trains on train cut-outs only; the
+    reported montage evaluation pastes test cut-outs into test photos."""
+    digest = hashlib.sha256(Path(path).name.encode()).digest()
+    return "train" if digest[0] % 10 < 7 else "test"
+
+
+def split_objects(folder: Path, split: str) -> list[Path]:
+    """The cut-outs (``*.png``) in ``folder`` of ``split`` ("train" or "test"), in path order."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    return [p for p in sorted(Path(folder).glob("*.png")) if object_split(p) == split]
+
+
+def refuse_test_split(path: Path) -> Path:
+    """``path`` unless it is the corpus's test list: reported results must never have
+    been trained on. Every training entry point reads its photo list through this."""
+    if Path(path).name == TEST_LIST:
+        raise ValueError(f"{path} is the test split; train on {TRAIN_LIST}")
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A corpus folder: its photo lists and its cut-outs, by split."""
+
+    root: Path
+    train_list: Path = field(init=False, repr=False, compare=False)
+    test_list: Path = field(init=False, repr=False, compare=False)
+    extra_train_list: Path = field(init=False, repr=False, compare=False)  # training only, may be absent
+    objects_folder: Path = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        root = Path(self.root)
+        paths = {"root": root, "train_list": root / TRAIN_LIST, "test_list": root / TEST_LIST,
+                 "extra_train_list": root / EXTRA_TRAIN_LIST, "objects_folder": root / OBJECTS}
+        for name, path in paths.items():
+            object.__setattr__(self, name, path)
+
+    def train(self) -> list[Path]:
+        """The train photos, in list order (sorted by source)."""
+        return read_image_list(self.train_list)
+
+    def test(self) -> list[Path]:
+        """The test photos, in list order (sorted by source); for reports, never training."""
+        return read_image_list(self.test_list)
+
+    def extra_train(self) -> list[Path]:
+        """The extra training-only photos (``--extra``); none when the corpus was built without."""
+        return read_image_list(self.extra_train_list) if self.extra_train_list.is_file() else []
+
+    def objects(self, split: str) -> list[Path]:
+        """The cut-outs of ``split`` (:func:`object_split`), in path order."""
+        return split_objects(self.objects_folder, split)
+
+
+__all__ = ["Corpus", "object_split", "split_objects", "refuse_test_split", "TRAIN_LIST", "TEST_LIST",
+           "EXTRA_TRAIN_LIST"]

@@ -1,0 +1,34 @@
+"""The corpus's one train/test split (``robusthash.synth.corpus``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from robusthash.synth.corpus import Corpus, object_split, refuse_test_split
+
+
+def test_the_corpus_lists_its_splits_and_cutouts(tmp_path):
+    (tmp_path / "train.txt").write_text("photos/b.jpg\nphotos/a.jpg\n\n")
+    (tmp_path / "test.txt").write_text("photos/c.jpg\n")
+    (tmp_path / "objects").mkdir()
+    names = [f"objects__{i:04d}.png" for i in range(20)]
+    for name in names:
+        (tmp_path / "objects" / name).write_bytes(b"")
+    corpus = Corpus(tmp_path)
+    assert corpus.train() == [tmp_path / "photos" / "b.jpg", tmp_path / "photos" / "a.jpg"]  # list order kept
+    assert corpus.test() == [tmp_path / "photos" / "c.jpg"]
+    assert corpus.extra_train() == []  # built without --extra
+    (tmp_path / "extra_train.txt").write_text("extra/x.jpg\n")
+    assert corpus.extra_train() == [tmp_path / "extra" / "x.jpg"]
+    train, test = corpus.objects("train"), corpus.objects("test")
+    assert sorted(train + test) == [tmp_path / "objects" / n for n in names] and train == sorted(train)
+    assert all(object_split(p) == "train" for p in train) and all(object_split(p) == "test" for p in test)
+    with pytest.raises(ValueError, match="unknown split"):
+        corpus.objects("extra")
+
+
+def test_training_refuses_the_test_list(tmp_path):
+    corpus = Corpus(tmp_path)
+    assert refuse_test_split(corpus.train_list) == corpus.train_list
+    with pytest.raises(ValueError, match="test split"):
+        refuse_test_split(corpus.test_list)
