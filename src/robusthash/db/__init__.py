@@ -3,6 +3,6 @@ truth), FAISS-backed Hamming indexes derived from it, and per-method decisions."
 
 from .index import HammingIndex, IndexConfig
 from .reference import AddReport, Admission, Examined, Match, QueryResult, ReferenceDB, examine
-from .store import Calibration, ImageRecord, Store
+from .store import Calibration, ImageRecord, Store, StoreUnavailable
 
-__all__ = ["AddReport", "Admission", "Calibration", "Examined", "HammingIndex", "ImageRecord", "IndexConfig", "Match", "QueryResult", "ReferenceDB", "Store", "examine"]
+__all__ = ["AddReport", "Admission", "Calibration", "Examined", "HammingIndex", "ImageRecord", "IndexConfig", "Match", "QueryResult", "ReferenceDB", "Store", "StoreUnavailable", "examine"]

@@ -12,6 +12,13 @@ One schema, two engines: SQLite (a file, the embedded default) and PostgreSQL
   can catch up (see :mod:`robusthash.db.reference`) instead of being rebuilt.
 * ``calibrations``: per method, the threshold at a false positive rate, measured on
   this collection.
+* ``meta``: key → text (the schema version, the database's identity, its methods, a
+  Milvus index's progress), read and written with :meth:`Store.meta` and
+  :meth:`Store.set_meta`.
+
+Nothing outside this module issues SQL or sees a driver's exceptions: a database that
+cannot be reached, is locked for too long or is not a database raises
+:class:`StoreUnavailable`.
 
 Writers are serialised (SQLite's write lock; on PostgreSQL an advisory lock taken by
 every writing transaction), so hash ids become visible in increasing order and a
@@ -89,6 +96,25 @@ class Calibration:
     computed_at: str
 
 
+class StoreUnavailable(RuntimeError):
+    """The database cannot be reached, stayed locked by another writer too long, or is
+    broken (not a database, corrupt). The server's condition, not the caller's fault:
+    retrying later may work. Its message is the driver's; the driver's exception is
+    its ``__cause__``."""
+
+
+def _outage_errors(is_postgres: bool) -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(the driver's exceptions that mean the database is unavailable, those among them
+    that are the statement's fault instead and pass through unchanged)."""
+    if is_postgres:
+        import psycopg
+
+        return (psycopg.OperationalError, psycopg.InterfaceError), ()
+    # DatabaseError: "file is not a database", "database disk image is malformed".
+    return (sqlite3.OperationalError, sqlite3.DatabaseError), (
+        sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError, sqlite3.NotSupportedError)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -102,7 +128,10 @@ class Store:
     def __init__(self, url: str | Path):
         self.url = str(url)
         self.is_postgres = self.url.startswith(("postgresql://", "postgres://"))
-        self._conn = self._connect()
+        self._outages, self._faults = _outage_errors(self.is_postgres)
+        self._writing = 0  # depth of nested write() blocks; only the outermost is a transaction
+        with self._reachable():
+            self._conn = self._connect()
         self._create_schema()
 
     # --- connection and dialect ---------------------------------------------------
@@ -122,26 +151,67 @@ class Store:
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
         return conn
 
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """The driver's outage errors as :class:`StoreUnavailable`."""
+        try:
+            yield
+        except self._outages as exc:
+            if isinstance(exc, self._faults):
+                raise
+            raise StoreUnavailable(str(exc)) from exc
+
     def _sql(self, statement: str) -> str:
         """Statements are written with ``?`` placeholders; psycopg wants ``%s``."""
         return statement.replace("?", "%s") if self.is_postgres else statement
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
-        return self._conn.execute(self._sql(statement), params)
+        """One statement (``?`` placeholders); the driver's cursor. For this module and
+        for tests: everything else uses the methods below."""
+        with self._reachable():
+            return self._conn.execute(self._sql(statement), params)
+
+    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        """Every row of a query, fetched while outages are still reported as such."""
+        with self._reachable():
+            return self._conn.execute(self._sql(statement), params).fetchall()
+
+    def _row(self, statement: str, params: Sequence[Any] = ()) -> Sequence[Any] | None:
+        """The first row of a query, or None."""
+        rows = self._rows(statement, params)
+        return rows[0] if rows else None
 
     def _executemany(self, statement: str, rows: list[Sequence[Any]]) -> None:
-        if self.is_postgres:
-            with self._conn.cursor() as cursor:
-                cursor.executemany(self._sql(statement), rows)
-        else:
-            self._conn.executemany(statement, rows)
+        with self._reachable():
+            if self.is_postgres:
+                with self._conn.cursor() as cursor:
+                    cursor.executemany(self._sql(statement), rows)
+            else:
+                self._conn.executemany(statement, rows)
 
     @contextmanager
     def write(self) -> Iterator[None]:
-        """One writing transaction: all of it lands, or none of it."""
+        """One writing transaction: all of it lands, or none of it. A ``write`` inside
+        another is part of the outer one."""
+        if self._writing:
+            self._writing += 1
+            try:
+                yield
+            finally:
+                self._writing -= 1
+            return
+        self._writing = 1
+        try:
+            with self._reachable(), self._transaction():
+                yield
+        finally:
+            self._writing = 0
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
         if self.is_postgres:
             with self._conn.transaction():
-                self.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
+                self._conn.execute(self._sql("SELECT pg_advisory_xact_lock(?)"), (WRITER_LOCK,))
                 yield
             return
         self._conn.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write
@@ -151,6 +221,10 @@ class Store:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+
+    def ping(self) -> None:
+        """A cheap round trip; raises :class:`StoreUnavailable` when the database does not answer."""
+        self._rows("SELECT 1")
 
     def _create_schema(self) -> None:
         serial = "BIGINT GENERATED ALWAYS AS IDENTITY" if self.is_postgres else "INTEGER"
@@ -196,25 +270,50 @@ class Store:
         with self.write():
             for statement in statements:
                 self.execute(statement)
-            found = self.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            found = self.meta("schema")
             if found is None:
-                self.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            elif found[0] == "1":
+                self.set_meta("schema", SCHEMA_VERSION)
+            elif found == "1":
                 self.execute("ALTER TABLE hashes ADD COLUMN quality INTEGER")
-                self.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
-            elif found[0] != SCHEMA_VERSION:
-                raise RuntimeError(f"{self.url}: schema version {found[0]}, this robusthash reads {SCHEMA_VERSION}")
+                self.set_meta("schema", SCHEMA_VERSION)
+            elif found != SCHEMA_VERSION:
+                raise RuntimeError(f"{self.url}: schema version {found}, this robusthash reads {SCHEMA_VERSION}")
 
     def _schema_version(self) -> str | None:
         table = ("SELECT to_regclass('meta') IS NOT NULL" if self.is_postgres
                  else "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
-        if not self.execute(table).fetchone()[0]:
-            return None
-        row = self.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        return row[0] if row else None
+        return self.meta("schema") if self._rows(table)[0][0] else None
 
     def close(self) -> None:
-        self._conn.close()
+        with self._reachable():
+            self._conn.close()
+
+    # --- the meta table -------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        """The value stored under ``key``, or None."""
+        row = self._row("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store ``value`` under ``key``, replacing what was there."""
+        with self.write():
+            self.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def setdefault_meta(self, key: str, value: str) -> str:
+        """The value under ``key``; ``value`` is stored first if there is none. Of writers
+        racing to set it, one wins and all get the winner's value."""
+        with self.write():
+            self.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
+            stored = self.meta(key)
+        assert stored is not None
+        return stored
+
+    def delete_meta(self, key: str) -> bool:
+        """Remove ``key``; whether it was there."""
+        with self.write():
+            return self.execute("DELETE FROM meta WHERE key = ?", (key,)).rowcount > 0
 
     # --- writing --------------------------------------------------------------------
 
@@ -231,9 +330,9 @@ class Store:
         results = []
         with self.write():
             for image in images:
-                row = self.execute("SELECT id FROM images WHERE digest = ?", (image.digest,)).fetchone()
+                row = self._row("SELECT id FROM images WHERE digest = ?", (image.digest,))
                 image_id = self._insert_image(image) if row is None else int(row[0])
-                held = {(m, v, s): int(i) for i, m, v, s in self.execute(
+                held = {(m, v, s): int(i) for i, m, v, s in self._rows(
                     "SELECT id, method, version, segment FROM hashes WHERE image_id = ?", (image_id,))}
                 new = {key: bits for key, bits in image.hashes.items() if key not in held}
                 versions = {(m, v) for m, v, _ in new}
@@ -254,7 +353,7 @@ class Store:
                   image.width, image.height, _now())
         statement = "INSERT INTO images (digest, source, metadata, width, height, added_at) VALUES (?, ?, ?, ?, ?, ?)"
         if self.is_postgres:
-            return int(self.execute(statement + " RETURNING id", params).fetchone()[0])
+            return int(self._rows(statement + " RETURNING id", params)[0][0])
         return int(self.execute(statement, params).lastrowid)
 
     def remove_images(self, image_ids: Iterable[int]) -> int:
@@ -262,7 +361,7 @@ class Store:
         removed = 0
         with self.write():
             for image_id in image_ids:
-                hashes = self.execute("SELECT id, method, version FROM hashes WHERE image_id = ?", (image_id,)).fetchall()
+                hashes = self._rows("SELECT id, method, version FROM hashes WHERE image_id = ?", (image_id,))
                 if hashes:
                     self._executemany("INSERT INTO removals (hash_id, method, version) VALUES (?, ?, ?)",
                                       [tuple(h) for h in hashes])
@@ -284,28 +383,28 @@ class Store:
     # --- reading --------------------------------------------------------------------
 
     def image(self, image_id: int) -> ImageRecord | None:
-        row = self.execute(
+        row = self._row(
             f"SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?", (image_id,)
-        ).fetchone()
+        )
         return None if row is None else _image_record(row)
 
     def images(self, image_ids: Iterable[int]) -> dict[int, ImageRecord]:
         return {r.id: r for r in map(_image_record, self._rows_by_id(f"SELECT {IMAGE_COLUMNS} FROM images", image_ids))}
 
     def image_by_digest(self, digest: str) -> ImageRecord | None:
-        row = self.execute(
+        row = self._row(
             f"SELECT {IMAGE_COLUMNS} FROM images WHERE digest = ?", (digest,)
-        ).fetchone()
+        )
         return None if row is None else _image_record(row)
 
     def hashes(self, method: str, version: str, after_id: int = 0, batch: int = 100_000) -> Iterator[list[HashRow]]:
         """Hash rows of one method with id > ``after_id``, in id order, in batches."""
         last = after_id
         while True:
-            rows = self.execute(
+            rows = self._rows(
                 f"SELECT {HASH_COLUMNS} FROM hashes WHERE method = ? AND version = ? AND id > ? ORDER BY id LIMIT ?",
                 (method, version, last, batch),
-            ).fetchall()
+            )
             if not rows:
                 return
             yield [_hash_row(r) for r in rows]
@@ -319,41 +418,41 @@ class Store:
         wanted = sorted(set(int(i) for i in ids))
         for start in range(0, len(wanted), chunk):
             part = wanted[start : start + chunk]
-            yield from self.execute(f"{select} WHERE id IN ({','.join('?' * len(part))})", part)
+            yield from self._rows(f"{select} WHERE id IN ({','.join('?' * len(part))})", part)
 
     def image_hashes(self, image_id: int, method: str, version: str) -> list[HashRow]:
         """Every hash of one image and method, by segment."""
-        rows = self.execute(
+        rows = self._rows(
             f"SELECT {HASH_COLUMNS} FROM hashes WHERE image_id = ? AND method = ? AND version = ? ORDER BY segment",
             (image_id, method, version),
-        ).fetchall()
+        )
         return [_hash_row(r) for r in rows]
 
     def removals(self, method: str, version: str, after_seq: int = 0) -> list[tuple[int, int]]:
         """(seq, hash id) of hashes of one method removed after ``after_seq``."""
-        rows = self.execute(
+        rows = self._rows(
             "SELECT seq, hash_id FROM removals WHERE method = ? AND version = ? AND seq > ? ORDER BY seq",
             (method, version, after_seq),
-        ).fetchall()
+        )
         return [(int(s), int(h)) for s, h in rows]
 
     def last_removal(self) -> int:
-        row = self.execute("SELECT MAX(seq) FROM removals").fetchone()
+        row = self._row("SELECT MAX(seq) FROM removals")
         return int(row[0] or 0)
 
     def calibration(self, method: str, version: str) -> Calibration | None:
-        row = self.execute(
+        row = self._row(
             "SELECT method, version, fpr, threshold, pairs, images, computed_at FROM calibrations "
             "WHERE method = ? AND version = ?", (method, version),
-        ).fetchone()
+        )
         return None if row is None else Calibration(row[0], row[1], float(row[2]), float(row[3]), int(row[4]),
                                                     int(row[5]), row[6])
 
     def stats(self) -> dict[str, Any]:
-        images = int(self.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+        images = int(self._rows("SELECT COUNT(*) FROM images")[0][0])
         per_method = {
             f"{m}@{v}": {"hashes": int(n), "images": int(k)}
-            for m, v, n, k in self.execute(
+            for m, v, n, k in self._rows(
                 "SELECT method, version, COUNT(*), COUNT(DISTINCT image_id) FROM hashes GROUP BY method, version "
                 "ORDER BY method, version"
             )
@@ -361,7 +460,7 @@ class Store:
         return {"engine": "postgresql" if self.is_postgres else "sqlite", "images": images, "methods": per_method}
 
     def methods(self) -> list[tuple[str, str]]:
-        return [(m, v) for m, v in self.execute("SELECT DISTINCT method, version FROM hashes ORDER BY method, version")]
+        return [(m, v) for m, v in self._rows("SELECT DISTINCT method, version FROM hashes ORDER BY method, version")]
 
 
 def _hash_row(r: Sequence[Any]) -> HashRow:

@@ -1,0 +1,95 @@
+"""The state one app holds: the database (behind a lock), its hashers, the thumbnails
+and the comparator. Routes (:mod:`robusthash.service.routes`) take a :class:`Service`."""
+
+import logging
+import threading
+from typing import Optional
+
+from fastapi import HTTPException
+
+from ..db import Examined, ReferenceDB
+from ..db.store import ImageRecord
+from ..hashing import BaseHasher, get_hasher
+from ..io import ImageError
+from .config import ServiceConfig
+from .thumbnails import Thumbnails
+
+log = logging.getLogger("robusthash.service")
+
+
+class Service:
+    """The database (behind a lock), its hashers and the thumbnails."""
+
+    def __init__(self, config: ServiceConfig):
+        self.config = config
+        self.limits = config.load_limits
+        self.ref = ReferenceDB(config.db, methods=list(config.methods) if config.methods else None, limits=self.limits)
+        self.lock = threading.Lock()
+        folder = config.thumbnails_folder()
+        self.thumbnails = Thumbnails(folder, config.thumbnail_size, self.limits)
+        # The comparator needs more pixels than a thumbnail; kept the same way, beside them.
+        self.comparison_copies = Thumbnails(folder / "compare" if folder else None, config.comparison_size,
+                                            self.limits)
+        self._comparator = None
+        self._comparator_lock = threading.Lock()
+        with self.lock:
+            self.ref.refresh()  # build the indexes now, not during the first query
+
+    def close(self) -> None:
+        with self.lock:
+            try:
+                self.ref.save_indexes()  # the next start loads them and catches up instead of rebuilding
+            except OSError as exc:
+                log.warning("could not save the indexes: %s", exc)
+            self.ref.close()
+
+    def hashers(self, methods: Optional[str]) -> list[BaseHasher]:
+        """The hashers a query asked for (comma-separated), else the database's."""
+        if not methods or not methods.strip():
+            return [self.ref.hashers[m] for m in self.ref.methods]
+        with self.lock:
+            known = set(self.ref.methods) | {m for m, _ in self.ref.store.methods()}
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        unknown = [m for m in names if m not in known]
+        if unknown:
+            raise HTTPException(422, f"methods: {', '.join(map(repr, unknown))} not registered in this database; "
+                                     f"it has {', '.join(sorted(known))}")
+        return [self.ref.hashers.get(m) or get_hasher(m) for m in dict.fromkeys(names)]  # type: ignore[misc]
+
+    def examine_upload(self, data: bytes, name: str, hashers: list[BaseHasher], variants: bool = True) -> Examined:
+        """:meth:`ReferenceDB.examine`, its refusals as 422: the loader refuses non-images
+        and pixel bombs, naming the upload."""
+        try:
+            return self.ref.examine(data, [h.name for h in hashers], name, variants)
+        except ImageError as exc:
+            raise HTTPException(422, str(exc)) from None
+        except ValueError as exc:  # a hasher refusing a decoded picture (e.g. too small) is still bad input
+            raise HTTPException(422, f"{name}: cannot be hashed ({exc})") from None
+
+    def keep_copies(self, digest: str, data: bytes) -> None:
+        """Keep a preview of an uploaded original and its copy for the comparator; the image
+        is registered even if this fails."""
+        for kept in (self.thumbnails, self.comparison_copies):
+            try:
+                kept.keep(digest, data)
+            except (ImageError, OSError) as exc:
+                log.warning("no %s px copy kept for %s: %s", kept.size, digest, exc)
+
+    def comparator(self):
+        """The shipped image comparator, loaded on first use; 503 when it cannot be."""
+        from ..compare import ImageComparator
+
+        with self._comparator_lock:
+            if self._comparator is None:
+                try:
+                    self._comparator = ImageComparator(limits=self.limits)
+                except (ValueError, ImportError) as exc:
+                    raise HTTPException(503, f"the image comparator is unavailable: {exc}") from None
+            return self._comparator
+
+    def record(self, image_id: int) -> ImageRecord:
+        with self.lock:
+            record = self.ref.store.image(image_id)
+        if record is None:
+            raise HTTPException(404, f"no registered image with id {image_id}")
+        return record

@@ -1,0 +1,80 @@
+"""The service reaches the database only through the store: it imports no driver, and
+a database that cannot be used answers 503 (StoreUnavailable), not 500."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+import robusthash.service
+from robusthash.db import ReferenceDB, Store
+from robusthash.service import ServiceConfig, create_app
+
+DRIVERS = {"sqlite3", "psycopg", "psycopg2", "psycopg_pool"}
+
+
+def _imported(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_service_imports_no_database_driver():
+    modules = sorted(Path(robusthash.service.__file__).parent.rglob("*.py"))
+    assert len(modules) > 5  # the routes are found too
+    found = {str(p.name): _imported(p) & DRIVERS for p in modules}
+    assert not any(found.values()), {name: drivers for name, drivers in found.items() if drivers}
+
+
+def test_a_locked_database_answers_503_with_retry_after(tmp_path):
+    url = str(tmp_path / "ref.sqlite")
+    with ReferenceDB(url) as ref:
+        ref.set_methods(["dhash"])
+    app = create_app(ServiceConfig(db=url, allow_anonymous=True))
+    app.state.service.ref.store.execute("PRAGMA busy_timeout = 100")
+    holder = Store(url)
+    with TestClient(app) as client:
+        with holder.write():
+            holder.set_meta("busy", "yes")
+            removed = client.delete("/v1/images/1")
+            assert client.get("/v1/health").status_code == 200  # reading still works (WAL)
+        assert removed.status_code == 503, removed.text
+        assert removed.headers["Retry-After"] == "5"
+        assert removed.json() == {"detail": "database busy or unavailable (database is locked); retry later"}
+        assert client.delete("/v1/images/1").status_code == 404  # unlocked: an ordinary answer
+    holder.close()
+
+
+def test_health_answers_503_when_the_server_cut_the_connection(fresh_postgres):
+    with ReferenceDB(fresh_postgres) as ref:
+        ref.set_methods(["dhash"])
+    app = create_app(ServiceConfig(db=fresh_postgres, allow_anonymous=True))
+    store = app.state.service.ref.store
+    pid = store.execute("SELECT pg_backend_pid()").fetchone()[0]
+    admin = Store(fresh_postgres)
+    with TestClient(app) as client:
+        assert client.get("/v1/health").status_code == 200
+        admin.execute("SELECT pg_terminate_backend(?)", (pid,))
+        health = client.get("/v1/health")
+        assert health.status_code == 503 and health.json()["detail"].startswith("database unavailable: ")
+        stats = client.get("/v1/stats")
+        assert stats.status_code == 503 and stats.headers["Retry-After"] == "5"
+    admin.close()
+
+
+@pytest.mark.parametrize("path", ["/v1/health", "/v1/stats"])
+def test_the_health_and_stats_routes_answer(tmp_path, path):
+    url = str(tmp_path / "ref.sqlite")
+    with ReferenceDB(url) as ref:
+        ref.set_methods(["dhash"])
+    with TestClient(create_app(ServiceConfig(db=url, allow_anonymous=True))) as client:
+        answer = client.get(path)
+    assert answer.status_code == 200
+    assert ("version" in answer.json()) if path.endswith("health") else answer.json()["images"] == 0
