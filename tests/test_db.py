@@ -121,8 +121,9 @@ def test_saved_indexes_are_loaded_and_caught_up(tmp_path, originals, photos):
     assert len(written) == 2 * len(METHODS)
     with make_db(url) as ref:
         ref.add(originals[:1])  # after the save: the loaded index must catch up
-        state = ref._load_index("pdq", ref.hashers["pdq"].version)
-        assert state is not None and len(state.index) == len(originals) - 1
+        pdq = ref.hashers["pdq"]
+        state = ref.index_home.open("pdq", pdq.version, pdq.bits)
+        assert len(state.index) == len(originals) - 1 and state.last_hash_id > 0
         assert ref.query(photos["astronaut"], methods=["pdq"])[0].matched
     # an index saved for another database is never used
     other = str(tmp_path / "other.sqlite")
@@ -130,7 +131,9 @@ def test_saved_indexes_are_loaded_and_caught_up(tmp_path, originals, photos):
         for path in written:
             (Path(f"{other}.index") / path.name).parent.mkdir(exist_ok=True)
             (Path(f"{other}.index") / path.name).write_bytes(path.read_bytes())
-        assert ref._load_index("pdq", ref.hashers["pdq"].version) is None
+        pdq = ref.hashers["pdq"]
+        state = ref.index_home.open("pdq", pdq.version, pdq.bits)
+        assert len(state.index) == 0 and state.progress == (0, 0)
 
 
 def test_calibration_is_stored_and_decides(db_url, originals):

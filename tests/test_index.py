@@ -6,8 +6,8 @@ import faiss
 import numpy as np
 import pytest
 
+from robusthash.db.search import TIE_SLACK
 from robusthash.db.index import (
-    TIE_SLACK,
     HammingIndex,
     IndexConfig,
     _flip_masks,

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from robusthash import attacks
 from robusthash.cli import app
 from robusthash.db import ReferenceDB
-from robusthash.db.index import TIE_SLACK
+from robusthash.db.search import TIE_SLACK
 from robusthash.db.milvus import (
     MilvusIndex,
     MilvusLocation,

@@ -44,15 +44,12 @@ from typing import Protocol
 import faiss
 import numpy as np
 
+from .search import (TIE_SLACK, FollowedIndex, RangeHits, as_codes, as_ids, last_of_each, no_hits, no_neighbours,
+                     sort_hits)
+
 FORMAT = "robusthash.HammingIndex"
 FORMAT_VERSION = 1
 KINDS = ("auto", "flat", "mih")
-
-# FAISS is asked for this many neighbours beyond k, so that the codes tied at the k-th
-# distance can be ordered by id; when even these are all tied, a radius scan collects the rest.
-TIE_SLACK = 16
-
-RangeHits = tuple[np.ndarray, np.ndarray]  # (ids int64, distances int32), sorted by (distance, id)
 
 
 @dataclass(frozen=True)
@@ -126,13 +123,13 @@ class HammingIndex:
 
     def add(self, ids: np.ndarray, codes: np.ndarray) -> None:
         """Add codes under ids; an id already present (or repeated in the batch) keeps its last code."""
-        ids = _as_ids(ids)
-        codes = _as_codes(codes, self.code_bytes, "codes")
+        ids = as_ids(ids)
+        codes = as_codes(codes, self.code_bytes, "codes")
         if len(ids) != len(codes):
             raise ValueError(f"{len(ids)} ids for {len(codes)} codes")
         if not len(ids):
             return
-        ids, codes = _last_of_each(ids, codes)
+        ids, codes = last_of_each(ids, codes)
         if ids[0] <= self._max_id:  # ids are sorted now: the smallest one might be present
             self._backend.remove(ids)
         self._max_id = max(self._max_id, int(ids[-1]))
@@ -145,7 +142,7 @@ class HammingIndex:
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove codes by id; returns how many were present (unknown ids are ignored)."""
-        ids = np.unique(_as_ids(ids))
+        ids = np.unique(as_ids(ids))
         return self._backend.remove(ids) if len(ids) else 0
 
     # --- queries ----------------------------------------------------------------------
@@ -157,18 +154,18 @@ class HammingIndex:
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, not {k!r}")
-        queries = _as_codes(queries, self.code_bytes, "queries")
+        queries = as_codes(queries, self.code_bytes, "queries")
         if not len(self) or not len(queries):
-            return _no_neighbours(len(queries), int(k), self.nbits)
+            return no_neighbours(len(queries), int(k), self.nbits)
         return self._backend.search(queries, int(k))
 
     def range_search(self, queries: np.ndarray, radius: int) -> list[RangeHits]:
         """Per query, ``(ids, distances)`` of every code with distance ``<= radius``, by (distance, id)."""
         if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
             raise ValueError(f"radius must be a non-negative integer, not {radius!r}")
-        queries = _as_codes(queries, self.code_bytes, "queries")
+        queries = as_codes(queries, self.code_bytes, "queries")
         if not len(self):
-            return [_no_hits() for _ in range(len(queries))]
+            return [no_hits() for _ in range(len(queries))]
         return self._backend.range_search(queries, int(radius))
 
     def memory_bytes(self) -> int:
@@ -229,6 +226,52 @@ class HammingIndex:
         if kind == "mih":
             return _MihBackend.from_arrays(self.nbits, self.config, arrays)
         return _FlatBackend.from_arrays(self.nbits, arrays)
+
+
+class IndexFiles:
+    """The home of a database's FAISS indexes: one ``.index`` file (the index) and one
+    ``.json`` (how far it followed the store, and of which database) per (method, version)
+    in ``folder``; with no folder they live only as long as the process. A file of another
+    database, an old format or damaged is never trusted: the index is rebuilt from the store."""
+
+    FORMAT = "1"
+
+    def __init__(self, folder: Path | None, identity: str):
+        self.folder, self.identity = folder, identity
+
+    def _paths(self, method: str, version: str) -> tuple[Path, Path] | None:
+        if self.folder is None:
+            return None
+        stem = f"{method}-{version}".replace("/", "_")
+        return self.folder / f"{stem}.index", self.folder / f"{stem}.json"
+
+    def open(self, method: str, version: str, nbits: int) -> FollowedIndex:
+        paths = self._paths(method, version)
+        if paths is None or not paths[0].exists() or not paths[1].exists():
+            return FollowedIndex(HammingIndex(nbits))
+        try:
+            info = json.loads(paths[1].read_text())
+            if info.get("format") != self.FORMAT or info.get("database") != self.identity:
+                return FollowedIndex(HammingIndex(nbits))
+            return FollowedIndex(HammingIndex.load(paths[0]), int(info["last_hash_id"]), int(info["last_removal"]))
+        except (ValueError, OSError, KeyError):
+            return FollowedIndex(HammingIndex(nbits))
+
+    def followed(self, method: str, version: str, state: FollowedIndex) -> None:
+        pass  # files are written on save, not after every query
+
+    def save(self, method: str, version: str, state: FollowedIndex) -> list[Path]:
+        paths = self._paths(method, version)
+        if paths is None:
+            return []
+        assert isinstance(state.index, HammingIndex)
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
+        state.index.save(paths[0])
+        paths[1].write_text(json.dumps({
+            "format": self.FORMAT, "database": self.identity, "method": method, "version": version,
+            "last_hash_id": state.last_hash_id, "last_removal": state.last_removal, "count": len(state.index),
+        }))
+        return list(paths)
 
 
 class _Backend(Protocol):
@@ -431,7 +474,7 @@ class _MihTables:
         return results  # type: ignore[return-value]
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        distances, ids = _no_neighbours(len(queries), k, self.nbits)
+        distances, ids = no_neighbours(len(queries), k, self.nbits)
         scan = []
         for i, query in enumerate(queries):
             found = self._knn_by_radius(query, k)
@@ -465,7 +508,7 @@ class _MihTables:
         if self.dead:
             alive = ~_sorted_contains(self._dead, positions)
             positions, distances = positions[alive], distances[alive]
-        return _sort_hits(self._ids[positions], distances)
+        return sort_hits(self._ids[positions], distances)
 
     def _candidates(self, query: np.ndarray, radius: int) -> np.ndarray | None:
         """Positions in the key balls that make the search exact (duplicates possible), or None."""
@@ -576,7 +619,7 @@ class _MihBackend:
             parts.append(self._delta.range_search(queries, radius))
         if len(parts) == 1:
             return parts[0]
-        return [_sort_hits(np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])) for a, b in zip(*parts)]
+        return [sort_hits(np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])) for a, b in zip(*parts)]
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
         delta_ids, delta_codes = self._delta.items()
@@ -686,14 +729,14 @@ def _scan_range(index: faiss.IndexBinary | _CodeScan, queries: np.ndarray, radiu
     hits = []
     for lo, hi in zip(limits[:-1], limits[1:]):
         ids = found[lo:hi] if labels is None else labels[found[lo:hi]]
-        hits.append(_sort_hits(ids, distances[lo:hi]))
+        hits.append(sort_hits(ids, distances[lo:hi]))
     return hits
 
 
 def _scan_knn(index: faiss.IndexBinary | _CodeScan, queries: np.ndarray, k: int, live: int, pad: int,
               labels: np.ndarray | None = None, params: faiss.SearchParameters | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k by a FAISS scan, ties at the k-th distance settled by id."""
-    out_d, out_i = _no_neighbours(len(queries), k, pad - 1)
+    out_d, out_i = no_neighbours(len(queries), k, pad - 1)
     wanted = min(k + TIE_SLACK, live)
     if not wanted:
         return out_d, out_i
@@ -721,47 +764,7 @@ def _merge_knn(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.n
     return np.take_along_axis(distances, order, -1), np.take_along_axis(ids, order, -1)
 
 
-def _sort_hits(ids: np.ndarray, distances: np.ndarray) -> RangeHits:
-    order = np.lexsort((ids, distances))
-    return ids[order].astype(np.int64, copy=False), distances[order].astype(np.int32)
-
-
-def _no_neighbours(queries: int, k: int, nbits: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.full((queries, k), nbits + 1, dtype=np.int32), np.full((queries, k), -1, dtype=np.int64)
-
-
-def _no_hits() -> RangeHits:
-    return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32)
-
-
 # --- arrays in and out --------------------------------------------------------------------
-
-
-def _as_ids(ids: np.ndarray) -> np.ndarray:
-    ids = np.asarray(ids)
-    if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
-        raise ValueError(f"ids must be a 1-D integer array, not {ids.dtype} of shape {ids.shape}")
-    if ids.size and ids.min() < 0:
-        raise ValueError("ids must be >= 0 (-1 marks a missing neighbour)")
-    return ids.astype(np.int64, copy=False)
-
-
-def _as_codes(codes: np.ndarray, code_bytes: int, what: str) -> np.ndarray:
-    codes = np.asarray(codes)
-    if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] != code_bytes:
-        raise ValueError(
-            f"{what} must be packed uint8 rows of shape (n, {code_bytes}) for {8 * code_bytes}-bit codes, "
-            f"not {codes.dtype} of shape {codes.shape}"
-        )
-    return np.ascontiguousarray(codes)
-
-
-def _last_of_each(ids: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ids sorted and unique, each with the code it had last in the batch."""
-    if np.all(ids[1:] > ids[:-1]):  # the database's usual batch: nothing to do
-        return ids, codes
-    unique, last_from_end = np.unique(ids[::-1], return_index=True)
-    return unique, codes[len(ids) - 1 - last_from_end]
 
 
 def _pad_to_words(codes: np.ndarray) -> np.ndarray:

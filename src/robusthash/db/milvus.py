@@ -32,14 +32,20 @@ on large collections, and approximate (``benchmarks/scale.py`` measures its reca
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
-from .index import TIE_SLACK, RangeHits, _as_codes, _as_ids, _last_of_each, _no_hits, _no_neighbours, _sort_hits
+from .search import TIE_SLACK, FollowedIndex, RangeHits, as_codes, as_ids, last_of_each, no_hits, no_neighbours, sort_hits
+
+if TYPE_CHECKING:
+    from .store import Store
 
 SCHEME = "milvus://"
 MILVUS_LIMIT = 16384  # Milvus's topk cap, for search and range search alike
@@ -205,19 +211,19 @@ class MilvusIndex:
 
     def add(self, ids: np.ndarray, codes: np.ndarray) -> None:
         """Add codes under ids; an id already present (or repeated in the batch) keeps its last code."""
-        ids, codes = _as_ids(ids), _as_codes(codes, self.code_bytes, "codes")
+        ids, codes = as_ids(ids), as_codes(codes, self.code_bytes, "codes")
         if len(ids) != len(codes):
             raise ValueError(f"{len(ids)} ids for {len(codes)} codes")
         if not len(ids):
             return
-        ids, codes = _last_of_each(ids, codes)
+        ids, codes = last_of_each(ids, codes)
         for start in range(0, len(ids), WRITE_CHUNK):
             chunk = slice(start, start + WRITE_CHUNK)
             self._collection.upsert([ids[chunk].tolist(), [row.tobytes() for row in codes[chunk]]])
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove codes by id; returns how many were present (unknown ids are ignored)."""
-        ids = np.unique(_as_ids(ids))
+        ids = np.unique(as_ids(ids))
         present = 0
         for start in range(0, len(ids), WRITE_CHUNK):
             expression = f"id in {ids[start:start + WRITE_CHUNK].tolist()}"
@@ -258,8 +264,8 @@ class MilvusIndex:
             raise ValueError(f"k must be a positive integer, not {k!r}")
         if k > MILVUS_LIMIT:
             raise ValueError(f"k must be at most {MILVUS_LIMIT} on Milvus, not {k}")
-        queries = _as_codes(queries, self.code_bytes, "queries")
-        distances, ids = _no_neighbours(len(queries), int(k), self.nbits)
+        queries = as_codes(queries, self.code_bytes, "queries")
+        distances, ids = no_neighbours(len(queries), int(k), self.nbits)
         if not len(queries):
             return distances, ids
         asked = min(int(k) + TIE_SLACK, MILVUS_LIMIT)
@@ -276,7 +282,7 @@ class MilvusIndex:
         """Per query, ``(ids, distances)`` of every code with distance ``<= radius``, by (distance, id)."""
         if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
             raise ValueError(f"radius must be a non-negative integer, not {radius!r}")
-        queries = _as_codes(queries, self.code_bytes, "queries")
+        queries = as_codes(queries, self.code_bytes, "queries")
         return [self._range_one(query, int(radius)) for query in queries]
 
     def _range_one(self, query: np.ndarray, radius: int) -> RangeHits:
@@ -313,12 +319,41 @@ class MilvusIndex:
                 raise RuntimeError(f"more than {MILVUS_LIMIT} codes in Milvus collection {self.name} lie this close "
                                    "to the query; Milvus cannot return them all")
             if not len(hits):
-                out.append(_no_hits())
+                out.append(no_hits())
                 continue
-            out.append(_sort_hits(np.array(hits.ids, dtype=np.int64),
+            out.append(sort_hits(np.array(hits.ids, dtype=np.int64),
                                   np.rint(np.array(hits.distances)).astype(np.int32)))
         return out
 
 
 __all__ = ["MILVUS_LIMIT", "MilvusIndex", "MilvusLocation", "collection_name", "connect", "is_milvus_url",
            "parse_milvus_url", "start_embedded"]
+
+
+class MilvusCollections:
+    """The home of a database's indexes on a Milvus server: one collection per (method,
+    version), which outlives the process, so how far it followed the store is kept in the
+    store's meta table (``milvus:<collection>``) after each catch-up."""
+
+    def __init__(self, location: MilvusLocation, store: "Store", identity: str):
+        self.location, self.store, self.identity = location, store, identity
+
+    def open(self, method: str, version: str, nbits: int) -> FollowedIndex:
+        index = MilvusIndex(self.location, collection_name(self.identity, method, version), nbits)
+        recorded = self.store.meta(f"milvus:{index.name}")
+        if index.created or recorded is None:
+            return FollowedIndex(index)  # a new (or re-created) collection starts from nothing
+        progress = json.loads(recorded)
+        saved = (int(progress["last_hash_id"]), int(progress["last_removal"]))
+        return FollowedIndex(index, *saved, recorded=saved)
+
+    def followed(self, method: str, version: str, state: FollowedIndex) -> None:
+        if state.progress == state.recorded:
+            return  # nothing new: no meta-table write on the query path
+        name = collection_name(self.identity, method, version)
+        self.store.set_meta(f"milvus:{name}",
+                            json.dumps({"last_hash_id": state.last_hash_id, "last_removal": state.last_removal}))
+        state.recorded = state.progress
+
+    def save(self, method: str, version: str, state: FollowedIndex) -> list[Path]:
+        return []  # the collection is already on the server

@@ -1,8 +1,9 @@
 """The reference database users talk to: register originals, ask "is this one of mine?".
 
 :class:`ReferenceDB` joins the :class:`~robusthash.db.store.Store` (the source of
-truth), one :class:`~robusthash.db.index.HammingIndex` per (method, version) derived
-from it, and the hashers' decisions:
+truth), one search index per (method, version) derived from it (a
+:class:`~robusthash.db.search.SearchIndex` kept by its :class:`~robusthash.db.search.IndexHome`:
+FAISS files next to the database, or Milvus collections), and the hashers' decisions:
 
 * a method with its own rule (``own_rule``: forbild's two steps, which need the fresh
   query hash's reliabilities; imagehash's crop-resistant segments) decides by it;
@@ -36,19 +37,12 @@ from ..hashing import BaseHasher, Hash, MultiHash
 from ..hashing.base import DecodedImage, DecodeSpec, shared_hasher
 from ..information import DEFAULT_RULE, Information, InformationRule, information
 from ..io import DEFAULT_LIMITS, ImageError, ImageSource, LoadLimits, header_size, read_bytes
-from .index import HammingIndex
-from .milvus import (
-    MilvusIndex,
-    MilvusLocation,
-    collection_name,
-    connect,
-    is_milvus_url,
-    parse_milvus_url,
-)
+from .index import IndexFiles
+from .milvus import MilvusCollections, connect, is_milvus_url, parse_milvus_url
+from .search import FollowedIndex, IndexHome
 from .store import ADDED, UPDATED, Calibration, HashRow, ImageRecord, NewImage, Store
 
 DEFAULT_METHODS = ("forbild",)
-INDEX_FORMAT = "1"
 # Distributed registering: files per task (each task's bytes travel to a worker), and the
 # tasks submitted ahead of the results, which bounds what this process holds in memory.
 TASK_SIZE = 16
@@ -164,17 +158,6 @@ class AddReport:
     partial: list[tuple[str, str]] = field(default_factory=list)
 
 
-@dataclass
-class _IndexState:
-    """An index and how far it has followed the store."""
-
-    index: HammingIndex | MilvusIndex
-    last_hash_id: int = 0
-    last_removal: int = 0
-    # Milvus: the (last_hash_id, last_removal) last written to the store's meta table.
-    saved: tuple[int, int] | None = None
-
-
 Progress = Callable[[int, int], None]
 
 
@@ -190,34 +173,30 @@ class ReferenceDB:
 
     def __init__(self, url: str | Path, methods: Sequence[str] | None = None, index_dir: Path | None = None,
                  limits: LoadLimits = DEFAULT_LIMITS, admission: Admission = DEFAULT_ADMISSION):
-        self.milvus: MilvusLocation | None = parse_milvus_url(str(url)) if is_milvus_url(url) else None
-        if self.milvus:
-            connect(self.milvus)  # an unreachable server is reported now, not at the first query
-        store_url = self.milvus.store if self.milvus else url
+        milvus = parse_milvus_url(str(url)) if is_milvus_url(url) else None
+        if milvus:
+            connect(milvus)  # an unreachable server is reported now, not at the first query
+        store_url = milvus.store if milvus else url
         self.store = Store(store_url)
         self.limits = limits
         self.admission = admission
         self.methods = list(methods) if methods else self._stored_methods()
         self.hashers: dict[str, BaseHasher] = {m: shared_hasher(m) for m in self.methods}  # type: ignore[misc]
-        if index_dir is None and not self.store.is_postgres and not self.milvus:
+        if index_dir is None and not self.store.is_postgres and not milvus:
             index_dir = Path(f"{store_url}.index")
         self.index_dir = index_dir
         self.identity = self._identity()
-        self._indexes: dict[tuple[str, str], _IndexState] = {}
+        self.index_home: IndexHome = (MilvusCollections(milvus, self.store, self.identity) if milvus
+                                      else IndexFiles(index_dir, self.identity))
+        self._indexes: dict[tuple[str, str], FollowedIndex] = {}
 
     def _stored_methods(self) -> list[str]:
-        row = self.store.execute("SELECT value FROM meta WHERE key = 'methods'").fetchone()
-        return json.loads(row[0]) if row else list(DEFAULT_METHODS)
+        stored = self.store.meta("methods")
+        return json.loads(stored) if stored else list(DEFAULT_METHODS)
 
     def _identity(self) -> str:
         """A random id of this database, so a saved index is never applied to another one."""
-        row = self.store.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
-        if row:
-            return row[0]
-        with self.store.write():
-            self.store.execute("INSERT INTO meta (key, value) VALUES ('identity', ?) ON CONFLICT (key) DO NOTHING",
-                               (uuid.uuid4().hex,))
-        return self.store.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()[0]
+        return self.store.meta("identity") or self.store.setdefault_meta("identity", uuid.uuid4().hex)
 
     def set_methods(self, methods: Sequence[str]) -> tuple[list[str], list[str]]:
         """Record the methods this database registers with (``db init --methods``); returns
@@ -225,9 +204,7 @@ class ReferenceDB:
         registered before get a new method's hashes when ``add`` is run on them again."""
         hashers = {m: shared_hasher(m) for m in methods}
         before = self._stored_methods()
-        with self.store.write():
-            self.store.execute("DELETE FROM meta WHERE key = 'methods'")
-            self.store.execute("INSERT INTO meta (key, value) VALUES ('methods', ?)", (json.dumps(list(methods)),))
+        self.store.set_meta("methods", json.dumps(list(methods)))
         self.methods, self.hashers = list(methods), hashers  # type: ignore[assignment]
         return [m for m in methods if m not in before], [m for m in before if m not in methods]
 
@@ -437,44 +414,16 @@ class ReferenceDB:
 
     # --- indexes ----------------------------------------------------------------------
 
-    def _index(self, method: str, version: str) -> _IndexState:
+    def _index(self, method: str, version: str) -> FollowedIndex:
         key = (method, version)
         if key not in self._indexes:
-            if self.milvus:
-                self._indexes[key] = self._milvus_index(method, version)
-            else:
-                self._indexes[key] = (self._load_index(method, version)
-                                      or _IndexState(HammingIndex(self._hasher(method).bits)))
+            self._indexes[key] = self.index_home.open(method, version, self._hasher(method).bits)
         state = self._indexes[key]
         self._catch_up(method, version, state)
-        if self.milvus:
-            self._save_progress(state)
+        self.index_home.followed(method, version, state)
         return state
 
-    def _milvus_index(self, method: str, version: str) -> _IndexState:
-        """The method's Milvus collection, and how far it followed the store (kept in the
-        store's meta table, since the collection lives on after this process)."""
-        assert self.milvus is not None
-        index = MilvusIndex(self.milvus, collection_name(self.identity, method, version), self._hasher(method).bits)
-        row = self.store.execute("SELECT value FROM meta WHERE key = ?", (f"milvus:{index.name}",)).fetchone()
-        if index.created or row is None:
-            return _IndexState(index)  # a new (or re-created) collection starts from nothing
-        progress = json.loads(row[0])
-        saved = (int(progress["last_hash_id"]), int(progress["last_removal"]))
-        return _IndexState(index, *saved, saved=saved)
-
-    def _save_progress(self, state: _IndexState) -> None:
-        progress = (state.last_hash_id, state.last_removal)
-        if progress == state.saved:
-            return  # nothing new: no meta-table read or write on the query path
-        key = f"milvus:{state.index.name}"  # type: ignore[union-attr]
-        value = json.dumps({"last_hash_id": progress[0], "last_removal": progress[1]})
-        with self.store.write():
-            self.store.execute("DELETE FROM meta WHERE key = ?", (key,))
-            self.store.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
-        state.saved = progress
-
-    def _catch_up(self, method: str, version: str, state: _IndexState) -> None:
+    def _catch_up(self, method: str, version: str, state: FollowedIndex) -> None:
         """Apply what the store gained and lost since the index last looked."""
         removals = self.store.removals(method, version, state.last_removal)
         if removals:
@@ -491,40 +440,10 @@ class ReferenceDB:
         for method, version in self.store.methods():
             self._index(method, version)
 
-    def _index_paths(self, method: str, version: str) -> tuple[Path, Path] | None:
-        if self.index_dir is None:
-            return None
-        stem = f"{method}-{version}".replace("/", "_")
-        return self.index_dir / f"{stem}.index", self.index_dir / f"{stem}.json"
-
     def save_indexes(self) -> list[Path]:
-        """Persist every index with how far it followed the store; returns the files."""
-        written = []
-        for (method, version), state in self._indexes.items():
-            paths = self._index_paths(method, version)
-            if paths is None:
-                continue
-            paths[0].parent.mkdir(parents=True, exist_ok=True)
-            state.index.save(paths[0])
-            paths[1].write_text(json.dumps({
-                "format": INDEX_FORMAT, "database": self.identity, "method": method, "version": version,
-                "last_hash_id": state.last_hash_id, "last_removal": state.last_removal, "count": len(state.index),
-            }))
-            written += list(paths)
-        return written
-
-    def _load_index(self, method: str, version: str) -> _IndexState | None:
-        paths = self._index_paths(method, version)
-        if paths is None or not paths[0].exists() or not paths[1].exists():
-            return None
-        try:
-            info = json.loads(paths[1].read_text())
-            if info.get("format") != INDEX_FORMAT or info.get("database") != self.identity:
-                return None  # another database's index, or an old format: rebuild
-            index = HammingIndex.load(paths[0])
-        except (ValueError, OSError, KeyError):
-            return None  # a damaged index file is rebuilt from the store, never trusted
-        return _IndexState(index, int(info["last_hash_id"]), int(info["last_removal"]))
+        """Persist every index with how far it followed the store; returns the files written."""
+        return [path for (method, version), state in self._indexes.items()
+                for path in self.index_home.save(method, version, state)]
 
     # --- calibration ----------------------------------------------------------------
 
