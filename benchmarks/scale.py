@@ -45,7 +45,7 @@ from robusthash.attacks import suites
 from robusthash.cluster import ClusterConfig, dask_executor
 from robusthash.db import ReferenceDB
 from robusthash.db.index import HammingIndex
-from robusthash.db.reference import hash_encoded
+from robusthash.db.ingest import ingest_batch
 from robusthash.files import evenly_spaced, iter_image_paths
 from robusthash.hashing import Hash, get_hasher
 from robusthash.io import DEFAULT_LIMITS, load_pil
@@ -87,7 +87,7 @@ def ingest(files: list[Path], methods: list[str], workers: int | None, task_size
 def warm(pool, files: list[Path], methods: list[str]) -> None:
     """Load every worker's models before the clock starts (once per worker process)."""
     encoded = [(str(p), p.read_bytes()) for p in files]
-    for future in [pool.submit(hash_encoded, [item], methods, DEFAULT_LIMITS, {}) for item in encoded]:
+    for future in [pool.submit(ingest_batch, [item], methods, DEFAULT_LIMITS, {}) for item in encoded]:
         future.result()
 
 
@@ -114,12 +114,12 @@ def query(queries: list[Path], originals: list[Path], methods: list[str], worker
         if workers is None:
             start = time.perf_counter()
             for chunk in chunks:
-                search(hash_encoded(chunk, methods, DEFAULT_LIMITS, {}))
+                search(ingest_batch(chunk, methods, DEFAULT_LIMITS, {}))
         else:
             with dask_executor(ClusterConfig("local", workers=workers)) as pool:
                 warm(pool, queries[:workers], methods)
                 start = time.perf_counter()
-                futures = [pool.submit(hash_encoded, chunk, methods, DEFAULT_LIMITS, {}) for chunk in chunks]
+                futures = [pool.submit(ingest_batch, chunk, methods, DEFAULT_LIMITS, {}) for chunk in chunks]
                 for future in as_completed(futures):
                     search(future.result())
         seconds = time.perf_counter() - start

@@ -21,7 +21,6 @@ loaded instead of rebuilt; they then catch up the same way.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, as_completed, wait
@@ -34,10 +33,11 @@ import numpy as np
 
 from ..measure import hamming_rows, threshold_at_fpr
 from ..hashing import BaseHasher, Hash, MultiHash
-from ..hashing.base import DecodedImage, DecodeSpec, shared_hasher
-from ..information import DEFAULT_RULE, Information, InformationRule, information
-from ..io import DEFAULT_LIMITS, ImageError, ImageSource, LoadLimits, header_size, read_bytes
+from ..hashing.base import shared_hasher
+from ..information import DEFAULT_RULE
+from ..io import DEFAULT_LIMITS, ImageSource, LoadLimits
 from .index import IndexFiles
+from .ingest import DEFAULT_ADMISSION, Admission, Admitted, Examined, admit, examine, ingest, ingest_batch, read_file, segments
 from .milvus import MilvusCollections, connect, is_milvus_url, parse_milvus_url
 from .search import FollowedIndex, IndexHome
 from .store import ADDED, UPDATED, Calibration, HashRow, ImageRecord, NewImage, Store
@@ -47,50 +47,6 @@ DEFAULT_METHODS = ("forbild",)
 # tasks submitted ahead of the results, which bounds what this process holds in memory.
 TASK_SIZE = 16
 IN_FLIGHT = 32
-
-
-@dataclass(frozen=True)
-class Admission:
-    """What the database refuses to register and to match.
-
-    information: images with too little in them to be identified (flat, tiny, noise:
-      :mod:`robusthash.information`) are refused by every method; None accepts any image.
-    min_quality: hashes whose quality is below this are neither registered nor matched
-      (PDQ's quality; Meta's guidance is 50). None: each method's own floor
-      (``BaseHasher.min_quality``); 0: no floor.
-    """
-
-    information: InformationRule | None = DEFAULT_RULE
-    min_quality: int | None = None
-
-
-DEFAULT_ADMISSION = Admission()
-# The decoding the information rule measures: small, so JPEGs are drafted, and in colour.
-INFORMATION_DECODE = DecodeSpec(128, "RGB")
-
-
-@dataclass(frozen=True)
-class Examined:
-    """One input as the database takes it: each method's hash, and how much is in it."""
-
-    hashes: dict[str, Hash | MultiHash]
-    information: Information
-    # Per method, the other hashes a query is also searched with (BaseHasher.query_variants:
-    # PDQ's rotations and flips); empty unless asked for.
-    variants: dict[str, list[Hash | MultiHash]] = field(default_factory=dict)
-
-
-def examine(image: ImageSource, hashers: Sequence[BaseHasher], limits: LoadLimits = DEFAULT_LIMITS,
-            name: str | None = None, rule: InformationRule = DEFAULT_RULE, variants: bool = False) -> Examined:
-    """Read ``image`` once, hash it with each of ``hashers`` (each decoding it as it would on
-    its own) and measure its information; ``variants``: also each hasher's query variants.
-    Raises :class:`~robusthash.io.ImageError`."""
-    decoded = DecodedImage(image, limits, name)
-    size = header_size(decoded.source) if isinstance(decoded.source, bytes) else None
-    info = information(decoded.decoded(INFORMATION_DECODE), size=size, rule=rule)
-    hashes = {h.name: h.hash_pil(decoded.for_hasher(h)) for h in hashers}
-    extra = {h.name: found for h in hashers if variants and (found := h.query_variants(decoded.for_hasher(h)))}
-    return Examined(hashes, info, extra)
 
 
 @dataclass(frozen=True)
@@ -268,7 +224,9 @@ class ReferenceDB:
         """(source, NewImage or the reason it failed) of every path, a task's worth at a time."""
         if executor is None:
             for path in paths:
-                yield [(str(path), _read_and_hash(path, self.methods, self.limits, metadata, self.admission))]
+                data = read_file(path, self.limits)
+                yield [(str(path), data if isinstance(data, str)
+                        else ingest(data, str(path), self.methods, self.limits, metadata, self.admission))]
             return
         chunks = [paths[i:i + task_size] for i in range(0, len(paths), task_size)]
         running: set[Future] = set()
@@ -276,13 +234,13 @@ class ReferenceDB:
             if len(running) >= IN_FLIGHT:  # bounded: only these tasks' bytes are held
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 yield from (f.result() for f in finished)
-            read = [(str(path), _read(path, self.limits)) for path in chunk]
+            read = [(str(path), read_file(path, self.limits)) for path in chunk]
             encoded = [(source, data) for source, data in read if isinstance(data, bytes)]
             failed = [(source, why) for source, why in read if isinstance(why, str)]
             if failed:
                 yield failed
             if encoded:
-                running.add(executor.submit(hash_encoded, encoded, self.methods, self.limits, metadata,
+                running.add(executor.submit(ingest_batch, encoded, self.methods, self.limits, metadata,
                                             self.admission))
         for future in as_completed(running):
             yield future.result()
@@ -293,12 +251,13 @@ class ReferenceDB:
         for (source, _), (image_id, status) in zip(pending, self.store.add_images([p for _, p in pending])):
             {ADDED: report.added, UPDATED: report.updated}.get(status, report.existing).append((source, image_id))
 
-    def add_examined(self, source: str, digest: str, examined: Examined, metadata: dict[str, Any] | None = None,
-                     size: tuple[int, int] | None = None) -> tuple[int, str, list[str]]:
-        """Register an image examined elsewhere (e.g. by the service): (image id, status,
-        the methods left out and why). Raises ValueError when the image is refused."""
-        admitted = _admit(examined, source, digest, metadata or {}, size, self.admission,
-                          {m: self._hasher(m) for m in examined.hashes})
+    def add_examined(self, source: str, examined: Examined,
+                     metadata: dict[str, Any] | None = None) -> tuple[int, str, list[str]]:
+        """Register a file examined elsewhere (e.g. by the service, outside its lock):
+        (image id, status, the methods left out and why). Raises ValueError when the image
+        is refused, or was examined from pixels rather than a file."""
+        admitted = admit(examined, source, metadata or {}, self.admission,
+                         {m: self._hasher(m) for m in examined.hashes})
         if isinstance(admitted, str):
             raise ValueError(admitted)
         image_id, status = self.store.add_images([admitted.image])[0]
@@ -358,7 +317,7 @@ class ReferenceDB:
         threshold = self.threshold(hasher)
         radius = hasher.search_radius(threshold[0])
         rows: dict[int, HashRow] = {}
-        for segment in _segments(value):
+        for segment in segments(value):
             query = np.frombuffer(segment.data, dtype=np.uint8)[None, :]
             ids = list(state.index.range_search(query, radius)[0][0][:1000])
             if len(ids) < k:
@@ -478,68 +437,6 @@ class ReferenceDB:
         return stats
 
 
-@dataclass(frozen=True)
-class Admitted:
-    """An image to register, and the methods left out of it, with why."""
-
-    image: NewImage
-    left_out: list[str]
-
-
-def hash_encoded(encoded: Sequence[tuple[str, bytes]], methods: Sequence[str], limits: LoadLimits,
-                 metadata: dict[str, Any], admission: Admission = DEFAULT_ADMISSION) -> list[tuple[str, Admitted | str]]:
-    """A task of :meth:`ReferenceDB.add` on a worker: (source, file bytes) → (source,
-    :class:`Admitted` or why it failed). A bad file fails alone; the task goes on."""
-    return [(source, _new_image(data, source, methods, limits, metadata, admission)) for source, data in encoded]
-
-
-def _read(path: Path, limits: LoadLimits) -> bytes | str:
-    """A file's bytes, or why it cannot be read."""
-    try:
-        return read_bytes(path, limits)
-    except (ImageError, OSError) as exc:
-        return _failure(path, exc)
-
-
-def _read_and_hash(path: Path, methods: Sequence[str], limits: LoadLimits, metadata: dict[str, Any],
-                   admission: Admission) -> Admitted | str:
-    data = _read(path, limits)
-    return _new_image(data, str(path), methods, limits, metadata, admission) if isinstance(data, bytes) else data
-
-
-def _new_image(data: bytes, source: str, methods: Sequence[str], limits: LoadLimits, metadata: dict[str, Any],
-               admission: Admission) -> Admitted | str:
-    """One file's bytes, digested, sized, decoded and hashed by every method, and admitted."""
-    hashers = {m: shared_hasher(m) for m in methods}
-    try:
-        examined = examine(data, list(hashers.values()), limits, source, admission.information or DEFAULT_RULE)
-    except (ImageError, OSError) as exc:
-        return _failure(source, exc)
-    return _admit(examined, source, hashlib.sha256(data).hexdigest(), metadata, header_size(data), admission, hashers)
-
-
-def _admit(examined: Examined, source: str, digest: str, metadata: dict[str, Any], size: tuple[int, int] | None,
-           admission: Admission, hashers: dict[str, BaseHasher]) -> Admitted | str:
-    """The image to register, or why it is refused: too little information in it (unless
-    allowed), or no method's hash strong enough. Weak hashes are left out, with why."""
-    if admission.information is not None and not examined.information.informative:
-        return f"{source}: not registered, it cannot be identified: {examined.information.reason}"
-    weak = {m: why for m, value in examined.hashes.items()
-            if (why := hashers[m].weakness(value, admission.min_quality))}
-    kept = {m: v for m, v in examined.hashes.items() if m not in weak}
-    if not kept:
-        return f"{source}: not registered: {'; '.join(weak.values())}"
-    width, height = size or (None, None)
-    qualities = {key: value.extra["quality"] for m, value in kept.items() if isinstance(value, Hash)
-                 and "quality" in value.extra for key in _stored_form({m: value})}
-    image = NewImage(digest, source, metadata, width, height, _stored_form(kept), qualities)
-    return Admitted(image, [f"{source}: registered without {m}: {why}" for m, why in weak.items()])
-
-
-def _failure(source: str | Path, exc: Exception) -> str:
-    return str(exc) if isinstance(exc, ImageError) else f"{source}: {exc}"
-
-
 def _best_of(result: QueryResult, variant: QueryResult, label: str, k: int) -> QueryResult:
     """Each image's better match of a query and one of its variants (the variant's is
     marked so), as one result of the query."""
@@ -550,16 +447,6 @@ def _best_of(result: QueryResult, variant: QueryResult, label: str, k: int) -> Q
             best[m.image.id] = replace(m, rule=f"{m.rule} (the query's {label})")
     matches = sorted(best.values(), key=lambda m: (not m.matched, m.distance, m.image.id))
     return replace(result, matches=matches[: max(k, sum(m.matched for m in matches))])
-
-
-def _segments(value: Hash | MultiHash) -> tuple[Hash, ...]:
-    return value.hashes if isinstance(value, MultiHash) else (value,)
-
-
-def _stored_form(hashes: dict[str, Hash | MultiHash]) -> dict[tuple[str, str, int], bytes]:
-    """(method, version, segment) → packed bits, as the store keeps them."""
-    return {(method, value.version, segment): h.data
-            for method, value in hashes.items() for segment, h in enumerate(_segments(value))}
 
 
 def _unpack(row: HashRow, nbits: int) -> Hash:

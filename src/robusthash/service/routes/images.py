@@ -1,12 +1,11 @@
 """Registered images: register one, get, delete, its thumbnail."""
 
-import hashlib
 from typing import Annotated, Any, Optional
 
 from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
 
 from ...db.store import ImageRecord
-from ...io import ImageError, header_size
+from ...io import ImageError
 from ..models import ImageOut, RegisterOut, RemovedOut, errors
 from ..state import Service
 from ..thumbnails import ThumbnailMissing
@@ -44,11 +43,11 @@ def router(service: Service) -> APIRouter:
         # Hashed outside the lock; the library admits and registers it (ReferenceDB.add_examined).
         examined = service.examine_upload(data, name, [service.ref.hashers[m] for m in service.ref.methods],
                                           variants=False)
-        digest = hashlib.sha256(data).hexdigest()
+        digest = examined.digest
+        assert digest is not None  # examined from the upload's bytes
         try:
             with service.lock:
-                image_id, status, left_out = service.ref.add_examined(registered_as or digest, digest, examined, meta,
-                                                                      header_size(data))
+                image_id, status, left_out = service.ref.add_examined(registered_as or digest, examined, meta)
         except ValueError as exc:  # refused: too little information in it, or every hash too weak
             raise HTTPException(422, f"{name}: {exc}") from None
         service.keep_copies(digest, data)

@@ -1,0 +1,144 @@
+"""The one way an image enters the database: read → digest → decode once → hash with
+every method → admit → :class:`~robusthash.db.store.NewImage`.
+
+``db add`` (in this process or on a process pool), a Dask cluster's workers
+(:func:`ingest_batch`) and the service's uploads (:meth:`ReferenceDB.add_examined`) all
+go through :func:`examine` and :func:`admit`, so an image registered by any of them is
+stored alike: same digest, size, hashes, refusals and reasons.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..hashing import BaseHasher, Hash, MultiHash
+from ..hashing.base import DecodedImage, DecodeSpec, shared_hasher
+from ..information import DEFAULT_RULE, Information, InformationRule, information
+from ..io import DEFAULT_LIMITS, ImageError, ImageSource, LoadLimits, header_size, read_bytes
+from .store import NewImage
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the database refuses to register and to match.
+
+    information: images with too little in them to be identified (flat, tiny, noise:
+      :mod:`robusthash.information`) are refused by every method; None accepts any image.
+    min_quality: hashes whose quality is below this are neither registered nor matched
+      (PDQ's quality; Meta's guidance is 50). None: each method's own floor
+      (``BaseHasher.min_quality``); 0: no floor.
+    """
+
+    information: InformationRule | None = DEFAULT_RULE
+    min_quality: int | None = None
+
+
+DEFAULT_ADMISSION = Admission()
+# The decoding the information rule measures: small, so JPEGs are drafted, and in colour.
+INFORMATION_DECODE = DecodeSpec(128, "RGB")
+
+
+@dataclass(frozen=True)
+class Examined:
+    """One input as the database takes it: each method's hash, and how much is in it."""
+
+    hashes: dict[str, Hash | MultiHash]
+    information: Information
+    # Per method, the other hashes a query is also searched with (BaseHasher.query_variants:
+    # PDQ's rotations and flips); empty unless asked for.
+    variants: dict[str, list[Hash | MultiHash]] = field(default_factory=dict)
+    # The file's SHA-256 (its identity in the store) and its (width, height) from the
+    # header; None when the input was pixels, not a file.
+    digest: str | None = None
+    size: tuple[int, int] | None = None
+
+
+def examine(image: ImageSource, hashers: Sequence[BaseHasher], limits: LoadLimits = DEFAULT_LIMITS,
+            name: str | None = None, rule: InformationRule = DEFAULT_RULE, variants: bool = False) -> Examined:
+    """Read ``image`` once, hash it with each of ``hashers`` (each decoding it as it would on
+    its own) and measure its information; ``variants``: also each hasher's query variants.
+    Raises :class:`~robusthash.io.ImageError`."""
+    decoded = DecodedImage(image, limits, name)
+    data = decoded.source if isinstance(decoded.source, bytes) else None
+    size = header_size(data) if data is not None else None
+    info = information(decoded.decoded(INFORMATION_DECODE), size=size, rule=rule)
+    hashes = {h.name: h.hash_pil(decoded.for_hasher(h)) for h in hashers}
+    extra = {h.name: found for h in hashers if variants and (found := h.query_variants(decoded.for_hasher(h)))}
+    digest = hashlib.sha256(data).hexdigest() if data is not None else None
+    return Examined(hashes, info, extra, digest, size)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """An image to register, and the methods left out of it, with why."""
+
+    image: NewImage
+    left_out: list[str]
+
+
+def admit(examined: Examined, source: str, metadata: dict[str, Any], admission: Admission,
+          hashers: dict[str, BaseHasher]) -> Admitted | str:
+    """The image to register, or why it is refused: too little information in it (unless
+    allowed), or no method's hash strong enough. Weak hashes are left out, with why."""
+    if examined.digest is None:
+        raise ValueError(f"{source}: only a file (its bytes) can be registered, not decoded pixels")
+    if admission.information is not None and not examined.information.informative:
+        return f"{source}: not registered, it cannot be identified: {examined.information.reason}"
+    weak = {m: why for m, value in examined.hashes.items()
+            if (why := hashers[m].weakness(value, admission.min_quality))}
+    kept = {m: v for m, v in examined.hashes.items() if m not in weak}
+    if not kept:
+        return f"{source}: not registered: {'; '.join(weak.values())}"
+    width, height = examined.size or (None, None)
+    qualities = {key: value.extra["quality"] for m, value in kept.items() if isinstance(value, Hash)
+                 and "quality" in value.extra for key in stored_form({m: value})}
+    image = NewImage(examined.digest, source, metadata, width, height, stored_form(kept), qualities)
+    return Admitted(image, [f"{source}: registered without {m}: {why}" for m, why in weak.items()])
+
+
+def read_file(path: Path, limits: LoadLimits) -> bytes | str:
+    """A file's bytes, or why it cannot be read."""
+    try:
+        return read_bytes(path, limits)
+    except (ImageError, OSError) as exc:
+        return failure(path, exc)
+
+
+def ingest(data: bytes, source: str, methods: Sequence[str], limits: LoadLimits, metadata: dict[str, Any],
+           admission: Admission = DEFAULT_ADMISSION) -> Admitted | str:
+    """One file's bytes, digested, sized, decoded and hashed by every method, and admitted;
+    or why not."""
+    hashers = {m: shared_hasher(m) for m in methods}
+    try:
+        examined = examine(data, list(hashers.values()), limits, source, admission.information or DEFAULT_RULE)
+    except (ImageError, OSError) as exc:
+        return failure(source, exc)
+    return admit(examined, source, metadata, admission, hashers)
+
+
+def ingest_batch(encoded: Sequence[tuple[str, bytes]], methods: Sequence[str], limits: LoadLimits,
+                 metadata: dict[str, Any], admission: Admission = DEFAULT_ADMISSION) -> list[tuple[str, Admitted | str]]:
+    """A task of :meth:`ReferenceDB.add` on a worker: (source, file bytes) → (source,
+    :class:`Admitted` or why it failed). A bad file fails alone; the task goes on."""
+    return [(source, ingest(data, source, methods, limits, metadata, admission)) for source, data in encoded]
+
+
+def failure(source: str | Path, exc: Exception) -> str:
+    return str(exc) if isinstance(exc, ImageError) else f"{source}: {exc}"
+
+
+def segments(value: Hash | MultiHash) -> tuple[Hash, ...]:
+    return value.hashes if isinstance(value, MultiHash) else (value,)
+
+
+def stored_form(hashes: dict[str, Hash | MultiHash]) -> dict[tuple[str, str, int], bytes]:
+    """(method, version, segment) → packed bits, as the store keeps them."""
+    return {(method, value.version, segment): h.data
+            for method, value in hashes.items() for segment, h in enumerate(segments(value))}
+
+
+__all__ = ["Admission", "Admitted", "DEFAULT_ADMISSION", "Examined", "admit", "examine", "ingest", "ingest_batch",
+           "read_file"]
