@@ -14,7 +14,8 @@ What the cluster guarantees, and what the callers add:
 * each future resolves once, and only the client writes to the database, so a task run
   twice cannot register an image twice (images are unique by digest in any case).
 
-Dask is an optional dependency (``pip install 'robusthash[distributed]'``).
+Dask is an optional dependency (``pip install 'robusthash[distributed]'``). Without a
+cluster, work runs on this machine's :func:`usable_cores`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ from dataclasses import dataclass
 from typing import Iterator
 
 LOCAL = "local"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it, which a
+    container's limit narrows), at least 1."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)

@@ -61,9 +61,13 @@ def image_suffixes() -> tuple[frozenset[str], dict[str, str]]:
     return _suffix_table(tuple(sorted(Image.registered_extensions().items())))
 
 
-# The suffix list of earlier versions, kept for callers that import it: the readable
-# suffixes at import time.
-IMAGE_SUFFIXES = image_suffixes()[0]
+def __getattr__(name: str):
+    # The suffix list of earlier versions, kept for callers that import it. Computed on
+    # first use: Image.init() imports every Pillow plugin (~30 ms), which a command
+    # given only file names never needs.
+    if name == "IMAGE_SUFFIXES":
+        return image_suffixes()[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Skipped(NamedTuple):

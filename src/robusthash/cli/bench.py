@@ -12,19 +12,16 @@ from typing import List, Optional
 
 import typer
 
+from ..cluster import usable_cores
 from .common import (DASK_OPTION, DASK_WORKERS_OPTION, Format, _cluster, _image_files, _method_names, _methods,
                      _progress, err, needs_extra, out)
 
 
-# The two defaults of evaluation.bench that `bench --help` shows, restated so that the CLI
+# The default of evaluation.bench that `bench --help` shows, restated so that the CLI
 # starts without importing the evaluation stack (scipy, the attacks); keep them in step.
 def default_cache_path() -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return root / "robusthash" / "bench-hashes.sqlite"
-
-
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 def demo(
@@ -75,7 +72,7 @@ def bench(
     sample: Optional[int] = typer.Option(None, "--sample", min=2, help="use N images spread evenly through the list"),
     fpr: float = typer.Option(0.01, "--fpr", min=1e-6, max=0.5, help="false positive rate that fixes τ"),
     seed: int = typer.Option(0, "--seed", help="seed of the random attacks and of the negative pairs"),
-    workers: int = typer.Option(default_workers(), "--workers", min=1, help="processes (default: all cores)"),
+    workers: int = typer.Option(usable_cores(), "--workers", min=1, help="processes (default: all cores)"),
     dask: Optional[str] = DASK_OPTION,
     dask_workers: Optional[int] = DASK_WORKERS_OPTION,
     cache: Optional[Path] = typer.Option(None, "--cache", help=f"hash cache (default: {default_cache_path()})"),

@@ -14,7 +14,7 @@ import sys
 from contextlib import ExitStack, contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence, TypeVar
 
 import typer
 from rich.console import Console
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 HELP_MARKUP = "markdown"
 
 # Tables piped to a file or pager get a comfortable width instead of Rich's 80 columns.
+T = TypeVar("T")
+R = TypeVar("R")
+
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -62,7 +65,29 @@ def _methods(spec: str) -> list:
     return [get_hasher(name) for name in _method_names(spec, "--method")]
 
 
-def _progress(enabled: bool) -> Progress:
+class _NoProgress:
+    """What :func:`_progress` gives when no bar is shown: the calls of a rich Progress,
+    doing nothing (and without importing rich's live display)."""
+
+    def __enter__(self) -> "_NoProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def add_task(self, description: str, **fields) -> int:
+        return 0
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        return None
+
+    def update(self, task: int, **fields) -> None:
+        return None
+
+
+def _progress(enabled: bool) -> "Progress | _NoProgress":
+    if not enabled:
+        return _NoProgress()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(
@@ -72,7 +97,6 @@ def _progress(enabled: bool) -> Progress:
         TimeRemainingColumn(),
         console=err,
         transient=True,
-        disable=not enabled,
     )
 
 
@@ -119,6 +143,25 @@ def _image_files(paths, recursive: bool = True) -> list[Path]:
     if others:
         err.print(f"skipped {others} file(s) that are not images", markup=False)
     return scan.files
+
+
+def ordered_map(fn: Callable[[T], R], items: Sequence[T], threads: int) -> Iterator[R]:
+    """``map(fn, items)`` on ``threads`` threads, results in the order of ``items``, with
+    only a few items per thread in flight (so a long list is not held decoded at once)."""
+    if threads <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        window: deque = deque()
+        for item in items:
+            window.append(pool.submit(fn, item))
+            if len(window) >= 4 * threads:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
 
 
 def _emit(fmt: Format, record: dict, text: str) -> None:

@@ -8,7 +8,10 @@ from typing import List, Optional
 
 import typer
 
-from .common import Format, _emit, _image_files, _methods, _progress, err, out
+from rich.markup import escape
+
+from ..cluster import usable_cores
+from .common import Format, _emit, _image_files, _methods, _progress, err, ordered_map, out
 
 
 def methods(fmt: Format = typer.Option(Format.text, "--format", help="text table or one JSON object per line")):
@@ -40,17 +43,20 @@ def hash_command(
     progress: Optional[bool] = typer.Option(
         None, "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal)."
     ),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="files hashed at once (default: one per core; decoding and "
+        "resizing run outside Python's lock, so threads use every core)",
+    ),
 ):
     """Hash images and print one line per image and method.
 
     Text: 'HEX  PATH' (PDQ adds its quality, 0-100; below 50 it is too weak to match).
     JSONL adds "text", the lossless form METHOD:VERSION:HEX[;SIDE-INFORMATION] that
     Hash.from_hex reads back whole. Unreadable files are reported on stderr and skipped;
-    the exit code is 1 if any failed.
+    the exit code is 1 if any failed. Lines come in the order of the files, whatever
+    --threads is.
     """
     from ..hashing import Hash
-    from ..hashing.base import DecodedImage
-    from ..io import ImageError
 
     hashers = _methods(method)
     files = _image_files(paths, recursive=recursive)
@@ -58,35 +64,25 @@ def hash_command(
     show = err.is_terminal if progress is None else progress
     with _progress(show) as bar:
         task = bar.add_task("hashing", total=len(files))
-        for path in files:
-            try:
-                image = DecodedImage(path)  # read once; decoded once per decoding the methods need
-            except ImageError as exc:
-                failed += 1
-                err.print(f"[red]error:[/red] {exc}", markup=True)
-                bar.advance(task)
-                continue
-            for hasher in hashers:
-                try:
-                    h = hasher.hash_pil(image.for_hasher(hasher))
-                except ImageError as exc:
+        for path, results in ordered_map(lambda path: _hash_file(path, hashers), files, threads or usable_cores()):
+            for hasher, h in results:
+                if isinstance(h, Exception):
                     failed += 1
-                    err.print(f"[red]error:[/red] {exc}", markup=True)
-                    break
-                except Exception as exc:  # noqa: BLE001 - one bad image must not stop the batch
-                    failed += 1
-                    err.print(f"[red]error:[/red] {path}: {hasher.name} failed ({type(exc).__name__}: {exc})")
+                    err.print(f"[red]error:[/red] {escape(str(h))}", markup=True)
                     continue
-                record = {"path": str(path), "method": hasher.name, "version": hasher.version,
-                          "bits": h.nbits, "hash": str(h), "text": h.to_text()}
                 quality = h.extra.get("quality") if isinstance(h, Hash) else None
                 shown = f"quality {quality:3d}  " if quality is not None else ""
-                if quality is not None:
-                    record["quality"] = quality
-                    if (weak := hasher.weakness(h)):
-                        record["weak"] = weak
                 label = f"{hasher.name}  " if len(hashers) > 1 else ""
-                _emit(fmt, record, f"{h}  {label}{shown}{path}")
+                if fmt is Format.jsonl:
+                    record = {"path": str(path), "method": hasher.name, "version": hasher.version,
+                              "bits": h.nbits, "hash": str(h), "text": h.to_text()}
+                    if quality is not None:
+                        record["quality"] = quality
+                        if (weak := hasher.weakness(h)):
+                            record["weak"] = weak
+                    _emit(fmt, record, "")
+                else:
+                    out.file.write(f"{h}  {label}{shown}{path}\n")
             bar.advance(task)
     if failed:
         err.print(f"{failed} of {len(files)} file(s) could not be hashed")
@@ -94,6 +90,29 @@ def hash_command(
     if not files:
         err.print("no image files found")
         raise typer.Exit(1)
+
+
+def _hash_file(path: Path, hashers: list) -> tuple[Path, list]:
+    """(path, [(hasher, its hash or the error that stopped it)]): read once, decoded once
+    per decoding the methods need. A file that cannot be read or decoded stops at its
+    first error; a hasher that fails otherwise does not stop the others."""
+    from ..hashing.base import DecodedImage
+    from ..io import ImageError
+
+    try:
+        image = DecodedImage(path)
+    except ImageError as exc:
+        return path, [(None, exc)]
+    results: list = []
+    for hasher in hashers:
+        try:
+            results.append((hasher, hasher.hash_pil(image.for_hasher(hasher))))
+        except ImageError as exc:
+            results.append((hasher, exc))
+            break
+        except Exception as exc:  # noqa: BLE001 - one bad image must not stop the batch
+            results.append((hasher, RuntimeError(f"{path}: {hasher.name} failed ({type(exc).__name__}: {exc})")))
+    return path, results
 
 
 def compare(

@@ -33,6 +33,7 @@ from PIL import Image
 
 from .. import attacks
 from ..attacks import AttackCase, spec as attack_spec, suites as attack_suites, transforms as attack_transforms
+from ..cluster import usable_cores
 from ..hashing import get_hasher, shared_hasher
 from ..io import ImageError, load_pil
 from .hashcache import HashCache, file_digest, source_fingerprint
@@ -58,10 +59,6 @@ def default_cache_path() -> Path:
     return root / "robusthash" / "bench-hashes.sqlite"
 
 
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-
-
 @dataclass(frozen=True)
 class BenchConfig:
     """What to run. ``attacks`` is what ``robusthash bench --attacks`` takes: suite names
@@ -72,7 +69,7 @@ class BenchConfig:
     attacks: str = "table1,table2"
     fpr: float = 0.01
     seed: int = 0
-    workers: int = field(default_factory=default_workers)
+    workers: int = field(default_factory=usable_cores)
     cache: Path | None = field(default_factory=default_cache_path)
 
 
