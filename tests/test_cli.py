@@ -55,6 +55,18 @@ def test_hash_jsonl_reports_bad_files_and_continues(folder):
     assert astronaut["hash"] == str(get_hasher("forbild").hash(folder / "astronaut.jpg"))
 
 
+def test_hash_threads_keep_file_order_and_errors(folder):
+    """Hashing several files at once changes nothing a user sees: the same lines in the
+    files' order, the same error for the bad file, the same exit code."""
+    one = run("hash", "-m", "forbild,pdq", "--threads", "1", folder)
+    many = run("hash", "-m", "forbild,pdq", "--threads", "3", folder)
+    assert one.returncode == many.returncode == 1
+    assert one.stdout == many.stdout and len(one.stdout.splitlines()) == 6
+    assert [line.split()[-1] for line in many.stdout.splitlines()[::2]] == sorted(
+        str(p) for p in folder.rglob("*") if p.suffix in (".jpg", ".png") and p.name != "broken.jpg")
+    assert one.stderr == many.stderr and "broken.jpg" in many.stderr
+
+
 def test_hash_text_several_methods(folder):
     result = run("hash", "-m", "pdq,phash", folder / "astronaut.jpg", check=True)
     lines = result.stdout.splitlines()
