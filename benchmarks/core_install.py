@@ -21,6 +21,7 @@ check and exits 1 if any failed.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -76,7 +77,7 @@ def check_core_install(work: Path) -> list[tuple[str, bool, str]]:
 
     def works(name: str, command: list[str], expect: str = "") -> None:
         result = run(command, work)
-        ok = result.returncode == 0 and expect in result.stdout
+        ok = result.returncode == 0 and expect in result.stdout + result.stderr
         checks.append((name, ok, "" if ok else (result.stdout + result.stderr).strip()[-500:]))
 
     def needs(name: str, command: list[str], extra: str) -> None:
@@ -90,12 +91,17 @@ def check_core_install(work: Path) -> list[tuple[str, bool, str]]:
     works("robusthash hash -m forbild,pdq,cmaa", [str(cli), "hash", "-m", "forbild,pdq,cmaa", str(photos / "originals")])
     works("robusthash db init", [str(cli), "db", "init", "--db", db, "--methods", "forbild,pdq"])
     works("robusthash db add", [str(cli), "db", "add", str(photos / "originals"), "--db", db], "added")
-    works("robusthash db query finds the original of a resized copy",
-          [str(cli), "db", "query", str(photos / "copy.jpg"), "--db", db, "--format", "jsonl"], "astronaut.jpg")
+    answered = run([str(cli), "db", "query", str(photos / "copy.jpg"), "--db", db, "--format", "jsonl"], work)
+    answers = [json.loads(line) for line in answered.stdout.splitlines() if line.strip()]
+    found = bool(answers) and all(a["matched"] and a["matches"][0]["matched"]
+                                  and a["matches"][0]["source"].endswith("astronaut.jpg") for a in answers)
+    checks.append(("robusthash db query: each method's first answer for a resized copy is its original, matched",
+                   answered.returncode == 0 and found, "" if found else (answered.stdout + answered.stderr)[-500:]))
     query = str(photos / "copy.jpg")
     needs("robusthash serve", [str(cli), "serve", "--db", db], "serve")
     needs("robusthash explain", [str(cli), "explain", query, str(photos / "originals" / "astronaut.jpg")], "explain")
-    needs("robusthash bench", [str(cli), "bench", "--images", str(photos / "originals"), "--methods", "forbild"], "plots")
+    needs("robusthash bench", [str(cli), "bench", "--images", str(photos / "originals"), "--methods", "forbild",
+                                "--out", str(work / "bench")], "plots")
     needs("robusthash train cmaa", [str(cli), "train", "cmaa", "--data", str(photos / "originals"),
                                     "--out", str(work / "run")], "train")
     needs("--db postgresql://", [str(cli), "db", "query", query, "--db", "postgresql://localhost/robusthash"], "postgres")

@@ -2,14 +2,15 @@
 the image-file scan and ``needs_extra`` for the optional dependencies.
 
 Start-up time matters (``robusthash hash`` runs in scripts, once per file): nothing here
-imports more than typer and rich's console at module level; the library is imported
-inside the functions that use it.
+imports more than typer at module level (rich's console is made on first use); the
+library is imported inside the functions that use it.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from contextlib import ExitStack, contextmanager
 from enum import Enum
@@ -17,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence, TypeVar
 
 import typer
-from rich.console import Console
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress
 
 # Markdown, not Rich markup, for every command group: help text has brackets (pip install
@@ -27,12 +28,55 @@ if TYPE_CHECKING:
 # docstrings wrapped at 88 columns reflow.
 HELP_MARKUP = "markdown"
 
-# Tables piped to a file or pager get a comfortable width instead of Rich's 80 columns.
 T = TypeVar("T")
 R = TypeVar("R")
 
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class LazyConsole:
+    """A rich Console made on first use. Importing rich's console costs ~20 ms, which
+    ``robusthash hash`` writing plain lines to a pipe never needs: ``file`` and
+    ``is_terminal`` answer without it."""
+
+    def __init__(self, stderr: bool = False, width_when_piped: int | None = None):
+        self.stderr = stderr
+        self.width_when_piped = width_when_piped
+        self._console: Console | None = None
+
+    @property
+    def file(self):
+        stream = sys.stderr if self.stderr else sys.stdout
+        return getattr(stream, "rich_proxied_file", stream)  # past a live display, as rich's own
+
+    @property
+    def is_terminal(self) -> bool:
+        if self._console is None and not _isatty(self.file) and not any(
+                os.environ.get(v) for v in ("FORCE_COLOR", "TTY_INTERACTIVE", "TTY_COMPATIBLE")):
+            return False  # what rich would say, without making the console
+        return self.rich.is_terminal
+
+    @property
+    def rich(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            width = None if self.width_when_piped is None or _isatty(self.file) else self.width_when_piped
+            self._console = Console(stderr=self.stderr, highlight=False, soft_wrap=True, width=width)
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.rich, name)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
+
+# Tables piped to a file or pager get a comfortable width instead of Rich's 80 columns.
+out = LazyConsole(width_when_piped=140)
+err = LazyConsole(stderr=True)
 
 
 class Format(str, Enum):
@@ -95,7 +139,7 @@ def _progress(enabled: bool) -> "Progress | _NoProgress":
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        console=err,
+        console=err.rich,
         transient=True,
     )
 

@@ -8,8 +8,6 @@ from typing import List, Optional
 
 import typer
 
-from rich.markup import escape
-
 from ..cluster import usable_cores
 from .common import Format, _emit, _image_files, _methods, _progress, err, ordered_map, out
 
@@ -67,6 +65,8 @@ def hash_command(
         for path, results in ordered_map(lambda path: _hash_file(path, hashers), files, threads or usable_cores()):
             for hasher, h in results:
                 if isinstance(h, Exception):
+                    from rich.markup import escape
+
                     failed += 1
                     err.print(f"[red]error:[/red] {escape(str(h))}", markup=True)
                     continue
