@@ -10,7 +10,8 @@ Three commands, each a fresh process timed wall-clock from spawn to exit:
 * ``robusthash hash -m forbild ONE.jpg``: the CLI's start-up is its time minus the floor;
 * ``robusthash hash -m forbild FILES...`` against ``python peer_loop.py FILES...``, a
   script that opens each file with Pillow and prints ``imagehash.phash`` of it: both end
-  to end, both printing one line per file to a pipe.
+  to end, both printing one line per file to a pipe. The CLI hashes on one thread per
+  core by default; it is also timed with ``--threads 1``, like for like with the loop.
 
 Rounds are interleaved (each round runs every command once), so a busy spell slows all
 of them alike; the table gives the best round of each, and the ratio is also taken
@@ -71,6 +72,8 @@ def main() -> None:
             "robusthash hash -m forbild (1 file)": [cli, "hash", "-m", "forbild", files[0]],
             f"robusthash hash -m forbild ({len(files)} files)": [cli, "hash", "-m", "forbild", *files],
             f"imagehash.phash loop ({len(files)} files)": [sys.executable, str(peer), *files],
+            f"robusthash hash -m forbild --threads 1 ({len(files)} files)": [cli, "hash", "-m", "forbild",
+                                                                            "--threads", "1", *files],
         }
         load = os.getloadavg()
         for command in commands.values():  # warm the page cache and the bytecode caches
@@ -81,10 +84,11 @@ def main() -> None:
                 rounds[name].append(timed(command))
 
     names = list(commands)
-    floor, one, ours, theirs = (rounds[n] for n in names)
+    floor, one, ours, theirs, single = (rounds[n] for n in names)
     best = {name: min(times) for name, times in rounds.items()}
     startup = [o - f for o, f in zip(one, floor)]
     ratios = [t / o for t, o in zip(theirs, ours)]
+    single_ratios = [t / o for t, o in zip(theirs, single)]
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_average_at_start": [round(x, 2) for x in load],
@@ -96,6 +100,8 @@ def main() -> None:
         "end_to_end_ratio": {"best_of_each": round(best[names[3]] / best[names[2]], 3),
                              "median_paired": round(statistics.median(ratios), 3),
                              "range_paired": [round(min(ratios), 3), round(max(ratios), 3)]},
+        "end_to_end_ratio_one_thread": {"best_of_each": round(best[names[3]] / best[names[4]], 3),
+                                        "median_paired": round(statistics.median(single_ratios), 3)},
     }
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in load)}  ({result['machine']})")
     print(f"| command | best of {args.rounds} (s) |\n|---|---:|")
@@ -106,6 +112,8 @@ def main() -> None:
     e2e = result["end_to_end_ratio"]
     print(f"end to end, imagehash loop ÷ robusthash CLI: {e2e['best_of_each']:.2f}× best of each, "
           f"median {e2e['median_paired']:.2f}× paired (range {e2e['range_paired'][0]:.2f}–{e2e['range_paired'][1]:.2f})")
+    one_thread = result["end_to_end_ratio_one_thread"]
+    print(f"  with --threads 1: {one_thread['best_of_each']:.2f}× best of each, median {one_thread['median_paired']:.2f}× paired")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
