@@ -43,6 +43,7 @@ from ..attacks import TABLE1, TABLE2, parse
 from ..files import evenly_spaced, read_image_list
 from ..hashing import get_hasher
 from ..hashing.value import Hash
+from ..synth.corpus import Corpus
 from .metrics import hamming_matrix
 from .segments_report import reduced
 
@@ -250,9 +251,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--originals", type=int, default=100)
     parser.add_argument("--methods", default="cmaa,aria,pdq,phash,blockhash,forbild")
     args = parser.parse_args(argv)
-    config = AdversarialBenchConfig(originals_list=args.corpus / "test.txt", originals=args.originals,
+    corpus = Corpus(args.corpus)
+    config = AdversarialBenchConfig(originals_list=corpus.test_list, originals=args.originals,
                                     methods=tuple(args.methods.split(",")),
-                                    distractor_lists=(args.corpus / "train.txt",))
+                                    distractor_lists=(corpus.train_list,))
     command = "python -m robusthash.evaluation.adversarial_report " + " ".join(argv or sys.argv[1:])
     print("wrote " + ", ".join(str(p) for p in write_all(run(config), args.out, command)))
 
