@@ -11,3 +11,56 @@ def reduced(image: Image.Image, side: int, resample: Image.Resampling = Image.Re
     if scale >= 1:
         return image
     return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), resample)
+
+
+def uniform_borders(image: Image.Image, tolerance: int = 20, min_border: float = 0.02,
+                    min_content: float = 0.3) -> tuple[int, int, int, int] | None:
+    """The box ``(left, top, right, bottom)`` of ``image`` inside its uniform borders
+    (padding, letterboxing, a frame of one colour), or None when it has none worth
+    trimming.
+
+    From each side inward, a line belongs to the border while 98% of its pixels lie
+    within ``tolerance`` (per channel) of that side's outermost line's median colour:
+    JPEG ringing along the picture's edge and a few stray pixels do not end a border;
+    the first line of picture does. Borders are found on a copy reduced to 256 px, then
+    located exactly in a strip of the full image. A side's border counts from
+    ``min_border`` × that dimension (≥ 2 px), so a thin dark edge is no border; an image
+    that would keep less than ``min_content`` of a side (a flat picture) has none.
+    """
+    import numpy as np
+
+    def depth(lines: np.ndarray, least: float) -> int:  # lines[0] is the outermost
+        edge = np.median(lines[0], axis=0)
+        uniform = (np.abs(lines - edge).max(axis=2) <= tolerance).mean(axis=1) >= 0.98
+        run = int(np.argmin(uniform)) if not uniform.all() else len(uniform)
+        return run if run >= least else 0
+
+    small = np.asarray(reduced(image, 256).convert("RGB"), dtype=np.int16)
+    height, width = small.shape[:2]
+    if min(height, width) < 8:
+        return None
+    sides = {"top": small, "bottom": small[::-1], "left": small.transpose(1, 0, 2),
+             "right": small.transpose(1, 0, 2)[::-1]}
+    found = {side: depth(lines, max(2, min_border * len(lines))) for side, lines in sides.items()}
+    if not any(found.values()):
+        return None
+    if (height - found["top"] - found["bottom"] < min_content * height
+            or width - found["left"] - found["right"] < min_content * width):
+        return None
+    full = image.convert("RGB") if image.mode != "RGB" else image
+    scale = max(image.size) / max(width, height)
+    exact = {}
+    for side, d in found.items():
+        if not d:
+            exact[side] = 0
+            continue
+        strip = int(np.ceil((d + 2) * scale))  # the border's end lies within this strip of the full image
+        w, h = full.size
+        box = {"top": (0, 0, w, strip), "bottom": (0, h - strip, w, h), "left": (0, 0, strip, h),
+               "right": (w - strip, 0, w, h)}[side]
+        lines = np.asarray(full.crop(box), dtype=np.int16)
+        lines = {"top": lines, "bottom": lines[::-1], "left": lines.transpose(1, 0, 2),
+                 "right": lines.transpose(1, 0, 2)[::-1]}[side]
+        exact[side] = depth(lines, 1)
+    box = (exact["left"], exact["top"], image.width - exact["right"], image.height - exact["bottom"])
+    return box if box[2] > box[0] and box[3] > box[1] else None

@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
+from ..imaging import uniform_borders
 from ..io import DEFAULT_LIMITS, ImageSource, LoadLimits, decode, describe_source, load_pil, read_bytes
 from .value import Hash, MultiHash
 
@@ -128,9 +129,21 @@ class BaseHasher(ABC):
 
     def query_variants(self, im: Image.Image) -> list[Hash | MultiHash]:
         """Other hashes of a query to search with besides :meth:`hash_pil`'s, each with
-        ``extra["variant"]`` saying what it is (PDQ: the other 7 rotations and flips, for
-        a method that is not invariant to them). None by default."""
-        return []
+        ``extra["variant"]`` saying what it is (PDQ adds the other 7 rotations and flips,
+        for a method that is not invariant to them). By default: :meth:`border_trimmed`."""
+        return self.border_trimmed(im)
+
+    def border_trimmed(self, im: Image.Image) -> list[Hash]:
+        """The query's hash with its uniform borders trimmed (padding, letterboxing, a
+        one-colour frame: :func:`~robusthash.imaging.uniform_borders`), when it has any.
+        Only a query variant: registered hashes never change, and a trim of a picture's
+        own flat margin costs one more search, not a lost match. Methods of several parts
+        per image find the picture among their parts instead."""
+        box = None if self.multi else uniform_borders(im)
+        if box is None:
+            return []
+        value = self.hash_pil(im.crop(box))
+        return [replace(value, extra={**value.extra, "variant": "borders trimmed"})] if isinstance(value, Hash) else []
 
     def weakness(self, value: Hash | MultiHash, min_quality: int | None = None) -> str | None:
         """Why ``value`` is too weak to register or match (None when it is not): its quality

@@ -86,8 +86,9 @@ class PdqHasher(BaseHasher):
         return self.hash_pil_dihedral(load_for(self, image, self.limits))
 
     def query_variants(self, im: Image.Image) -> list[Hash]:
-        """A query is also searched turned and flipped: PDQ is not invariant to either."""
-        return self.hash_pil_dihedral(im)[1:]
+        """A query is also searched turned and flipped (PDQ is not invariant to either),
+        and with its uniform borders trimmed."""
+        return self.hash_pil_dihedral(im)[1:] + self.border_trimmed(im)
 
 
 class ImagehashHasher(BaseHasher):

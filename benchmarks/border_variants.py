@@ -1,0 +1,121 @@
+"""What searching a query also with its uniform borders trimmed buys (issue 23, query
+normalisation), through ReferenceDB.query as `db query` runs it, on train photos.
+
+    .venv/bin/python benchmarks/border_variants.py --corpus corpus [--photos 200] [--methods forbild,pdq,cmaa]
+
+``--photos`` train photos are registered; as many other train photos are kept out.
+Queries: each registered photo padded (the PAD suite: 5, 10, 20% black, 10% white,
+10% grey), letterboxed (black bars to 16:9 or 9:16 around it), framed unevenly (a
+border on two sides only), and three attacks with no border, so the variant's effect
+where there is nothing to trim shows as well; the kept-out photos padded and plain,
+for false matches. Each query is run twice, with the trimmed variant and without it,
+and the table gives, per method and query kind, recall@1 (the registered original is
+the first answer and matched), and false matches per query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from robusthash.attacks import parse
+from robusthash.db import ReferenceDB
+from robusthash.files import evenly_spaced
+from robusthash.hashing.base import BaseHasher
+from robusthash.io import load_pil
+from robusthash.synth.corpus import Corpus
+
+PADDED = ("PAD(0.05)", "PAD(0.1)", "PAD(0.2)", "PAD(0.1,white)", "PAD(0.1,grey)")
+NO_BORDER = ("JC(50)", "RS(0.5)", "CROP(0.7)")
+
+
+def letterboxed(im: Image.Image) -> Image.Image:
+    """Black bars around ``im`` to 16:9 (a portrait picture: 9:16), as a video frame or a
+    phone screenshot shows it."""
+    w, h = im.size
+    width, height = (max(w, round(h * 16 / 9)), h) if w >= h else (w, max(h, round(w * 16 / 9)))
+    if (width, height) == (w, h):
+        width, height = (w, round(w * 9 / 16) + h) if w >= h else (w + round(h * 9 / 16), h)
+    canvas = Image.new("RGB", (width, height), (0, 0, 0))
+    canvas.paste(im, ((width - w) // 2, (height - h) // 2))
+    return canvas
+
+
+def framed_two_sides(im: Image.Image) -> Image.Image:
+    """A white border on the left and the bottom only (a scan, a caption strip)."""
+    w, h = im.size
+    canvas = Image.new("RGB", (w + w // 8, h + h // 6), (255, 255, 255))
+    canvas.paste(im, (w // 8, 0))
+    return canvas
+
+
+def queries_of(photo: Path, seed: int) -> dict[str, Image.Image]:
+    im = load_pil(photo)
+    made = {"pad": [parse(spec)(im, seed=seed) for spec in PADDED],
+            "letterbox": [letterboxed(im)], "two sides": [framed_two_sides(im)],
+            "no border": [parse(spec)(im, seed=seed) for spec in NO_BORDER]}
+    return made
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--photos", type=int, default=200)
+    parser.add_argument("--methods", default="forbild,pdq,cmaa")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    methods = args.methods.split(",")
+    train = evenly_spaced(Corpus(args.corpus).train(), 2 * args.photos)
+    registered, kept_out = train[0::2], train[1::2]
+    counts: dict = {}
+    trim_variant = BaseHasher.border_trimmed
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = ReferenceDB(Path(tmp) / "refs.sqlite", methods=methods)
+        ref.add(registered)
+        sources = {str(p) for p in registered}
+        started = time.perf_counter()
+        for label, photos in (("registered", registered), ("unregistered", kept_out)):
+            for seed, photo in enumerate(photos):
+                for kind, images in queries_of(photo, seed).items():
+                    if label == "unregistered" and kind not in ("pad", "no border"):
+                        continue
+                    for im in images:
+                        for trimmed in (True, False):
+                            BaseHasher.border_trimmed = trim_variant if trimmed else (lambda self, im: [])
+                            for result in ref.query(im, methods):
+                                row = counts.setdefault((result.method, f"{label}: {kind}", trimmed),
+                                                        {"queries": 0, "recall@1": 0, "false": 0})
+                                row["queries"] += 1
+                                matched = [m for m in result.matches if m.matched]
+                                first = result.matches[0] if result.matches else None
+                                if label == "registered" and first and first.matched and first.image.source == str(photo):
+                                    row["recall@1"] += 1
+                                row["false"] += sum(m.image.source != str(photo) for m in matched)
+                                assert all(m.image.source in sources for m in result.matches)
+        BaseHasher.border_trimmed = trim_variant
+        seconds = time.perf_counter() - started
+    print(f"{len(registered)} registered train photos, {len(kept_out)} kept out; {seconds:.0f} s\n")
+    print("| method | queries | n | recall@1 trimmed variant | without | false matches / query trimmed | without |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    rows = []
+    for (method, kind, trimmed), row in sorted(counts.items()):
+        if not trimmed:
+            continue
+        other = counts[(method, kind, False)]
+        n = row["queries"]
+        rows.append({"method": method, "queries": kind, "n": n, "recall@1": row["recall@1"] / n,
+                     "recall@1_without": other["recall@1"] / n, "false_per_query": row["false"] / n,
+                     "false_per_query_without": other["false"] / n})
+        recall = f"{row['recall@1'] / n:.3f} | {other['recall@1'] / n:.3f}" if kind.startswith("registered") else "— | —"
+        print(f"| {method} | {kind} | {n} | {recall} | {row['false'] / n:.3f} | {other['false'] / n:.3f} |")
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
