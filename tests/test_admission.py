@@ -124,7 +124,7 @@ def test_a_version_1_database_is_upgraded_in_place(tmp_path, originals):
     conn.commit()
     conn.close()
     store = Store(url)
-    assert store.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "2"
+    assert store.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "3"
     assert store.stats()["images"] == 2 and store.execute("SELECT COUNT(quality) FROM hashes").fetchone()[0] == 0
     store.close()
 

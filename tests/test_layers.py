@@ -24,6 +24,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("robusthash.segments",),
     ("robusthash.compare",),
     ("robusthash.db",),
+    # one verdict from every signal, over the database
+    ("robusthash.identify",),
     # training and evaluation data
     ("robusthash.synth",),
     ("robusthash.models",),

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import Format, _emit, err, needs_extra
+from .common import Format, _emit, err
 
 
 def explain(
@@ -22,7 +22,6 @@ def explain(
     """What was edited: same picture (only non-editorial changes), edited (and where:
     a 7×7 heatmap over the original), or a different picture. Aligns the query to the
     original first (crops, rotations, flips). Writes a PNG with the heatmap overlaid."""
-    needs_extra("explain", "cv2", what="robusthash explain")
     from ..compare import ImageComparator
     from ..compare.picture import explanation_picture
 

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..io import to_rgb
+from .features import plausible
 
 
 @dataclass(frozen=True)
@@ -160,17 +161,9 @@ def _match(query_features: _Features, original_features: _Features, detector: _D
     if homography is None:
         return None, 0, len(good)
     inliers = int(inlier_mask.sum())
-    if inliers < config.min_inliers or not _plausible(homography, config.max_scale_change):
+    if inliers < config.min_inliers or not plausible(homography, config.max_scale_change):
         return None, inliers, len(good)
     return homography, inliers, len(good)
-
-
-def _plausible(homography: np.ndarray, max_scale_change: float) -> bool:
-    """Orientation-preserving (a mirror is handled by the flip) and not degenerate."""
-    linear = homography[:2, :2] / homography[2, 2]
-    det = float(np.linalg.det(linear))
-    return det > 0 and 1 / max_scale_change**2 < det < max_scale_change**2 and \
-        float(np.abs(homography[2, :2]).max()) < 1e-2
 
 
 def estimate(query: Image.Image, original: Image.Image, config: AlignConfig = AlignConfig()) -> Alignment:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..compare.features import KIND, VERSION, FeatureConfig, LocalFeatures, local_features
 from ..hashing import BaseHasher, Hash, MultiHash
 from ..hashing.base import DecodedImage, DecodeSpec, shared_hasher
 from ..information import DEFAULT_RULE, Information, InformationRule, information
@@ -39,6 +40,8 @@ class Admission:
 DEFAULT_ADMISSION = Admission()
 # The decoding the information rule measures: small, so JPEGs are drafted, and in colour.
 INFORMATION_DECODE = DecodeSpec(128, "RGB")
+# The decoding local features are found on (grey, reduced to 384 px): JPEGs drafted.
+FEATURES_DECODE = DecodeSpec(384, "L")
 
 
 @dataclass(frozen=True)
@@ -54,13 +57,18 @@ class Examined:
     # header; None when the input was pixels, not a file.
     digest: str | None = None
     size: tuple[int, int] | None = None
+    # The image's local features, and its mirror image's (a query's only), for pairwise
+    # verification (robusthash.compare.features); None unless asked for.
+    local_features: tuple[LocalFeatures, LocalFeatures | None] | None = None
 
 
 def examine(image: ImageSource, hashers: Sequence[BaseHasher], limits: LoadLimits = DEFAULT_LIMITS,
-            name: str | None = None, rule: InformationRule = DEFAULT_RULE, variants: bool = False) -> Examined:
+            name: str | None = None, rule: InformationRule = DEFAULT_RULE, variants: bool = False,
+            features: FeatureConfig | None = None) -> Examined:
     """Read ``image`` once, hash it with each of ``hashers`` (each decoding it as it would on
-    its own) and measure its information; ``variants``: also each hasher's query variants.
-    Raises :class:`~robusthash.io.ImageError`."""
+    its own) and measure its information; ``variants``: also each hasher's query variants
+    (a query); ``features``: also its local features (with ``variants``, its mirror
+    image's too). Raises :class:`~robusthash.io.ImageError`."""
     decoded = DecodedImage(image, limits, name)
     data = decoded.source if isinstance(decoded.source, bytes) else None
     size = header_size(data) if data is not None else None
@@ -68,7 +76,11 @@ def examine(image: ImageSource, hashers: Sequence[BaseHasher], limits: LoadLimit
     hashes = {h.name: h.hash_pil(decoded.for_hasher(h)) for h in hashers}
     extra = {h.name: found for h in hashers if variants and (found := h.query_variants(decoded.for_hasher(h)))}
     digest = hashlib.sha256(data).hexdigest() if data is not None else None
-    return Examined(hashes, info, extra, digest, size)
+    local = None
+    if features is not None:
+        grey = decoded.decoded(FEATURES_DECODE)
+        local = (local_features(grey, features), local_features(grey, features, mirrored=True) if variants else None)
+    return Examined(hashes, info, extra, digest, size, local)
 
 
 @dataclass(frozen=True)
@@ -95,7 +107,8 @@ def admit(examined: Examined, source: str, metadata: dict[str, Any], admission: 
     width, height = examined.size or (None, None)
     qualities = {key: value.extra["quality"] for m, value in kept.items() if isinstance(value, Hash)
                  and "quality" in value.extra for key in stored_form({m: value})}
-    image = NewImage(examined.digest, source, metadata, width, height, stored_form(kept), qualities)
+    stored_features = {(KIND, VERSION): examined.local_features[0].to_bytes()} if examined.local_features else {}
+    image = NewImage(examined.digest, source, metadata, width, height, stored_form(kept), qualities, stored_features)
     return Admitted(image, [f"{source}: registered without {m}: {why}" for m, why in weak.items()])
 
 
@@ -108,22 +121,24 @@ def read_file(path: Path, limits: LoadLimits) -> bytes | str:
 
 
 def ingest(data: bytes, source: str, methods: Sequence[str], limits: LoadLimits, metadata: dict[str, Any],
-           admission: Admission = DEFAULT_ADMISSION) -> Admitted | str:
-    """One file's bytes, digested, sized, decoded and hashed by every method, and admitted;
-    or why not."""
+           admission: Admission = DEFAULT_ADMISSION, features: FeatureConfig | None = None) -> Admitted | str:
+    """One file's bytes, digested, sized, decoded, hashed by every method (and its local
+    features found, with ``features``), and admitted; or why not."""
     hashers = {m: shared_hasher(m) for m in methods}
     try:
-        examined = examine(data, list(hashers.values()), limits, source, admission.information or DEFAULT_RULE)
+        examined = examine(data, list(hashers.values()), limits, source, admission.information or DEFAULT_RULE,
+                           features=features)
     except (ImageError, OSError) as exc:
         return failure(source, exc)
     return admit(examined, source, metadata, admission, hashers)
 
 
 def ingest_batch(encoded: Sequence[tuple[str, bytes]], methods: Sequence[str], limits: LoadLimits,
-                 metadata: dict[str, Any], admission: Admission = DEFAULT_ADMISSION) -> list[tuple[str, Admitted | str]]:
+                 metadata: dict[str, Any], admission: Admission = DEFAULT_ADMISSION,
+                 features: FeatureConfig | None = None) -> list[tuple[str, Admitted | str]]:
     """A task of :meth:`ReferenceDB.add` on a worker: (source, file bytes) → (source,
     :class:`Admitted` or why it failed). A bad file fails alone; the task goes on."""
-    return [(source, ingest(data, source, methods, limits, metadata, admission)) for source, data in encoded]
+    return [(source, ingest(data, source, methods, limits, metadata, admission, features)) for source, data in encoded]
 
 
 def failure(source: str | Path, exc: Exception) -> str:

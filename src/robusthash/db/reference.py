@@ -37,6 +37,7 @@ from ..hashing.base import shared_hasher
 from ..information import DEFAULT_RULE
 from ..io import DEFAULT_LIMITS, ImageSource, LoadLimits
 from .index import IndexFiles
+from ..compare.features import DEFAULT_FEATURES, FeatureConfig
 from .ingest import DEFAULT_ADMISSION, Admission, Admitted, Examined, admit, examine, ingest, ingest_batch, read_file, segments
 from .milvus import MilvusCollections, connect, is_milvus_url, parse_milvus_url
 from .search import FollowedIndex, IndexHome
@@ -128,7 +129,8 @@ class ReferenceDB:
     """
 
     def __init__(self, url: str | Path, methods: Sequence[str] | None = None, index_dir: Path | None = None,
-                 limits: LoadLimits = DEFAULT_LIMITS, admission: Admission = DEFAULT_ADMISSION):
+                 limits: LoadLimits = DEFAULT_LIMITS, admission: Admission = DEFAULT_ADMISSION,
+                 features: FeatureConfig | None = DEFAULT_FEATURES):
         milvus = parse_milvus_url(str(url)) if is_milvus_url(url) else None
         if milvus:
             connect(milvus)  # an unreachable server is reported now, not at the first query
@@ -136,6 +138,8 @@ class ReferenceDB:
         self.store = Store(store_url)
         self.limits = limits
         self.admission = admission
+        # What registering stores for verification (robusthash.identify); None: hashes only.
+        self.features = features
         self.methods = list(methods) if methods else self._stored_methods()
         self.hashers: dict[str, BaseHasher] = {m: shared_hasher(m) for m in self.methods}  # type: ignore[misc]
         if index_dir is None and not self.store.is_postgres and not milvus:
@@ -226,7 +230,8 @@ class ReferenceDB:
             for path in paths:
                 data = read_file(path, self.limits)
                 yield [(str(path), data if isinstance(data, str)
-                        else ingest(data, str(path), self.methods, self.limits, metadata, self.admission))]
+                        else ingest(data, str(path), self.methods, self.limits, metadata, self.admission,
+                                    self.features))]
             return
         chunks = [paths[i:i + task_size] for i in range(0, len(paths), task_size)]
         running: set[Future] = set()
@@ -241,7 +246,7 @@ class ReferenceDB:
                 yield failed
             if encoded:
                 running.add(executor.submit(ingest_batch, encoded, self.methods, self.limits, metadata,
-                                            self.admission))
+                                            self.admission, self.features))
         for future in as_completed(running):
             yield future.result()
 
@@ -281,11 +286,12 @@ class ReferenceDB:
         return self.query_examined(examined, names, k=k, source=name)
 
     def examine(self, image: ImageSource, methods: Sequence[str] | None = None, name: str | None = None,
-                variants: bool = True) -> Examined:
+                variants: bool = True, features: FeatureConfig | None = None) -> Examined:
         """:func:`examine` with this database's methods (or ``methods``), limits and rule;
-        with each method's query variants unless ``variants`` is False (for registering)."""
+        with each method's query variants unless ``variants`` is False (for registering);
+        with local features when ``features`` is given (:attr:`features` to register)."""
         return examine(image, [self._hasher(m) for m in (methods or self.methods)], self.limits, name,
-                       self.admission.information or DEFAULT_RULE, variants)
+                       self.admission.information or DEFAULT_RULE, variants, features)
 
     def query_examined(self, examined: Examined, methods: Sequence[str] | None = None, k: int = 5,
                        source: str = "<image>") -> list[QueryResult]:

@@ -8,6 +8,9 @@ One schema, two engines: SQLite (a file, the embedded default) and PostgreSQL
   a duplicate.
 * ``hashes``: one or more hashes per image and method (``segment`` numbers the hashes
   of segment hashers; whole-image hashers use segment 0). Ids only grow.
+* ``features``: per image and kind, the data a pairwise verification against the
+  registered original needs (e.g. local feature keypoints and descriptors), an opaque
+  blob derived at registration like the hashes, of one version per kind.
 * ``removals``: the ids of deleted hashes, in order, so a search index built earlier
   can catch up (see :mod:`robusthash.db.reference`) instead of being rebuilt.
 * ``calibrations``: per method, the threshold at a false positive rate, measured on
@@ -35,9 +38,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-# 2: hashes.quality (PDQ's quality; NULL for methods without one). A version-1 database is
-# upgraded in place when opened (one ALTER TABLE).
-SCHEMA_VERSION = "2"
+# 2: hashes.quality (PDQ's quality; NULL for methods without one). 3: the features table.
+# An older database is upgraded in place when opened (version 1: one ALTER TABLE; both: the
+# new table).
+SCHEMA_VERSION = "3"
 IMAGE_COLUMNS = "id, digest, source, metadata, width, height, added_at"
 HASH_COLUMNS = "id, image_id, method, version, segment, bits, quality"
 WRITER_LOCK = 7_214_001  # PostgreSQL advisory lock key shared by all writers
@@ -70,7 +74,10 @@ class HashRow:
 @dataclass(frozen=True)
 class NewImage:
     """An image to register, already hashed: ``hashes`` maps (method, version, segment) →
-    packed bits, ``qualities`` the same keys → the hash's quality, where it has one."""
+    packed bits, ``qualities`` the same keys → the hash's quality, where it has one, and
+    ``features`` maps (kind, version) → the image's verification data of that kind (an
+    opaque blob, e.g. local feature keypoints and descriptors; at most one version per
+    kind)."""
 
     digest: str
     source: str
@@ -79,6 +86,7 @@ class NewImage:
     height: int | None
     hashes: dict[tuple[str, str, int], bytes]
     qualities: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    features: dict[tuple[str, str], bytes] = field(default_factory=dict)
 
 
 # What add_images did with each image.
@@ -250,6 +258,12 @@ class Store:
                 quality INTEGER,
                 UNIQUE (image_id, method, segment))""",
             "CREATE INDEX IF NOT EXISTS hashes_by_method ON hashes (method, version, id)",
+            f"""CREATE TABLE IF NOT EXISTS features (
+                image_id BIGINT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+                kind TEXT NOT NULL,
+                version TEXT NOT NULL,
+                data {blob} NOT NULL,
+                PRIMARY KEY (image_id, kind))""",
             f"""CREATE TABLE IF NOT EXISTS removals (
                 seq {serial} PRIMARY KEY{autoincrement},
                 hash_id BIGINT NOT NULL,
@@ -273,8 +287,9 @@ class Store:
             found = self.meta("schema")
             if found is None:
                 self.set_meta("schema", SCHEMA_VERSION)
-            elif found == "1":
-                self.execute("ALTER TABLE hashes ADD COLUMN quality INTEGER")
+            elif found in ("1", "2"):  # the features table was created above
+                if found == "1":
+                    self.execute("ALTER TABLE hashes ADD COLUMN quality INTEGER")
                 self.set_meta("schema", SCHEMA_VERSION)
             elif found != SCHEMA_VERSION:
                 raise RuntimeError(f"{self.url}: schema version {found}, this robusthash reads {SCHEMA_VERSION}")
@@ -319,14 +334,21 @@ class Store:
 
     def add_images(self, images: Sequence[NewImage]) -> list[tuple[int, str]]:
         """Register a batch in one transaction; returns (image id, what happened) per image:
-        ``ADDED`` (a new image), ``UPDATED`` (registered before; hashes it lacked were added,
-        e.g. of a method added since or of a method's new version) or ``EXISTING``.
+        ``ADDED`` (a new image), ``UPDATED`` (registered before; hashes or features it lacked
+        were added, e.g. of a method added since or of a method's new version) or
+        ``EXISTING``.
 
         An image already registered (same digest) keeps its row and metadata; only the
         hashes it does not have yet are added, so a re-run completes an interrupted one. A
         method's hashes of an older version are replaced by the new version's (and logged
-        as removed, so the old version's index drops them).
+        as removed, so the old version's index drops them). Features likewise: a kind the
+        image lacks is added, a kind held at another version is replaced by the new
+        version's data, a kind held at the same version is left as it is.
         """
+        for image in images:
+            kinds = [kind for kind, _ in image.features]
+            if len(kinds) != len(set(kinds)):
+                raise ValueError(f"{image.source}: more than one version of a feature kind: {sorted(image.features)}")
         results = []
         with self.write():
             for image in images:
@@ -345,8 +367,22 @@ class Store:
                     self._executemany(
                         "INSERT INTO hashes (image_id, method, version, segment, bits, quality) VALUES (?, ?, ?, ?, ?, ?)",
                         [(image_id, m, v, s, bits, image.qualities.get((m, v, s))) for (m, v, s), bits in new.items()])
-                results.append((image_id, ADDED if row is None else UPDATED if new else EXISTING))
+                gained = self._add_features(image_id, image.features) if image.features else False
+                results.append((image_id, ADDED if row is None else UPDATED if new or gained else EXISTING))
         return results
+
+    def _add_features(self, image_id: int, features: dict[tuple[str, str], bytes]) -> bool:
+        """Store the features of kinds the image lacks or holds at another version (those
+        replaced); whether any were written."""
+        held = {kind: version for kind, version in self._rows(
+            "SELECT kind, version FROM features WHERE image_id = ?", (image_id,))}
+        fresh = [(image_id, k, v, data) for (k, v), data in features.items() if held.get(k) != v]
+        if fresh:
+            self._executemany(
+                "INSERT INTO features (image_id, kind, version, data) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (image_id, kind) DO UPDATE SET version = excluded.version, data = excluded.data",
+                fresh)
+        return bool(fresh)
 
     def _insert_image(self, image: NewImage) -> int:
         params = (image.digest, image.source, json.dumps(image.metadata, ensure_ascii=False),
@@ -357,7 +393,8 @@ class Store:
         return int(self.execute(statement, params).lastrowid)
 
     def remove_images(self, image_ids: Iterable[int]) -> int:
-        """Delete images and their hashes, logging the hash ids for the indexes."""
+        """Delete images, their hashes (logging the hash ids for the indexes) and their
+        features (ON DELETE CASCADE; SQLite's foreign keys are on for every connection)."""
         removed = 0
         with self.write():
             for image_id in image_ids:
@@ -413,12 +450,29 @@ class Store:
     def hash_rows(self, hash_ids: Iterable[int]) -> dict[int, HashRow]:
         return {r.id: r for r in map(_hash_row, self._rows_by_id(f"SELECT {HASH_COLUMNS} FROM hashes", hash_ids))}
 
-    def _rows_by_id(self, select: str, ids: Iterable[int], chunk: int = 500) -> Iterator[Sequence[Any]]:
-        """Rows whose id is in ``ids``, asked for in chunks (SQL parameter lists are bounded)."""
+    def _rows_by_id(self, select: str, ids: Iterable[int], chunk: int = 500, *, column: str = "id",
+                    where: str = "", params: Sequence[Any] = ()) -> Iterator[Sequence[Any]]:
+        """Rows whose ``column`` is in ``ids``, asked for in chunks (SQL parameter lists are
+        bounded); ``where`` (with its ``params``) narrows them further."""
         wanted = sorted(set(int(i) for i in ids))
+        condition = f"{where} AND " if where else ""
         for start in range(0, len(wanted), chunk):
             part = wanted[start : start + chunk]
-            yield from self._rows(f"{select} WHERE id IN ({','.join('?' * len(part))})", part)
+            yield from self._rows(f"{select} WHERE {condition}{column} IN ({','.join('?' * len(part))})",
+                                  [*params, *part])
+
+    def features(self, image_ids: Iterable[int], kind: str, version: str) -> dict[int, bytes]:
+        """image id → its features of ``kind`` at ``version``, for those of ``image_ids``
+        that hold them (an image without them, or with another version, is left out)."""
+        rows = self._rows_by_id("SELECT image_id, data FROM features", image_ids, column="image_id",
+                                where="kind = ? AND version = ?", params=(kind, version))
+        return {int(i): bytes(data) for i, data in rows}
+
+    def feature_kinds(self) -> list[tuple[str, str, int, int]]:
+        """(kind, version, images holding it, total bytes of their data), by kind and version."""
+        return [(k, v, int(n), int(size)) for k, v, n, size in self._rows(
+            "SELECT kind, version, COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM features "
+            "GROUP BY kind, version ORDER BY kind, version")]
 
     def image_hashes(self, image_id: int, method: str, version: str) -> list[HashRow]:
         """Every hash of one image and method, by segment."""
@@ -457,7 +511,9 @@ class Store:
                 "ORDER BY method, version"
             )
         }
-        return {"engine": "postgresql" if self.is_postgres else "sqlite", "images": images, "methods": per_method}
+        features = [{"kind": k, "version": v, "images": n, "bytes": size} for k, v, n, size in self.feature_kinds()]
+        return {"engine": "postgresql" if self.is_postgres else "sqlite", "images": images, "methods": per_method,
+                "features": features}
 
     def methods(self) -> list[tuple[str, str]]:
         return [(m, v) for m, v in self._rows("SELECT DISTINCT method, version FROM hashes ORDER BY method, version")]

@@ -57,10 +57,10 @@ class Service:
         return [self.ref.hashers.get(m) or get_hasher(m) for m in dict.fromkeys(names)]  # type: ignore[misc]
 
     def examine_upload(self, data: bytes, name: str, hashers: list[BaseHasher], variants: bool = True) -> Examined:
-        """:meth:`ReferenceDB.examine`, its refusals as 422: the loader refuses non-images
-        and pixel bombs, naming the upload."""
+        """:meth:`ReferenceDB.examine` with the database's local features, its refusals as
+        422: the loader refuses non-images and pixel bombs, naming the upload."""
         try:
-            return self.ref.examine(data, [h.name for h in hashers], name, variants)
+            return self.ref.examine(data, [h.name for h in hashers], name, variants, self.ref.features)
         except ImageError as exc:
             raise HTTPException(422, str(exc)) from None
         except ValueError as exc:  # a hasher refusing a decoded picture (e.g. too small) is still bad input
