@@ -78,7 +78,8 @@ def main() -> None:
         cli("db", "init", "--db", str(db), "--methods", "forbild,pdq,cmaa,segments")
         cli("db", "add", "--db", str(db), *photos, "--no-progress")
         snapshot["db_stats"] = cli("db", "stats", "--db", str(db)).replace(str(db), "DB")
-        snapshot["db_query"] = jsonl(cli("db", "query", "--db", str(db), *copies, "--format", "jsonl", "-k", "3")
+        snapshot["db_query"] = jsonl(cli("db", "query", "--db", str(db), *copies, "--format", "jsonl", "-k", "3",
+                                         "--details")
                                      .replace(f"{work}/", "WORK/"))
         shutil.rmtree(work / "bench")
     args.out.write_text(json.dumps(snapshot, indent=1, sort_keys=True, default=str) + "\n")

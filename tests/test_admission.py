@@ -141,7 +141,7 @@ def test_the_cli_says_what_changed_and_what_is_not_registered(tmp_path, original
     missing = _cli("db", "query", originals[0], "--db", url, "-m", "phash")
     assert missing.returncode == 2 and "phash is not registered in this database" in missing.stderr
     assert missing.stdout == ""
-    found = _cli("db", "query", originals[0], "--db", url, "-m", "pdq")
+    found = _cli("db", "query", originals[0], "--db", url, "-m", "pdq", "--details")
     assert found.returncode == 0 and "quality 100" in found.stdout
 
 

@@ -222,21 +222,23 @@ def test_cli_db_workflow(tmp_path, originals, photos):
     attacks.apply("JC(60)+BA(1.1)", photos["rocket"]).save(copy, quality=90)
     query = _cli("db", "query", str(copy), "--db", url, "--format", "jsonl")
     assert query.returncode == 0, query.stderr
-    records = [json.loads(line) for line in query.stdout.splitlines()]
-    assert {r["method"] for r in records} == {"forbild", "phash"}
-    for record in records:
-        assert record["matched"] and record["matches"][0]["source"].endswith("rocket.jpg")
-        assert record["matches"][0]["metadata"] == {"owner": "test"}
+    [record] = [json.loads(line) for line in query.stdout.splitlines()]  # one verdict per query
+    assert record["verdict"] == "match" and record["matches"][0]["source"].endswith("rocket.jpg")
+    assert record["matches"][0]["metadata"] == {"owner": "test"}
+    assert record["matches"][0]["reason"].startswith("verified")
+    detailed = json.loads(_cli("db", "query", str(copy), "--db", url, "--format", "jsonl", "--details").stdout)
+    assert {r["method"] for r in detailed["methods"]} == {"forbild", "phash"}
+    assert all(r["matched"] and r["matches"][0]["source"].endswith("rocket.jpg") for r in detailed["methods"])
     unknown = _cli("db", "query", str(copy), "--db", url, "--methods", "nosuch")
     assert unknown.returncode == 2 and "nosuch" in unknown.stderr
     text = _cli("db", "query", str(copy), "--db", url)
-    assert text.returncode == 0 and "MATCH" in text.stdout  # (the source is folded to fit the table)
+    assert text.returncode == 0 and text.stdout.startswith(f"{copy}: MATCH") and "rocket.jpg" in text.stdout
     calibrate = _cli("db", "calibrate", "--db", url, "--methods", "phash")
     assert calibrate.returncode == 0 and "τ =" in calibrate.stdout
     stats = json.loads(_cli("db", "stats", "--db", url, "--format", "jsonl").stdout)
     assert stats["images"] == len(originals)
-    image_id = records[0]["matches"][0]["image_id"]
+    image_id = record["matches"][0]["image_id"]
     assert _cli("db", "remove", str(image_id), "--db", url).returncode == 0
     after = _cli("db", "query", str(copy), "--db", url, "--format", "jsonl")
     assert after.returncode == 1
-    assert all(not r["matched"] for r in map(json.loads, after.stdout.splitlines()))
+    assert all(r["verdict"] == "no match" for r in map(json.loads, after.stdout.splitlines()))

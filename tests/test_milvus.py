@@ -216,7 +216,7 @@ def test_cli_with_a_milvus_database(milvus_address, tmp_path, photos):
     copy = tmp_path / "copy.jpg"
     attacks.apply("JC(40)", photos["coffee"], seed=1).save(copy)
     result = runner.invoke(app, ["db", "query", "--db", url, "--format", "jsonl", str(copy)])
-    assert result.exit_code == 0 and '"matched": true' in result.output and "coffee.png" in result.output
+    assert result.exit_code == 0 and '"verdict": "match"' in result.output and "coffee.png" in result.output
     closed = tmp_path / "nothing.sqlite"
     result = runner.invoke(app, ["db", "init", "--db", f"milvus://127.0.0.1:1?timeout=1&store={closed}"])
     assert result.exit_code == 1 and "cannot reach Milvus at 127.0.0.1:1" in result.output

@@ -172,17 +172,20 @@ def db_query(
     images: List[Path] = typer.Argument(..., help="images to look up"),
     db: str = DB_OPTION,
     methods: Optional[str] = typer.Option(None, "--methods", "-m", help="default: the database's methods"),
-    k: int = typer.Option(5, "-k", min=1, help="show at least the k nearest (every match is shown)"),
-    fmt: Format = typer.Option(Format.text, "--format", help="text table or one JSON object per image and method"),
+    k: int = typer.Option(5, "-k", min=1, help="with --details: each method lists at least its k nearest"),
+    details: bool = typer.Option(False, "--details", help="every candidate checked, and each method's own result"),
+    fmt: Format = typer.Option(Format.text, "--format", help="text, or one JSON object per query image"),
     allow_uninformative: bool = ALLOW_UNINFORMATIVE_OPTION,
     min_quality: Optional[int] = MIN_QUALITY_OPTION,
 ):
-    """Is this image one of mine? Ranked matches, distances, each method's decision.
+    """Is this image one of mine? One verdict per image: match (which original), montage
+    (which originals, where in the image), or no match.
 
-    A query with almost nothing in it (flat colour, tiny, noise), or whose hash is below
-    its quality floor, matches nothing; its nearest images are still listed.
-    Exit code 0 if every query matched something, 1 otherwise (or on a bad file), 2 when
-    a method is not registered in the database."""
+    Every method's nearest references are candidates; each is verified against its
+    original (local features and geometry; docs/identify.md). A query with almost nothing
+    in it (flat colour, tiny, noise) matches nothing. Exit code 0 if every query matched
+    something, 1 otherwise (or on a bad file), 2 when a method is not registered here."""
+    from ..identify import NO_MATCH, Identifier
     from ..io import ImageError
 
     failed = unmatched = 0
@@ -193,24 +196,54 @@ def db_query(
             for why in problems:
                 err.print(f"error: {why}", markup=False)
             raise typer.Exit(2)
+        engine = Identifier(ref)
         for path in _image_files(images):
             try:
-                results = ref.query(path, methods=chosen, k=k)
+                verdict = engine.identify(path, methods=chosen, k=k)
             except ImageError as exc:
                 failed += 1
                 err.print(f"error: {exc}", markup=False)
                 continue
-            unmatched += not any(r.matched for r in results)
-            for result in results:
-                _print_query(result, fmt)
+            unmatched += verdict.verdict == NO_MATCH
+            if fmt is Format.jsonl:
+                out.file.write(json.dumps(verdict.to_dict(details), ensure_ascii=False) + "\n")
+                continue
+            _print_verdict(verdict)
+            if details:
+                _print_candidates(verdict)
+                for result in verdict.results:
+                    _print_query(result)
     if failed or unmatched:
         raise typer.Exit(1)
 
 
-def _print_query(result, fmt: Format) -> None:
-    if fmt is Format.jsonl:
-        out.file.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+def _print_verdict(verdict) -> None:
+    from ..identify import MONTAGE, NO_MATCH
+
+    if verdict.verdict == NO_MATCH:
+        why = f": the query {verdict.refused}" if verdict.refused else (
+            f" ({len(verdict.candidates)} candidate(s) checked, none verified)" if verdict.candidates else "")
+        out.print(f"{verdict.query}: no match{why}", markup=False)
         return
+    out.print(f"{verdict.query}: {verdict.verdict.upper()}", markup=False)
+    for m in verdict.matches:
+        where = f" at {m.region} in the query" if verdict.verdict == MONTAGE and m.region else ""
+        out.print(f"  {m.image.source}  (image {m.image.id}{where}; {m.reason})", markup=False)
+
+
+def _print_candidates(verdict) -> None:
+    from rich.table import Table
+
+    table = Table("image id", "identified", "score", "reason", "methods that match",
+                  title=f"{verdict.query}: candidates", title_justify="left")
+    table.add_column("source", overflow="fold")
+    for c in verdict.candidates:
+        table.add_row(str(c.image.id), "yes" if c.identified else "—", f"{c.score:g}", c.reason,
+                      ", ".join(c.evidence.matched_by) or "—", c.image.source)
+    out.print(table)
+
+
+def _print_query(result) -> None:
     verdict = f"MATCH ({len(result.matched)})" if result.matched else "no match"
     if result.refused:
         verdict += f": the query {result.refused}"

@@ -11,7 +11,9 @@ registered original, one verdict.
 3. **Verdict.** A candidate is identified when its verification has ``min_inliers``
    inliers (no distinct train pair reached 25: ``benchmarks/verification_probe.py``),
    or, weaker geometry being common under blur and small crops, ``corroborated_inliers``
-   inliers and a method's own match. Identified candidates whose regions in the query
+   inliers and a method's own match; where the geometry cannot be checked (the query or
+   the original has too few keypoints: a tiny or flat picture), two methods' own
+   matches. Identified candidates whose regions in the query
    overlap are one picture; two or more apart are a montage. A query with too little
    information in it (flat, noise, tiny) is refused: it matches nothing.
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..compare.features import DEFAULT_FEATURES, KIND, VERSION, FeatureConfig, LocalFeatures, Verification, verify
 from ..db.ingest import Examined
@@ -40,7 +42,11 @@ class IdentifyConfig:
     per_method: int = 10  # nearest references each method offers, besides those it matches
     min_inliers: int = 25  # verified on geometry alone
     corroborated_inliers: int = 12  # verified when a method also matches
-    unverified_methods: int = 2  # methods that must match a reference that has no features
+    # Methods that must match a reference whose geometry cannot be checked: it has no
+    # stored features, or the query or it has fewer than ``few_keypoints`` (tiny or flat
+    # pictures give ORB too little to fit a homography to).
+    unverified_methods: int = 2
+    few_keypoints: int = 200
     same_region: float = 0.5  # regions overlapping this much (of the smaller) are one picture
     features: FeatureConfig = DEFAULT_FEATURES
 
@@ -52,6 +58,7 @@ class Evidence:
 
     methods: dict[str, tuple[float, bool]]
     verification: Verification | None
+    keypoints: tuple[int, int] | None = None  # the query's and the original's, where checked
 
     @property
     def matched_by(self) -> list[str]:
@@ -62,7 +69,8 @@ class Evidence:
         return {"methods": {m: {"distance": round(d, 4), "matched": ok} for m, (d, ok) in self.methods.items()},
                 "verification": None if v is None else {
                     "inliers": v.inliers, "matches": v.matches, "flipped": v.flipped,
-                    "original_share": round(v.original_share, 3)}}
+                    "original_share": round(v.original_share, 3),
+                    "keypoints": list(self.keypoints) if self.keypoints else None}}
 
 
 @dataclass(frozen=True)
@@ -113,15 +121,23 @@ class Identifier:
         self.ref = ref
         self.config = config
 
-    def identify(self, image: ImageSource, source: str | None = None) -> Verdict:
-        """Examine ``image`` (anything the loader takes) with every method and its local
-        features, and give the verdict. Raises ImageError for an unreadable input."""
-        examined = self.ref.examine(image, features=self.config.features)
+    def identify(self, image: ImageSource, source: str | None = None, methods: Sequence[str] | None = None,
+                 k: int = 5) -> Verdict:
+        """Examine ``image`` (anything the loader takes) with every method (or ``methods``)
+        and its local features, and give the verdict; each method's own result lists at
+        least its ``k`` nearest. Raises ImageError for an unreadable input, ValueError
+        naming a method that cannot be searched here."""
+        names = list(methods or self.ref.methods)
+        problems = [why for why in map(self.ref.unregistered, names) if why]
+        if problems:
+            raise ValueError("; ".join(problems))
+        examined = self.ref.examine(image, names, features=self.config.features)
         name = source or (str(image) if isinstance(image, (str, Path)) else "<image>")
-        return self.identify_examined(examined, name)
+        return self.identify_examined(examined, name, names, k)
 
-    def identify_examined(self, examined: Examined, source: str = "<image>") -> Verdict:
-        results = self.ref.query_examined(examined, k=self.config.per_method, source=source)
+    def identify_examined(self, examined: Examined, source: str = "<image>", methods: Sequence[str] | None = None,
+                          k: int = 5) -> Verdict:
+        results = self.ref.query_examined(examined, methods, k=max(k, self.config.per_method), source=source)
         refused = next((r.refused for r in results if r.refused and "cannot be identified" in r.refused), None)
         by_image: dict[int, dict[str, tuple[float, bool]]] = {}
         records: dict[int, ImageRecord] = {}
@@ -133,11 +149,12 @@ class Identifier:
         query_features = examined.local_features
         candidates = []
         for image_id, methods in by_image.items():
-            verification = None
+            verification = keypoints = None
             if image_id in stored and query_features is not None:
-                verification = verify(query_features[0], LocalFeatures.from_bytes(stored[image_id]),
-                                      query_features[1], self.config.features)
-            candidates.append(self._judge(records[image_id], Evidence(methods, verification), refused))
+                original = LocalFeatures.from_bytes(stored[image_id])
+                verification = verify(query_features[0], original, query_features[1], self.config.features)
+                keypoints = (len(query_features[0]), len(original))
+            candidates.append(self._judge(records[image_id], Evidence(methods, verification, keypoints), refused))
         candidates.sort(key=lambda c: (not c.identified, -c.score, c.image.id))
         identified = [c for c in candidates if c.identified]
         return Verdict(source, _verdict(identified, self.config.same_region), identified, candidates, refused, results)
@@ -157,6 +174,10 @@ class Identifier:
         elif v.inliers >= c.corroborated_inliers and matched_by:
             identified, score, region = True, float(v.inliers), v.query_box
             reason = f"verified: {v.inliers} inliers ≥ {c.corroborated_inliers} and matched by {', '.join(matched_by)}"
+        elif evidence.keypoints and min(evidence.keypoints) < c.few_keypoints and len(matched_by) >= c.unverified_methods:
+            identified, score, region = True, float(v.inliers), v.query_box
+            reason = (f"matched by {', '.join(matched_by)}; geometry inconclusive ({min(evidence.keypoints)} keypoints "
+                      f"< {c.few_keypoints}, {v.inliers} inliers)")
         else:
             identified, score, region = False, float(v.inliers), v.query_box
             reason = (f"not verified: {v.inliers} inliers" + (f" (matched by {', '.join(matched_by)})"
