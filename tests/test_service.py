@@ -229,11 +229,18 @@ def test_an_attacked_copy_finds_its_original(client, photos):
         assert best["matched"] and result["decision"] == "match"
         assert 0 <= best["distance"] < 0.2 and isinstance(best["hamming"], int) and best["rule"]
     assert body["matched_image_ids"][0] == body["results"][0]["matches"][0]["image_id"]
+    # One verdict, as `db query --format jsonl` gives it: the original named, with its evidence.
+    assert body["verdict"] == "match" and body["refused"] is None
+    first = body["matches"][0]
+    assert first["source"].endswith("coffee.jpg") and first["identified"] and first["reason"].startswith("verified")
+    assert first["evidence"]["verification"]["inliers"] >= 25 and len(first["region"]) == 4
+    assert body["candidates"][0]["image_id"] == first["image_id"]
 
     only_pdq = _query(client, _jpeg(copy), methods="pdq", k="2").json()
     assert [r["method"] for r in only_pdq["results"]] == ["pdq"]
     unrelated = np.random.default_rng(5).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    assert _query(client, _jpeg(Image.fromarray(unrelated).resize((256, 256)))).json()["decision"] == "no match"
+    noise = _query(client, _jpeg(Image.fromarray(unrelated).resize((256, 256)))).json()
+    assert noise["decision"] == "no match" and noise["verdict"] == "no match" and noise["matches"] == []
 
 
 def test_a_deleted_image_is_no_longer_found(client, photos):
@@ -416,6 +423,9 @@ def test_the_page_shows_the_original_beside_the_copy(browser, server, photos, tm
     _wait(browser, lambda d: d.find_element(By.ID, "result").is_displayed())
 
     assert browser.find_element(By.ID, "decision").text == "match"
+    named = browser.find_elements(By.CSS_SELECTOR, "#verdict-matches .verdict-match")
+    assert named and named[0].find_element(By.TAG_NAME, "strong").text == "coffee.jpg"  # by name, not by id
+    assert "verified" in named[0].text
     best = browser.find_element(By.CSS_SELECTOR, ".method .match")
     assert best.find_element(By.CLASS_NAME, "source").text.endswith("coffee.jpg")
     assert best.find_element(By.CLASS_NAME, "match-decision").text == "match"

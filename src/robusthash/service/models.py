@@ -40,11 +40,29 @@ class MethodResultOut(BaseModel):
         description="every image the method matches, and at least the k nearest; nearest first")
 
 
+class IdentifiedOut(BaseModel):
+    image_id: int
+    source: str = Field(description="the registered original's file name or path")
+    metadata: dict[str, Any]
+    score: float = Field(description="the verification's inliers (the number of methods matching, where the "
+                                     "geometry could not be checked)")
+    identified: bool
+    reason: str = Field(description="the evidence that decided, with its numbers")
+    region: Optional[list[int]] = Field(None, description="[x0, y0, x1, y1]: where in the query it was found")
+    evidence: dict[str, Any] = Field(description="each method's distance and decision, and the verification")
+
+
 class QueryOut(BaseModel):
     query: str = Field(description="the uploaded file's name")
-    decision: str = Field(description='"match" when any method matched a registered image, else "no match"')
-    matched_image_ids: list[int] = Field(description="images matched by at least one method, best first")
-    results: list[MethodResultOut]
+    verdict: str = Field(description='"match" (a copy of an original), "montage" (parts of several originals) '
+                                     'or "no match": the identification engine (docs/identify.md)')
+    matches: list[IdentifiedOut] = Field(description="the originals the verdict names, best first")
+    refused: Optional[str] = Field(None, description="why the query cannot match anything (too little in it)")
+    candidates: list[IdentifiedOut] = Field(description="every candidate checked, identified first")
+    decision: str = Field(description='"match" when the verdict names an original (match or montage), else '
+                                      '"no match"')
+    matched_image_ids: list[int] = Field(description="the originals the verdict names, best first")
+    results: list[MethodResultOut] = Field(description="each method's own result (details)")
 
 
 class ExplainOut(BaseModel):

@@ -19,14 +19,6 @@ def _method_result(result: QueryResult) -> dict[str, Any]:
     return {**result.to_dict(), "decision": "match" if result.matched else "no match"}
 
 
-def _matched_ids(results: list[QueryResult]) -> list[int]:
-    best: dict[int, float] = {}
-    for result in results:
-        for m in result.matched:
-            best[m.image.id] = min(best.get(m.image.id, m.distance), m.distance)
-    return sorted(best, key=lambda i: (best[i], i))
-
-
 def router(service: Service) -> APIRouter:
     config = service.config
     queries = protected_router()
@@ -40,16 +32,23 @@ def router(service: Service) -> APIRouter:
                                                      f"(default {config.default_k}); every match is returned")] = None,
         methods: Annotated[Optional[str], Form(description="comma-separated methods (default: the database's)")] = None,
     ) -> dict[str, Any]:
-        """Ranked registered images per method, with distances, each method's decision
-        and the rule that decided; ``decision`` is "match" if any method matched."""
+        """One verdict (the identification engine: every method's candidates, each verified
+        against its original): ``match``, ``montage`` or ``no match``, the originals it
+        names, every candidate checked with its evidence, and each method's own result."""
+        from ...identify import NO_MATCH, Identifier
+
         data, name = read_upload(file), upload_name(file)
-        examined = service.examine_upload(data, name, service.hashers(methods))
+        hashers = service.hashers(methods)
+        examined = service.examine_upload(data, name, hashers)
         label = file.filename or "upload"
         with service.lock:
-            results = service.ref.query_examined(examined, k=k or config.default_k, source=label)
-        matched = _matched_ids(results)
-        return {"query": label, "decision": "match" if matched else "no match", "matched_image_ids": matched,
-                "results": [_method_result(r) for r in results]}
+            verdict = Identifier(service.ref).identify_examined(examined, label, [h.name for h in hashers],
+                                                                k or config.default_k)
+        record = verdict.to_dict(details=True)
+        named = [m.image.id for m in verdict.matches]
+        return {**{key: record[key] for key in ("query", "verdict", "matches", "refused", "candidates")},
+                "decision": "no match" if verdict.verdict == NO_MATCH else "match", "matched_image_ids": named,
+                "results": [_method_result(r) for r in verdict.results]}
 
     @queries.post("/images/{image_id}/explain", response_model=ExplainOut, tags=["images"],
                   summary="What was edited between an upload and a registered original?",

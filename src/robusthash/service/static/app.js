@@ -141,19 +141,61 @@ function showResult(file, result) {
   $("query-preview").src = preview(file);
   $("query-name").textContent = file.name;
   const decision = $("decision");
-  decision.textContent = result.decision;
-  decision.className = result.decision === "match" ? "decision-match" : "decision-no-match";
+  decision.textContent = result.verdict;
+  decision.className = `decision-${result.verdict.replace(" ", "-")}`;
+  const named = $("verdict-matches");
+  named.replaceChildren(...result.matches.map((m) => {
+    const item = document.createElement("li");
+    item.className = "verdict-match";
+    const name = document.createElement("strong");
+    name.textContent = m.source.split(/[\\/]/).pop() || m.source;
+    name.title = m.source;
+    item.append(name, ` (image ${m.image_id}): ${m.reason}`);
+    return item;
+  }));
+  if (result.refused) {
+    const item = document.createElement("li");
+    item.textContent = `The query ${result.refused}.`;
+    named.append(item);
+  }
+  showRegions(result);
+  const confirmed = new Set(result.matched_image_ids);
   const methods = $("methods");
-  methods.replaceChildren(...result.results.map(methodSection));
+  methods.replaceChildren(...result.results.map((r) => methodSection(r, confirmed)));
   $("result").hidden = false;
 }
 
-function methodSection(result) {
+// Where in the query each original of a montage was found, drawn over the preview.
+function showRegions(result) {
+  const frame = $("query-frame");
+  frame.querySelectorAll(".region").forEach((box) => box.remove());
+  if (result.verdict !== "montage") return;
+  const img = $("query-preview");
+  const draw = () => {
+    result.matches.filter((m) => m.region).forEach((m) => {
+      const [x0, y0, x1, y1] = m.region;
+      const box = document.createElement("div");
+      box.className = "region";
+      box.style.left = `${(100 * x0) / img.naturalWidth}%`;
+      box.style.top = `${(100 * y0) / img.naturalHeight}%`;
+      box.style.width = `${(100 * (x1 - x0)) / img.naturalWidth}%`;
+      box.style.height = `${(100 * (y1 - y0)) / img.naturalHeight}%`;
+      const label = document.createElement("span");
+      label.textContent = m.source.split(/[\\/]/).pop() || m.source;
+      box.append(label);
+      frame.append(box);
+    });
+  };
+  if (img.complete && img.naturalWidth) draw(); else img.addEventListener("load", draw, { once: true });
+}
+
+function methodSection(result, confirmed) {
   const section = document.createElement("section");
   section.className = "method";
   const heading = document.createElement("h3");
-  heading.textContent = `${result.method}: ${result.decision}`;
-  heading.className = result.matched ? "decision-match" : "decision-no-match";
+  const unconfirmed = result.matches.some((m) => m.matched && !confirmed.has(m.image_id));
+  heading.textContent = `${result.method}: ${result.decision}` + (unconfirmed ? " (not confirmed by the verdict)" : "");
+  heading.className = result.matched && !unconfirmed ? "decision-match" : "decision-no-match";
   const matches = document.createElement("div");
   matches.className = "matches";
   if (result.matches.length === 0) {
@@ -162,14 +204,15 @@ function methodSection(result) {
     empty.textContent = "No registered image is near.";
     matches.append(empty);
   }
-  result.matches.forEach((match) => matches.append(matchCard(match)));
+  result.matches.forEach((match) => matches.append(matchCard(match, confirmed)));
   section.append(heading, matches);
   return section;
 }
 
-function matchCard(match) {
+function matchCard(match, confirmed) {
   const card = document.createElement("figure");
-  card.className = match.matched ? "match matched" : "match";
+  const agreed = match.matched && confirmed.has(match.image_id);
+  card.className = agreed ? "match matched" : match.matched ? "match unconfirmed" : "match";
   card.dataset.imageId = match.image_id;
   const picture = document.createElement("div");
   picture.className = "picture";
@@ -184,7 +227,7 @@ function matchCard(match) {
     ["image id", String(match.image_id), "image-id"],
     ["NHD", match.distance.toFixed(4), "nhd"],
     ["Hamming", match.hamming === null ? "—" : String(match.hamming), "hamming"],
-    ["decision", match.matched ? "match" : "no match", "match-decision"],
+    ["decision", agreed ? "match" : match.matched ? "match, not verified" : "no match", "match-decision"],
   ];
   rows.forEach(([label, value, cls]) => {
     const dt = document.createElement("dt");
