@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-speed results-classical results-cmaa cmaa-model cmaa-ablation objectnet-model results-segments aria-model results-aria results-adversarial comparator-model results-comparator clean
+.PHONY: demo test bench-speed results-classical results-cmaa cmaa-model cmaa-ablation objectnet-model results-segments results-identify aria-model results-aria results-adversarial comparator-model results-comparator clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -105,6 +105,13 @@ results-comparator: $(STAMP)
 # rotation, montages, segments per image, time and bytes per image.
 results-segments: $(STAMP)
 	$(PY) -m robusthash.evaluation.segments_report --corpus corpus --out results/segments --photos 150 --montages 100
+
+# The identification engine against each single method (issue 23), in one run on the test split:
+# 60 originals under every suite (spread over them) and an unseen suite, montages, 300 unregistered
+# copies and synthetic images, among 1,000 distractor photos and 250 crops of them (~15 min).
+results-identify: $(STAMP)
+	$(PY) -m robusthash.evaluation.identify_report --corpus corpus --out results/identify --split test \
+		--originals 30 --distractors 1000 --unregistered 150
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

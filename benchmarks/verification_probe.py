@@ -55,6 +55,7 @@ from robusthash.attacks import parse
 from robusthash.compare.align import DETECTORS, AlignConfig, _grey, estimate
 from robusthash.files import evenly_spaced, read_image_list
 from robusthash.io import load_pil
+from robusthash.synth.corpus import artwork_key
 
 THRESHOLDS = (8, 12, 16, 20, 30, 50)
 CONFIG = AlignConfig()
@@ -84,13 +85,6 @@ ATTACKS: dict[str, tuple[str, ...]] = {
 }
 FAMILY_OF = {spec: family for family, specs in ATTACKS.items() for spec in specs}
 PARSED = {spec: parse(spec) for spec in FAMILY_OF}
-
-
-def artwork_key(original_path: str) -> str:
-    """What makes two corpus files the same picture: a Plasma wallpaper ships each
-    design at several sizes and crops (and a dark variant) in one folder."""
-    match = re.search(r"/wallpapers/([^/]+)/contents/", original_path)
-    return f"wallpaper:{match.group(1)}" if match else original_path
 
 
 def name_prefix_key(original_path: str) -> str:

@@ -225,7 +225,7 @@ def test_cli_db_workflow(tmp_path, originals, photos):
     [record] = [json.loads(line) for line in query.stdout.splitlines()]  # one verdict per query
     assert record["verdict"] == "match" and record["matches"][0]["source"].endswith("rocket.jpg")
     assert record["matches"][0]["metadata"] == {"owner": "test"}
-    assert record["matches"][0]["reason"].startswith("verified")
+    assert record["matches"][0]["reason"].startswith("identified")
     detailed = json.loads(_cli("db", "query", str(copy), "--db", url, "--format", "jsonl", "--details").stdout)
     assert {r["method"] for r in detailed["methods"]} == {"forbild", "phash"}
     assert all(r["matched"] and r["matches"][0]["source"].endswith("rocket.jpg") for r in detailed["methods"])

@@ -232,7 +232,7 @@ def test_an_attacked_copy_finds_its_original(client, photos):
     # One verdict, as `db query --format jsonl` gives it: the original named, with its evidence.
     assert body["verdict"] == "match" and body["refused"] is None
     first = body["matches"][0]
-    assert first["source"].endswith("coffee.jpg") and first["identified"] and first["reason"].startswith("verified")
+    assert first["source"].endswith("coffee.jpg") and first["identified"] and first["reason"].startswith("identified")
     assert first["evidence"]["verification"]["inliers"] >= 25 and len(first["region"]) == 4
     assert body["candidates"][0]["image_id"] == first["image_id"]
 
@@ -425,7 +425,7 @@ def test_the_page_shows_the_original_beside_the_copy(browser, server, photos, tm
     assert browser.find_element(By.ID, "decision").text == "match"
     named = browser.find_elements(By.CSS_SELECTOR, "#verdict-matches .verdict-match")
     assert named and named[0].find_element(By.TAG_NAME, "strong").text == "coffee.jpg"  # by name, not by id
-    assert "verified" in named[0].text
+    assert "identified" in named[0].text
     best = browser.find_element(By.CSS_SELECTOR, ".method .match")
     assert best.find_element(By.CLASS_NAME, "source").text.endswith("coffee.jpg")
     assert best.find_element(By.CLASS_NAME, "match-decision").text == "match"

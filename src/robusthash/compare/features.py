@@ -33,8 +33,13 @@ _HEADER = struct.Struct("<4sBxHIIf")  # magic, format, keypoints, width, height,
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    feature_side: int = 384  # longer side of the grey copy ORB sees
+    feature_side: int = 384  # longer side of the grey copy ORB sees (a registered image)
     max_features: int = 500
+    # A query is seen larger and with more keypoints: in a montage or a crop the
+    # original is only part of it, and a budget spread over the whole query would leave
+    # a softer part with too few keypoints to verify.
+    query_side: int = 768
+    query_features: int = 1500
     ratio: float = 0.8  # Lowe's ratio test (ORB's Hamming distances)
     ransac_pixels: float = 4.0  # reprojection error allowed, in feature-side pixels
     min_matches: int = 8  # fewer ratio-test matches than this: no homography is fitted
@@ -77,16 +82,19 @@ class LocalFeatures:
         return cls((width, height), float(scale), (quarter / 4 + 0.5) / scale - 0.5, descriptors)
 
 
-def local_features(im: Image.Image, config: FeatureConfig = DEFAULT_FEATURES, mirrored: bool = False) -> LocalFeatures:
-    """ORB features of ``im`` (of its mirror image when ``mirrored``)."""
+def local_features(im: Image.Image, config: FeatureConfig = DEFAULT_FEATURES, mirrored: bool = False,
+                   query: bool = False) -> LocalFeatures:
+    """ORB features of ``im`` (of its mirror image when ``mirrored``), as a registered
+    image's or, with ``query``, as a query's (larger, more keypoints)."""
     import cv2
 
-    grey_image = reduced(im.convert("L"), config.feature_side, Image.Resampling.BILINEAR)
-    scale = min(1.0, config.feature_side / max(im.size))
+    side, budget = (config.query_side, config.query_features) if query else (config.feature_side, config.max_features)
+    grey_image = reduced(im.convert("L"), side, Image.Resampling.BILINEAR)
+    scale = min(1.0, side / max(im.size))
     grey = np.asarray(grey_image)
     if mirrored:
         grey = np.ascontiguousarray(grey[:, ::-1])
-    keypoints, descriptors = cv2.ORB_create(config.max_features).detectAndCompute(grey, None)
+    keypoints, descriptors = cv2.ORB_create(budget).detectAndCompute(grey, None)
     points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
     if descriptors is None:
         descriptors = np.zeros((0, 32), dtype=np.uint8)
@@ -146,7 +154,7 @@ def fit_homography(query_points: np.ndarray, query_descriptors: np.ndarray, orig
     if homography is None:
         return None, none, none, 0, len(good)
     keep = mask.ravel().astype(bool)
-    if not plausible(homography, max_scale_change):
+    if keep.sum() < 4 or not plausible(homography, max_scale_change):  # 4 points fix a homography
         return None, none, none, int(keep.sum()), len(good)
     return homography, src[keep], dst[keep], int(keep.sum()), len(good)
 

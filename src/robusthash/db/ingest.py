@@ -40,8 +40,10 @@ class Admission:
 DEFAULT_ADMISSION = Admission()
 # The decoding the information rule measures: small, so JPEGs are drafted, and in colour.
 INFORMATION_DECODE = DecodeSpec(128, "RGB")
-# The decoding local features are found on (grey, reduced to 384 px): JPEGs drafted.
+# The decodings local features are found on (grey; a registered image's reduced to 384
+# px, a query's to 768: FeatureConfig): JPEGs drafted.
 FEATURES_DECODE = DecodeSpec(384, "L")
+QUERY_FEATURES_DECODE = DecodeSpec(768, "L")
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,11 @@ def examine(image: ImageSource, hashers: Sequence[BaseHasher], limits: LoadLimit
     digest = hashlib.sha256(data).hexdigest() if data is not None else None
     local = None
     if features is not None:
-        grey = decoded.decoded(FEATURES_DECODE)
-        local = (local_features(grey, features), local_features(grey, features, mirrored=True) if variants else None)
+        if variants:  # a query
+            grey = decoded.decoded(QUERY_FEATURES_DECODE)
+            local = (local_features(grey, features, query=True), local_features(grey, features, True, query=True))
+        else:
+            local = (local_features(decoded.decoded(FEATURES_DECODE), features), None)
     return Examined(hashes, info, extra, digest, size, local)
 
 

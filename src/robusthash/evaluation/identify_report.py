@@ -17,7 +17,8 @@ and registered too (references that look like copies of other references).
   original ``i`` the cases ``j`` with ``j ≡ i (mod k)``: every case is asked, by a k-th of
   the originals;
 - *montages*: two registered originals side by side, or one pasted into the other
-  (``synth.montage.random_montage``); both sources registered;
+  (``synth.montage.random_montage``), partners half the originals' list apart (it is
+  sorted by source: a montage mixes sources); both sources registered;
 - *unregistered*: U attacked copies of kept-out photos of the split (never registered),
   random noise, smooth noise, flat colours and gradients.
 
@@ -44,6 +45,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import re
 import sys
 import tempfile
@@ -90,7 +92,7 @@ SUITE_CASES: dict[str, tuple[AttackCase, ...]] = {
     "table1": TABLE1, "table2": TABLE2, "strong": STRONG, "crop": CROPS, "pad": PADDING, "unseen": UNSEEN}
 SUITE_TITLES = {"table1": "Table 1", "table2": "Table 2", "strong": "strong attack", "crop": "crops",
                 "pad": "padding", "unseen": "unseen", "custom": "attacks given (--attacks)"}
-DEFAULT_STRIDES = (("table1", 6), ("table2", 3), ("strong", 1), ("crop", 2), ("pad", 1), ("unseen", 2))
+DEFAULT_STRIDES = (("table1", 8), ("table2", 4), ("strong", 2), ("crop", 2), ("pad", 2), ("unseen", 3))
 SYNTHETIC = ("noise", "smooth noise", "flat", "gradient")
 MONTAGE_KINDS = ("side by side", "inset")
 ENGINE, UNION = "engine", "union"
@@ -315,7 +317,7 @@ def run(config: IdentifyReportConfig, progress: Callable[[str], None] = lambda l
     progress(f"{len(queries)} queries: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
 
     engine = Identifier(ref, config.engine)
-    records = []
+    records, load = [], [os.getloadavg()[0]]
     asking = time.perf_counter()
     for n, q in enumerate(queries):
         im = q.make()
@@ -336,6 +338,7 @@ def run(config: IdentifyReportConfig, progress: Callable[[str], None] = lambda l
                   "reasons": {m.image.id: m.reason for m in verdict.matches}}
         records.append(record)
         if (n + 1) % 100 == 0 or n + 1 == len(queries):
+            load.append(os.getloadavg()[0])
             elapsed = time.perf_counter() - asking
             progress(f"{n + 1}/{len(queries)} queries, {elapsed / (n + 1):.3f} s each, "
                      f"~{elapsed / (n + 1) * (len(queries) - n - 1):.0f} s left")
@@ -343,6 +346,7 @@ def run(config: IdentifyReportConfig, progress: Callable[[str], None] = lambda l
     systems = (ENGINE, *config.methods, UNION)
     result: dict[str, Any] = {
         "config": _config_dict(config),
+        "code": code_version(),
         "references": {"total": len(ids), "originals": len(originals), "distractor_photos": len(chosen.distractors),
                        "distractor_crops": len(crop_files), "kept_out_photos": len(chosen.kept_out),
                        "refused": failed, "register_seconds": register_seconds,
@@ -353,10 +357,30 @@ def run(config: IdentifyReportConfig, progress: Callable[[str], None] = lambda l
         "queries": dict(counts),
         "systems": list(systems),
         "seconds": time.perf_counter() - started,
+        "load_average": {"mean": float(np.mean(load)), "max": float(np.max(load)), "cores": os.cpu_count()},
     }
     result |= summarise(records, systems, reference_key, reference_name, len(ids))
     result["records"] = [_public(r, reference_name) for r in records]
     return result
+
+
+def code_version() -> dict:
+    """The commit of the code measured and the files of the package that differ from it
+    (None where this is no git checkout)."""
+    import subprocess
+
+    package = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit, changed = git("rev-parse", "HEAD"), git("status", "--porcelain", "--", ".")
+    return {"commit": commit and commit.strip(), "package": str(package),
+            "changed": None if changed is None else [line[3:] for line in changed.splitlines() if line.strip()]}
 
 
 def _config_dict(config: IdentifyReportConfig) -> dict:
@@ -394,7 +418,9 @@ def _queries(config: IdentifyReportConfig, originals: list[tuple[int, Path]], ke
     count = len(originals) if config.montages is None else config.montages
     if len(originals) >= 2:
         for m in range(count):
-            (_, a), (_, b) = originals[m % len(originals)], originals[(m + 1 + m // len(originals)) % len(originals)]
+            # partners half the list apart: the lists are sorted by source, so a montage mixes sources
+            n = len(originals)
+            (_, a), (_, b) = originals[m % n], originals[(m + max(1, n // 2) + m // n) % n]
             if a == b:
                 continue
             kind = MONTAGE_KINDS[m % len(MONTAGE_KINDS)]
@@ -451,7 +477,8 @@ def _rates(records: list[dict], system: str, keys: dict[int, str]) -> dict:
             "tpr": tp / n if n else None, "false_per_query": false / n if n else None,
             "same_artwork_per_query": same_art / n if n else None,
             "queries_with_false": with_false / n if n else None,
-            "precision": (names - false) / names if names else None, "names": names, "false": false}
+            "precision": (names - false) / names if names else None, "names": names, "false": false,
+            "refused": sum(bool(r["refused"]) for r in records) / n if n else None}
 
 
 def summarise(records: list[dict], systems: tuple[str, ...], keys: dict[int, str], names: dict[int, str],
@@ -546,6 +573,9 @@ def write_markdown(result: dict, out: Path, command: str) -> None:
     split = c["split"]
     lines = ["# Identification: the engine against each single method (issue 23)", "",
              f"Command: `{command}`", "",
+             f"Code: commit `{(result.get('code') or {}).get('commit')}`"
+             + (f", files changed from it: {', '.join(result['code']['changed'])}"
+                if (result.get("code") or {}).get("changed") else "") + ".", "",
              f"Split: **{split}**. References: {refs['total']} ({refs['originals']} {split} originals, "
              f"{refs['distractor_photos']} distractor photos, {refs['distractor_crops']} distractor crops "
              f"{c['distractor_crop']}), registered with {', '.join(methods)} and local features. "
@@ -585,18 +615,20 @@ def write_markdown(result: dict, out: Path, command: str) -> None:
             lines.append(f"| `{spec}` | {rows[ENGINE]['n']} | " + " | ".join(_cell(rows[s]) for s in systems) + " |")
         lines.append("")
     lines += ["## Unregistered queries: false matches", "",
-              "Every reference named is false. Cells: **false matches per query / share of queries with one**.", "",
-              "| queries | n | " + " | ".join(systems) + " |", rule]
+              "Every reference named is false. Refused: the query has too little information to be identified "
+              "(the engine names nothing, nor does any method). Cells: **false matches per query / share of "
+              "queries with one**.", "",
+              "| queries | n | refused | " + " | ".join(systems) + " |", rule + "---:|"]
     for group, rows in result["unregistered"].items():
-        lines.append(f"| {group} | {rows[ENGINE]['n']} | " + " | ".join(
+        lines.append(f"| {group} | {rows[ENGINE]['n']} | {_f(rows[ENGINE]['refused'])} | " + " | ".join(
             f"{_f(rows[s]['false_per_query'], 3)} / {_f(rows[s]['queries_with_false'])}" for s in systems) + " |")
     ua = result["unregistered_all"]
-    lines.append(f"| **all** | {ua[ENGINE]['n']} | " + " | ".join(
+    lines.append(f"| **all** | {ua[ENGINE]['n']} | {_f(ua[ENGINE]['refused'])} | " + " | ".join(
         f"**{_f(ua[s]['false_per_query'], 3)} / {_f(ua[s]['queries_with_false'])}**" for s in systems) + " |")
     per_ref = result["false_per_query_per_reference"]
     lines += ["", f"False matches per unregistered query per reference ({refs['total']} references; goal ≤ 10⁻⁶): "
               + ", ".join(f"{s} {per_ref[s]:.1e}" for s in systems) + ". "
-              f"Engine refusals (too little information): "
+              "Engine refusals (too little information): "
               + ", ".join(f"{k} {v:.3f}" for k, v in result["refused"].items()) + ".", ""]
     same = {s: result["overall"][s] for s in systems}
     if any(r["same_artwork_per_query"] for r in same.values()):
@@ -615,7 +647,9 @@ def write_markdown(result: dict, out: Path, command: str) -> None:
             for s in systems) + " |")
     lines += ["", "## Time per query (the engine as a whole)", "",
               "One query at a time, an in-memory image: every hash with its variants, local features, the "
-              "search, the verification of every candidate. Wall time on this machine (2 cores, shared), "
+              "search, the verification of every candidate. Wall time on this machine "
+              f"({result['load_average']['cores']} cores; 1-minute load average during the queries "
+              f"{result['load_average']['mean']:.1f} on average, at most {result['load_average']['max']:.1f}), "
               "and the process's CPU time.", "",
               "| queries | n | mean s | median s | p95 s | max s | CPU mean s | candidates per query |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]

@@ -8,27 +8,29 @@ registered original, one verdict.
 2. **Verification.** Each candidate's stored local features are checked against the
    query's (:func:`robusthash.compare.features.verify`: ORB, ratio test, a plausible
    RANSAC homography, the mirror image tried as well).
-3. **Verdict.** A candidate is identified when its verification has ``min_inliers``
-   inliers (no distinct train pair reached 25: ``benchmarks/verification_probe.py``),
-   or, weaker geometry being common under blur and small crops, ``corroborated_inliers``
-   inliers and a method's own match; where the geometry cannot be checked (the query or
-   the original has too few keypoints: a tiny or flat picture), two methods' own
-   matches. Identified candidates whose regions in the query
-   overlap are one picture; two or more apart are a montage. A query with too little
-   information in it (flat, noise, tiny) is refused: it matches nothing.
+3. **Verdict.** Each signal's evidence for a candidate (the verification's inliers,
+   each method's distance) is turned into how often distinct images show evidence that
+   strong (:mod:`.calibration`, measured on the train split); the strongest, times the
+   number of signals looked at, is the candidate's false-match rate per reference, and
+   the candidate is named when it is at most ``false_match_rate`` (10⁻⁶). Named
+   candidates whose regions in the query overlap are one picture; two or more apart
+   are a montage. A query with too little information in it (flat, noise, tiny) is
+   refused: it matches nothing.
 
-A reference registered before local features were stored cannot be verified; it is
-identified only where two methods match it, and its evidence says so (``db add`` of its
-file again stores its features).
+A reference registered before local features were stored cannot be verified: only its
+methods' distances count, and its evidence says so (``db add`` of its file again stores
+its features).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..compare.features import DEFAULT_FEATURES, KIND, VERSION, FeatureConfig, LocalFeatures, Verification, verify
+from .calibration import VERIFICATION, Calibration, bonferroni, shipped_calibration
 from ..db.ingest import Examined
 from ..db.reference import QueryResult, ReferenceDB
 from ..db.store import ImageRecord
@@ -40,15 +42,12 @@ MATCH, MONTAGE, NO_MATCH = "match", "montage", "no match"
 @dataclass(frozen=True)
 class IdentifyConfig:
     per_method: int = 10  # nearest references each method offers, besides those it matches
-    min_inliers: int = 25  # verified on geometry alone
-    corroborated_inliers: int = 12  # verified when a method also matches
-    # Methods that must match a reference whose geometry cannot be checked: it has no
-    # stored features, or the query or it has fewer than ``few_keypoints`` (tiny or flat
-    # pictures give ORB too little to fit a homography to).
-    unverified_methods: int = 2
-    few_keypoints: int = 200
+    # A reference is named when its evidence would be at least this rare between distinct
+    # images: expected false matches per reference per query (1 M references: ≤ 1).
+    false_match_rate: float = 1e-6
     same_region: float = 0.5  # regions overlapping this much (of the smaller) are one picture
     features: FeatureConfig = DEFAULT_FEATURES
+    calibration: Calibration | None = field(default_factory=shipped_calibration)
 
 
 @dataclass(frozen=True)
@@ -59,6 +58,8 @@ class Evidence:
     methods: dict[str, tuple[float, bool]]
     verification: Verification | None
     keypoints: tuple[int, int] | None = None  # the query's and the original's, where checked
+    # Each calibrated signal's rate between distinct images at this evidence.
+    rates: dict[str, float] = field(default_factory=dict)
 
     @property
     def matched_by(self) -> list[str]:
@@ -70,14 +71,15 @@ class Evidence:
                 "verification": None if v is None else {
                     "inliers": v.inliers, "matches": v.matches, "flipped": v.flipped,
                     "original_share": round(v.original_share, 3),
-                    "keypoints": list(self.keypoints) if self.keypoints else None}}
+                    "keypoints": list(self.keypoints) if self.keypoints else None},
+                "false_match_rates": {k: float(f"{r:.3g}") for k, r in self.rates.items()}}
 
 
 @dataclass(frozen=True)
 class Identified:
-    """One candidate: the registered image, its score (the verification's inliers; the
-    number of methods matching it when it has no features), whether it is identified,
-    why, and its region in the query (x0, y0, x1, y1), where verification found one."""
+    """One candidate: the registered image, its score (−log10 of its false-match rate per
+    reference: 6 is 10⁻⁶), whether it is identified, why, and its region in the query
+    (x0, y0, x1, y1), where verification found one."""
 
     image: ImageRecord
     score: float
@@ -146,6 +148,7 @@ class Identifier:
                 by_image.setdefault(m.image.id, {})[result.method] = (m.distance, m.matched)
                 records[m.image.id] = m.image
         stored = self.ref.store.features(by_image, KIND, VERSION) if by_image else {}
+        versions = {r.method: examined.hashes[r.method].version for r in results}
         query_features = examined.local_features
         candidates = []
         for image_id, methods in by_image.items():
@@ -154,37 +157,51 @@ class Identifier:
                 original = LocalFeatures.from_bytes(stored[image_id])
                 verification = verify(query_features[0], original, query_features[1], self.config.features)
                 keypoints = (len(query_features[0]), len(original))
-            candidates.append(self._judge(records[image_id], Evidence(methods, verification, keypoints), refused))
+            candidates.append(self._judge(records[image_id], Evidence(methods, verification, keypoints), refused,
+                                          versions))
         candidates.sort(key=lambda c: (not c.identified, -c.score, c.image.id))
         identified = [c for c in candidates if c.identified]
         return Verdict(source, _verdict(identified, self.config.same_region), identified, candidates, refused, results)
 
-    def _judge(self, image: ImageRecord, evidence: Evidence, refused: str | None) -> Identified:
-        c = self.config
+    def _judge(self, image: ImageRecord, evidence: Evidence, refused: str | None,
+               versions: dict[str, str]) -> Identified:
+        """Each calibrated signal's rate between distinct images (:mod:`.calibration`);
+        the strongest, times the number of signals looked at, is the candidate's
+        false-match rate; it is named when that is at most the target."""
+        rates = self._rates(evidence, versions)
+        rate = bonferroni(list(rates.values()))
         v = evidence.verification
-        matched_by = evidence.matched_by
-        if v is None:
-            ok = len(matched_by) >= c.unverified_methods
-            reason = (f"matched by {', '.join(matched_by) or 'no method'}; not verified: no local features stored "
-                      f"for it (run db add on its file again)")
-            identified, score, region = ok, float(len(matched_by)), None
-        elif v.inliers >= c.min_inliers:
-            identified, score, region = True, float(v.inliers), v.query_box
-            reason = f"verified: {v.inliers} inliers ≥ {c.min_inliers}" + (", mirrored" if v.flipped else "")
-        elif v.inliers >= c.corroborated_inliers and matched_by:
-            identified, score, region = True, float(v.inliers), v.query_box
-            reason = f"verified: {v.inliers} inliers ≥ {c.corroborated_inliers} and matched by {', '.join(matched_by)}"
-        elif evidence.keypoints and min(evidence.keypoints) < c.few_keypoints and len(matched_by) >= c.unverified_methods:
-            identified, score, region = True, float(v.inliers), v.query_box
-            reason = (f"matched by {', '.join(matched_by)}; geometry inconclusive ({min(evidence.keypoints)} keypoints "
-                      f"< {c.few_keypoints}, {v.inliers} inliers)")
+        strongest = min(rates, key=rates.get) if rates else None
+        identified = rate <= self.config.false_match_rate
+        if strongest is None:
+            reason = "no calibrated signal to decide with"
+        elif strongest == VERIFICATION:
+            reason = f"{v.inliers} inliers" + (", mirrored" if v.flipped else "")
         else:
-            identified, score, region = False, float(v.inliers), v.query_box
-            reason = (f"not verified: {v.inliers} inliers" + (f" (matched by {', '.join(matched_by)})"
-                                                               if matched_by else ""))
+            reason = f"{strongest} NHD {evidence.methods[strongest][0]:.3f}"
+        reason = f"{'identified' if identified else 'not identified'}: {reason}, false-match rate {rate:.1e} " \
+                 f"{'≤' if identified else '>'} {self.config.false_match_rate:.0e} per reference"
+        if v is None:
+            reason += "; not verified: no local features stored for it (run db add on its file again)"
         if refused and identified:
             identified, reason = False, f"{reason}; not a match: the query {refused}"
-        return Identified(image, score, identified, reason, region, evidence)
+        region = v.query_box if v is not None and v.accepted else None
+        score = round(-math.log10(max(rate, 1e-300)), 2)
+        return Identified(image, score, identified, reason, region, replace(evidence, rates=rates))
+
+    def _rates(self, evidence: Evidence, versions: dict[str, str]) -> dict[str, float]:
+        calibration = self.config.calibration
+        if calibration is None:
+            return {}
+        rates = {}
+        verification = calibration.tail(VERIFICATION, VERSION)
+        if verification is not None and evidence.verification is not None:
+            rates[VERIFICATION] = verification.p(evidence.verification.inliers)
+        for method, version in versions.items():
+            tail = calibration.tail(method, version)
+            if tail is not None:  # a method that did not offer this candidate found it no nearer than its tail
+                rates[method] = tail.p(evidence.methods[method][0]) if method in evidence.methods else 1.0
+        return rates
 
 
 def _verdict(identified: list[Identified], same_region: float) -> str:

@@ -12,7 +12,9 @@ split (:func:`refuse_test_split`); reported results come from it.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +83,23 @@ class Corpus:
         """The cut-outs of ``split`` (:func:`object_split`), in path order."""
         return split_objects(self.objects_folder, split)
 
+    def artworks(self) -> dict[Path, str]:
+        """Each photo → what makes two corpus files the same picture (``manifest.csv``'s
+        source file; a Plasma wallpaper ships each design at several sizes and crops, and
+        a dark variant, in one folder: those are one picture). Pairs of one artwork are
+        not distinct images."""
+        manifest = self.root / "manifest.csv"
+        if not manifest.is_file():
+            return {}
+        with open(manifest, newline="", encoding="utf-8") as f:
+            return {Path(self.root) / row["file"]: artwork_key(row["original_path"]) for row in csv.DictReader(f)}
 
-__all__ = ["Corpus", "object_split", "split_objects", "refuse_test_split", "TRAIN_LIST", "TEST_LIST",
+
+def artwork_key(original_path: str) -> str:
+    """The artwork of a corpus file's source path (see :meth:`Corpus.artworks`)."""
+    match = re.search(r"/wallpapers/([^/]+)/contents/", original_path)
+    return f"wallpaper:{match.group(1)}" if match else original_path
+
+
+__all__ = ["Corpus", "artwork_key", "object_split", "split_objects", "refuse_test_split", "TRAIN_LIST", "TEST_LIST",
            "EXTRA_TRAIN_LIST"]
