@@ -107,8 +107,8 @@ results-segments: $(STAMP)
 	$(PY) -m robusthash.evaluation.segments_report --corpus corpus --out results/segments --photos 150 --montages 100
 
 # The identification engine against each single method (issue 23), in one run on the test split:
-# 60 originals under every suite (spread over them) and an unseen suite, montages, 300 unregistered
-# copies and synthetic images, among 1,000 distractor photos and 250 crops of them (~15 min).
+# 30 originals under every suite (spread over them) and an unseen suite, montages, 150 unregistered
+# copies and synthetic images, among 1,000 distractor photos and 250 crops of them (~16 min).
 results-identify: $(STAMP)
 	$(PY) -m robusthash.evaluation.identify_report --corpus corpus --out results/identify --split test \
 		--originals 30 --distractors 1000 --unregistered 150

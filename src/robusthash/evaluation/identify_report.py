@@ -274,6 +274,7 @@ def run(config: IdentifyReportConfig, progress: Callable[[str], None] = lambda l
         with tempfile.TemporaryDirectory(prefix="identify-report-") as tmp:
             return run(config, progress, Path(tmp))
     started = time.perf_counter()
+    code = code_version()  # at the start: the code this run imported, not what is committed by its end
     chosen = select(config)
     strides = dict(config.strides)
     keys = artwork_keys(config.corpus)
@@ -346,7 +347,7 @@ def run(config: IdentifyReportConfig, progress: Callable[[str], None] = lambda l
     systems = (ENGINE, *config.methods, UNION)
     result: dict[str, Any] = {
         "config": _config_dict(config),
-        "code": code_version(),
+        "code": code,
         "references": {"total": len(ids), "originals": len(originals), "distractor_photos": len(chosen.distractors),
                        "distractor_crops": len(crop_files), "kept_out_photos": len(chosen.kept_out),
                        "refused": failed, "register_seconds": register_seconds,
