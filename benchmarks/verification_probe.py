@@ -52,7 +52,8 @@ from pathlib import Path
 import numpy as np
 
 from robusthash.attacks import parse
-from robusthash.compare.align import DETECTORS, AlignConfig, _grey, estimate
+from robusthash.compare.align import DETECTORS, AlignConfig, estimate
+from robusthash.compare.features import grey_copy
 from robusthash.files import evenly_spaced, read_image_list
 from robusthash.io import load_pil
 from robusthash.synth.corpus import artwork_key
@@ -140,7 +141,7 @@ def orb_ms(im) -> float:
     """Grey reduction + ORB detection and description of one image, as estimate does it."""
     kind = DETECTORS["orb"]
     start = time.perf_counter()
-    kind.features(kind.create(CONFIG.max_features), *_grey(im, CONFIG.feature_side))
+    kind.features(kind.create(CONFIG.max_features), *grey_copy(im, CONFIG.feature_side))
     return (time.perf_counter() - start) * 1e3
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..io import to_rgb
-from .features import plausible
+from .features import full_size_points, grey_copy, plausible
 
 
 @dataclass(frozen=True)
@@ -97,15 +97,8 @@ class _Features:
 
     @property
     def points(self) -> np.ndarray:
-        """Keypoints in full-size pixel coordinates (pixel centres stay centres)."""
-        points = np.array([k.pt for k in self.keypoints], dtype=np.float32).reshape(-1, 2)
-        return (points + 0.5) / self.scale - 0.5
-
-
-def _grey(im: Image.Image, side: int) -> tuple[np.ndarray, float]:
-    from ..imaging import reduced
-
-    return np.asarray(reduced(im.convert("L"), side, Image.Resampling.BILINEAR)), min(1.0, side / max(im.size))
+        """Keypoints in full-size pixel coordinates."""
+        return full_size_points(self.keypoints, self.scale)
 
 
 @dataclass(frozen=True)
@@ -169,7 +162,7 @@ def _match(query_features: _Features, original_features: _Features, detector: _D
 def estimate(query: Image.Image, original: Image.Image, config: AlignConfig = AlignConfig()) -> Alignment:
     """Find the homography that takes ``query`` onto ``original`` (see the module doc):
     each detector in turn, on the query and then on its mirror image."""
-    query_grey, original_grey = _grey(query, config.feature_side), _grey(original, config.feature_side)
+    query_grey, original_grey = grey_copy(query, config.feature_side), grey_copy(original, config.feature_side)
     best_inliers = best_matches = 0
     for name in config.detectors:
         if name not in DETECTORS:

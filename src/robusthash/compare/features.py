@@ -82,6 +82,19 @@ class LocalFeatures:
         return cls((width, height), float(scale), (quarter / 4 + 0.5) / scale - 0.5, descriptors)
 
 
+def grey_copy(im: Image.Image, side: int) -> tuple[np.ndarray, float]:
+    """``im`` in grey, reduced to at most ``side`` pixels (what ORB sees), and the scale
+    (reduced / full size)."""
+    return np.asarray(reduced(im.convert("L"), side, Image.Resampling.BILINEAR)), min(1.0, side / max(im.size))
+
+
+def full_size_points(keypoints, scale: float) -> np.ndarray:
+    """OpenCV keypoints of a reduced copy in full-size pixel coordinates (pixel centres
+    stay centres)."""
+    points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
+    return (points + 0.5) / scale - 0.5
+
+
 def local_features(im: Image.Image, config: FeatureConfig = DEFAULT_FEATURES, mirrored: bool = False,
                    query: bool = False) -> LocalFeatures:
     """ORB features of ``im`` (of its mirror image when ``mirrored``), as a registered
@@ -89,16 +102,13 @@ def local_features(im: Image.Image, config: FeatureConfig = DEFAULT_FEATURES, mi
     import cv2
 
     side, budget = (config.query_side, config.query_features) if query else (config.feature_side, config.max_features)
-    grey_image = reduced(im.convert("L"), side, Image.Resampling.BILINEAR)
-    scale = min(1.0, side / max(im.size))
-    grey = np.asarray(grey_image)
+    grey, scale = grey_copy(im, side)
     if mirrored:
         grey = np.ascontiguousarray(grey[:, ::-1])
     keypoints, descriptors = cv2.ORB_create(budget).detectAndCompute(grey, None)
-    points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
     if descriptors is None:
         descriptors = np.zeros((0, 32), dtype=np.uint8)
-    return LocalFeatures(im.size, scale, (points + 0.5) / scale - 0.5, descriptors)
+    return LocalFeatures(im.size, scale, full_size_points(keypoints, scale), descriptors)
 
 
 @dataclass(frozen=True)

@@ -297,9 +297,7 @@ class ReferenceDB:
                        source: str = "<image>") -> list[QueryResult]:
         """Search each method's hash of an examined image; an image with too little
         information (unless the admission rule allows it) matches nothing."""
-        refused = None
-        if self.admission.information is not None and not examined.information.informative:
-            refused = f"cannot be identified: {examined.information.reason}"
+        refused = self.refusal(examined)
         results = []
         for name, value in examined.hashes.items():
             if methods is not None and name not in methods:
@@ -310,6 +308,13 @@ class ReferenceDB:
                                   variant.extra.get("variant", "a variant"), k)
             results.append(result)
         return results
+
+    def refusal(self, examined: Examined) -> str | None:
+        """Why an examined query can match nothing here (too little information in it,
+        unless the admission rule allows it); None when it can match."""
+        if self.admission.information is not None and not examined.information.informative:
+            return f"cannot be identified: {examined.information.reason}"
+        return None
 
     def query_hash(self, value: Hash | MultiHash, k: int = 5, source: str = "<hash>",
                    refused: str | None = None) -> QueryResult:

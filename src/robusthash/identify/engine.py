@@ -140,7 +140,7 @@ class Identifier:
     def identify_examined(self, examined: Examined, source: str = "<image>", methods: Sequence[str] | None = None,
                           k: int = 5) -> Verdict:
         results = self.ref.query_examined(examined, methods, k=max(k, self.config.per_method), source=source)
-        refused = next((r.refused for r in results if r.refused and "cannot be identified" in r.refused), None)
+        refused = self.ref.refusal(examined)
         by_image: dict[int, dict[str, tuple[float, bool]]] = {}
         records: dict[int, ImageRecord] = {}
         for result in results:
