@@ -3,6 +3,8 @@ verified against its original, one verdict (match, montage, no match)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,7 +12,7 @@ from PIL import Image
 from robusthash.attacks import parse
 from robusthash.compare.features import LocalFeatures, local_features, verify
 from robusthash.db import ReferenceDB
-from robusthash.identify import MATCH, MONTAGE, NO_MATCH, Identifier
+from robusthash.identify import MATCH, MONTAGE, NO_MATCH, Identifier, IdentifyConfig
 
 REGISTERED = ("astronaut", "coffee", "chelsea", "rocket")
 
@@ -107,3 +109,86 @@ def test_references_without_features_are_not_verified_until_added_again(tmp_path
         assert len(ref.add([path]).updated) == 1  # the features it lacked
         after = Identifier(ref).identify(copy)
         assert after.verdict == MATCH and after.matches[0].reason.startswith("identified")
+
+
+def test_a_montage_found_through_the_halves_of_the_query(registered, photos):
+    # One method and one nearest reference for the whole query: only the halves' nearest
+    # bring the montage's other part.
+    ref, sources = registered
+    astronaut, coffee = photos["astronaut"], photos["coffee"].resize((480, 320))
+    canvas = Image.new("RGB", (astronaut.width + coffee.width, astronaut.height), (255, 255, 255))
+    canvas.paste(astronaut, (0, 0))
+    canvas.paste(coffee, (astronaut.width, 96))
+    whole = Identifier(ref, IdentifyConfig(per_method=1, per_part=0)).identify(canvas, methods=["pdq"], k=1)
+    assert whole.verdict == MATCH and len(whole.candidates) == 1
+    halves = Identifier(ref, IdentifyConfig(per_method=1, per_part=1)).identify(canvas, methods=["pdq"], k=1)
+    assert halves.verdict == MONTAGE
+    assert {m.image.source for m in halves.matches} == {sources["astronaut"], sources["coffee"]}
+
+
+def test_an_inset_is_a_montage_not_the_same_picture(registered, photos):
+    ref, sources = registered
+    host = photos["astronaut"].copy()
+    inset = photos["coffee"].resize((240, 160)).rotate(20, expand=True, fillcolor=(255, 255, 255))
+    host.paste(inset, (230, 260))
+    verdict = Identifier(ref).identify(host)
+    assert {m.image.source for m in verdict.matches} == {sources["astronaut"], sources["coffee"]}
+    assert verdict.verdict == MONTAGE
+    regions = {m.image.source: m.region for m in verdict.matches}
+    x0, y0, x1, y1 = regions[sources["coffee"]]
+    assert 220 <= x0 and 250 <= y0 and x1 <= 230 + inset.width + 10 and y1 <= 260 + inset.height + 10
+
+
+def _tiles(photos, root, count: int) -> list:
+    """``count`` distinct files: windows of the test photos, each turned and tinted its own way."""
+    paths, names = [], sorted(photos)
+    for i in range(count):
+        photo = photos[names[i % len(names)]]
+        w, h = photo.size
+        side = min(w, h) * 2 // 3
+        x, y = (i * 37) % (w - side + 1), (i * 53) % (h - side + 1)
+        tile = photo.crop((x, y, x + side, y + side)).rotate(90 * (i // len(names)))
+        tile = Image.blend(tile, Image.new("RGB", tile.size, ((i * 70) % 256, (i * 30) % 256, 90)), 0.15)
+        paths.append(root / f"tile-{i:02d}.jpg")
+        tile.save(paths[-1], quality=90)
+    return paths
+
+
+def test_the_engine_is_calibrated_on_the_collection_and_says_when_it_is_too_small(tmp_path, photos):
+    from robusthash.identify.collection import calibrate_collection, collection_calibration, too_coarse
+
+    ref = ReferenceDB(tmp_path / "refs.sqlite", methods=["forbild", "pdq"])
+    ref.add(_tiles(photos, tmp_path, 12))
+    with pytest.raises(ValueError, match="at least 30"):
+        calibrate_collection(ref)
+    ref.add(_tiles(photos, tmp_path, 40))
+    assert collection_calibration(ref) is None and Identifier(ref).calibration.provenance["split"] == "train"
+    measured = calibrate_collection(ref, queries=12)
+    stored = collection_calibration(ref)
+    assert stored is not None and stored.provenance["split"] == "collection" and stored.provenance["queries"] == 12
+    assert {t.signal for t in stored.tails} >= {"verification", "forbild", "pdq", "joint:forbild+pdq+verification"}
+    assert len(measured.pairs) == len(measured.inliers) >= 200
+    assert Identifier(ref).calibration.provenance == stored.provenance  # db query uses it from now on
+    assert "fitted lines" in too_coarse(stored, 1e-6)
+    ref.close()
+
+
+def test_db_calibrate_engine_reports_and_warns(tmp_path, photos):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "robusthash.cli", *args], capture_output=True, text=True,
+                              timeout=300)
+
+    url = str(tmp_path / "refs.sqlite")
+    assert cli("db", "init", "--db", url, "--methods", "forbild,pdq").returncode == 0
+    assert cli("db", "add", *map(str, _tiles(photos, tmp_path, 10)), "--db", url).returncode == 0
+    small = cli("db", "calibrate", "--engine", "--db", url)
+    assert small.returncode == 1 and "at least 30 registered images" in small.stderr and "Traceback" not in small.stderr
+    assert cli("db", "add", *map(str, _tiles(photos, tmp_path, 36)), "--db", url).returncode == 0
+    done = cli("db", "calibrate", "--engine", "--db", url, "--queries", "12")
+    assert done.returncode == 0, done.stderr
+    # Windows of a few photos overlap: "distinct" pairs that verify, so a heavy, cautious tail.
+    assert re.search(r"engine calibrated on this collection: 12 queries against 3\d references", done.stdout)
+    assert "warning: this collection is too small to measure a false-match rate of 1e-06" in done.stderr

@@ -6,7 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robusthash.identify.calibration import Calibration, Tail, bonferroni, fit_tail, shipped_calibration
+from robusthash.compare.features import CHECK_VERSION
+from robusthash.hashing import get_hasher
+from robusthash.identify.calibration import (Calibration, Tail, bonferroni, fit_tail, joint_evidence, joint_signal,
+                                             shipped_calibration)
 
 
 def test_a_geometric_tail_is_measured_then_extended():
@@ -29,6 +32,16 @@ def test_a_distance_tail_falls_towards_zero_and_never_claims_unmeasured_rarity()
     assert tail.p(0.5) == pytest.approx(0.5, abs=0.05)
     # The binomial's true P(NHD <= 0.35) is about 1e-6; the line is never more optimistic.
     assert tail.p(0.35) >= 5e-7
+
+
+def test_a_few_distinct_pairs_far_out_are_never_wished_away():
+    rng = np.random.default_rng(5)
+    inliers = np.concatenate([rng.geometric(0.5, 100_000) - 1, [24, 41]])  # two shared-content pairs
+    tail = fit_tail("verification", "1", inliers, smaller_is_extreme=False)
+    assert tail.p(30) == pytest.approx(1 / len(inliers)) and tail.p(20) == pytest.approx(2 / len(inliers))
+    assert tail.p(42) < 1e-9  # beyond every pair measured: the fitted line
+    back = Tail.from_dict(tail.to_dict())
+    assert back.sparse == tail.sparse and back.p(30) == tail.p(30)
 
 
 def test_a_flat_sample_claims_nothing_beyond_it():
@@ -57,8 +70,44 @@ def test_the_union_bound():
     assert bonferroni([]) == 1.0 and bonferroni([0.9, 0.8]) == 1.0
 
 
+def test_a_stratified_sample_measures_the_tail_of_the_whole():
+    # Every extreme pair measured, 2% of the rest standing for all of it: the same tail.
+    rng = np.random.default_rng(3)
+    values = rng.geometric(0.3, 400_000) - 1
+    extreme = values >= 8
+    sample = np.flatnonzero(~extreme)[rng.random((~extreme).sum()) < 0.02]
+    kept = np.concatenate([np.flatnonzero(extreme), sample])
+    weights = np.concatenate([np.ones(extreme.sum()), np.full(len(sample), (~extreme).sum() / len(sample))])
+    whole = fit_tail("verification", "1", values, smaller_is_extreme=False)
+    stratified = fit_tail("verification", "1", values[kept], smaller_is_extreme=False, weights=weights)
+    assert stratified.pairs == len(kept) < len(values) // 10
+    for x in (2, 8, 15, 25):
+        assert stratified.p(x) == pytest.approx(whole.p(x), rel=0.2)
+    unweighted = fit_tail("verification", "1", values[kept], smaller_is_extreme=False)
+    assert unweighted.p(15) > 10 * whole.p(15)  # the sample alone would overstate the tail tenfold
+
+
+def test_a_joint_tail_is_found_for_its_signals_or_a_cautious_superset():
+    rng = np.random.default_rng(4)
+    fitted = {}
+    for signals in ({"verification": "1/2", "cmaa": "c"}, {"verification": "1/2", "cmaa": "c", "pdq": "p"}):
+        name, version = joint_signal(signals)
+        fitted[len(signals)] = fit_tail(name, version, rng.exponential(1, 5000) * len(signals), False)
+    calibration = Calibration(tuple(fitted.values()))
+    assert calibration.joint({"cmaa": "c", "verification": "1/2"}) is fitted[2]
+    assert calibration.joint({"pdq": "p", "verification": "1/2"}) is fitted[3]  # only the larger set has pdq
+    assert calibration.joint({"pdq": "p2", "verification": "1/2"}) is None  # another version of pdq
+    assert calibration.joint({"forbild": "f"}) is None
+    assert joint_evidence([1e-3, 0.1, 1.0]) == pytest.approx(4.0)
+
+
 def test_the_shipped_calibration_covers_verification_and_the_default_methods():
     calibration = shipped_calibration()
     assert calibration is not None and calibration.provenance["split"] == "train"
     signals = {t.signal for t in calibration.tails}
     assert {"verification", "forbild", "pdq", "cmaa"} <= signals
+    defaults = {"verification": CHECK_VERSION, "forbild": get_hasher("forbild").version,
+                "pdq": get_hasher("pdq").version, "cmaa": get_hasher("cmaa").version}
+    assert calibration.tail("verification", CHECK_VERSION) is not None
+    joint = calibration.joint(defaults)
+    assert joint is not None and joint.signal == joint_signal(defaults)[0]

@@ -31,7 +31,7 @@ def tiny_corpus(tmp_path_factory, photos):
 @pytest.fixture(scope="module")
 def ran(tiny_corpus, tmp_path_factory):
     config = IdentifyReportConfig(tiny_corpus, split="test", originals=3, distractors=2, unregistered=1,
-                                  methods=METHODS, crop_every=1, synthetic=1,
+                                  methods=METHODS, crop_every=1, synthetic=1, adversarial=1,
                                   cases=(AttackCase("JC", "JC(50)"), AttackCase("RT", "RT(20)")))
     result = report.run(config, progress=lambda line: None, workdir=tmp_path_factory.mktemp("work"))
     out = tmp_path_factory.mktemp("out")
@@ -52,7 +52,8 @@ def test_references_and_queries(ran):
     assert (refs["originals"], refs["distractor_photos"], refs["distractor_crops"]) == (3, 2, 2)
     assert refs["total"] == 7 and not refs["refused"]
     assert refs["feature_bytes_per_reference"] > 1000  # ORB features stored for every reference
-    assert result["queries"] == {"attack": 6, "montage": 3, "unregistered": 1 + len(report.SYNTHETIC)}
+    assert result["queries"] == {"attack": 6, "adversarial": len(report.ADVERSARIAL), "montage": 3,
+                                 "unregistered": 1 + len(report.SYNTHETIC)}
     assert result["systems"] == [ENGINE, *METHODS, UNION]
 
 
@@ -66,6 +67,14 @@ def test_the_engine_identifies_copies_and_the_methods_are_measured_alongside(ran
     assert families["RT"][ENGINE]["tpr"] == 1.0 and families["RT"]["forbild"]["tpr"] == 0.0  # rotation: they do not
     assert jpeg[UNION]["recall@1"] is None and jpeg[UNION]["tpr"] == 1.0
     assert result["registered"][ENGINE]["precision"] == 1.0
+
+
+def test_adversarial_copies_are_asked_apart_from_the_attack_suites(ran):
+    result, _ = ran
+    assert set(result["adversarial"]) == set(report.ADVERSARIAL)
+    for family in result["adversarial"].values():
+        assert family[ENGINE]["n"] == 1 and family[ENGINE]["false_per_query"] == 0
+    assert result["registered"][ENGINE]["n"] == 6  # not among the attack suites' numbers
 
 
 def test_unregistered_queries_name_nothing(ran):
@@ -91,7 +100,8 @@ def test_the_report_files(ran):
     result, out = ran
     text = (out / "report.md").read_text()
     for heading in ("Command: `python -m robusthash.evaluation.identify_report --tiny`", "## Summary by suite",
-                    "## Unregistered queries: false matches", "## Montages", "## Time per query"):
+                    "## Adversarial copies", "## Unregistered queries: false matches", "## Montages",
+                    "## Time per query"):
         assert heading in text
     assert "| **all registered** | 6 |" in text
     saved = json.loads((out / "results.json").read_text())

@@ -196,6 +196,11 @@ def db_query(
             for why in problems:
                 err.print(f"error: {why}", markup=False)
             raise typer.Exit(2)
+        import faiss
+
+        # One query at a time: FAISS's OpenMP threads stall single searches on a busy
+        # machine (50 ms each under load; benchmarks/README.md, search).
+        faiss.omp_set_num_threads(1)
         engine = Identifier(ref)
         for path in _image_files(images):
             try:
@@ -304,11 +309,27 @@ def db_calibrate(
     db: str = DB_OPTION,
     methods: Optional[str] = typer.Option(None, "--methods", "-m", help="default: the database's methods"),
     fpr: float = typer.Option(0.01, "--fpr", min=1e-6, max=0.5, help="false positive rate between distinct images"),
+    engine: bool = typer.Option(False, "--engine", help="calibrate the identification engine (db query's verdict) "
+                                "on this collection instead of each method's threshold"),
+    queries: int = typer.Option(200, "--queries", min=10, help="--engine: registered files read again as queries"),
+    rate: float = typer.Option(1e-6, "--rate", min=1e-12, max=0.1,
+                               help="--engine: the false-match rate per reference the verdict is asked to keep"),
 ):
-    """Set each method's threshold at a false positive rate on this collection.
+    """Set each method's threshold at a false positive rate on this collection, or with
+    --engine, the identification engine's calibration.
 
-    τ at --fpr over pairs of distinct registered images. forbild keeps its two-step
-    rule; its calibrated value is informative."""
+    Thresholds: τ at --fpr over pairs of distinct registered images. forbild keeps its
+    two-step rule; its calibrated value is informative.
+
+    --engine: --queries registered images, read again from their files, are asked
+    against every other registered image; each signal's tail between distinct images
+    and their joint tails are measured and stored, and db query uses them from then on
+    instead of the shipped calibration (docs/identify.md). Registered images are taken
+    to be distinct pictures. It warns when the collection is too small to measure the
+    --rate asked for."""
+    if engine:
+        _calibrate_engine(db, queries, rate)
+        return
     with _open_db(db) as ref:
         for method in (_method_names(methods) if methods else ref.methods):
             try:
@@ -318,3 +339,36 @@ def db_calibrate(
                 raise typer.Exit(1) from None
             out.print(f"{method}: τ = {c.threshold:.4f} NHD ({c.threshold * ref.hashers[method].bits:g} bits) "
                       f"at {c.fpr:.2%} FPR from {c.pairs} pairs of {c.images} images", markup=False)
+
+
+def _calibrate_engine(db: str, queries: int, rate: float) -> None:
+    from ..compare.features import CHECK_VERSION
+    from ..identify.calibration import VERIFICATION
+    from ..identify.collection import calibrate_collection, too_coarse
+
+    with _open_db(db) as ref, _progress(err.is_terminal) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        try:
+            measured = calibrate_collection(ref, queries=queries, progress=progress)
+        except ValueError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1) from None
+    calibration = measured.calibration
+    p = calibration.provenance
+    out.print(f"engine calibrated on this collection: {p['queries']} queries against {p['references']} references, "
+              f"{p['verified_pairs']} distinct pairs verified (standing for {p['verified_pairs_stand_for']:,})",
+              markup=False)
+    verification = calibration.tail(VERIFICATION, CHECK_VERSION)
+    if verification is not None:
+        probes = ", ".join(f"{x} inliers {verification.p(x):.1e}" for x in (10, 20, 40))
+        out.print(f"verification, rate between distinct images at {probes}", markup=False)
+    why = too_coarse(calibration, rate)
+    if why:
+        err.print(f"warning: this collection is too small to measure a false-match rate of {rate:.0e} per "
+                  f"reference: {why}", markup=False)

@@ -26,7 +26,11 @@ from PIL import Image
 from ..imaging import reduced
 
 KIND = "orb"
-VERSION = "1"
+VERSION = "1"  # of the stored features
+# Of the check (matching and geometry) as well: what the verification's calibrated
+# inlier count means. 2: PROSAC, the matches tried best first; 3: one match per original
+# point, and the inliers' boxes of a plausible size ratio.
+CHECK_VERSION = f"{VERSION}/3"
 _MAGIC = b"RHLF"
 _HEADER = struct.Struct("<4sBxHIIf")  # magic, format, keypoints, width, height, scale
 
@@ -117,7 +121,7 @@ class Verification:
     when ``flipped``) to the original's; ``inliers`` are those of an accepted homography
     (0 when none was); ``query_box`` is the box of the query the inliers span, in the
     query's own pixels; ``original_share`` the share of the original's area the inliers'
-    box covers."""
+    box covers; ``query_points`` the inliers in the query's own pixels (n × 2)."""
 
     inliers: int
     matches: int
@@ -125,6 +129,7 @@ class Verification:
     homography: np.ndarray | None
     query_box: tuple[int, int, int, int] | None
     original_share: float
+    query_points: np.ndarray | None = None
 
     @property
     def accepted(self) -> bool:
@@ -158,9 +163,20 @@ def fit_homography(query_points: np.ndarray, query_descriptors: np.ndarray, orig
     good = [m for m, n in (p for p in pairs if len(p) == 2) if m.distance < ratio * n.distance]
     if len(good) < min_matches:
         return None, none, none, 0, len(good)
+    good.sort(key=lambda m: m.distance)  # PROSAC samples the closest matches first
+    # One query point per original point, the closest: many query points matched to one
+    # original corner (a soft picture with few corners) fit a homography that squeezes
+    # them onto it, a false "match" of dozens of inliers.
+    taken: set[int] = set()
+    good = [m for m in good if m.trainIdx not in taken and not taken.add(m.trainIdx)]
+    if len(good) < min_matches:
+        return None, none, none, 0, len(good)
     src = query_points[[m.queryIdx for m in good]]
     dst = original_points[[m.trainIdx for m in good]]
-    homography, mask = cv2.findHomography(src, dst, cv2.RANSAC, tolerance)
+    # PROSAC rather than RANSAC: on 1,728 distinct train pairs the 99th percentile of
+    # inliers falls from 14 to 11 with the same counts for copies, and a fit between
+    # distinct images stops early instead of running every iteration (0.1 against 1.6 ms).
+    homography, mask = cv2.findHomography(src, dst, cv2.USAC_PROSAC, tolerance)
     if homography is None:
         return None, none, none, 0, len(good)
     keep = mask.ravel().astype(bool)
@@ -191,5 +207,14 @@ def verify(query: LocalFeatures, original: LocalFeatures, query_mirrored: LocalF
         ow, oh = original.size
         (ox0, oy0), (ox1, oy1) = np.clip(dst.min(axis=0), 0, (ow, oh)), np.clip(dst.max(axis=0), 0, (ow, oh))
         share = float((ox1 - ox0) * (oy1 - oy0) / (ow * oh))
-        best = Verification(inliers, matches, flipped, homography, box, share)
+        # The inliers' boxes must agree in size as the homography's scale limit allows: a
+        # projective fit can squeeze a large part of the query onto a spot of the
+        # original (118 inliers onto 0.2% of it, a false match) while its linear part
+        # looks plausible. Rejecting more fits only lowers inlier counts, so a tail
+        # measured without this rule stays a cautious bound.
+        query_area = max(1.0, float((box[2] - box[0]) * (box[3] - box[1])))
+        original_area = max(1.0, float((ox1 - ox0) * (oy1 - oy0)))
+        if not 1 / config.max_scale_change**2 <= query_area / original_area <= config.max_scale_change**2:
+            continue
+        best = Verification(inliers, matches, flipped, homography, box, share, src)
     return best if best.accepted else Verification(0, most_matches, False, None, None, 0.0)

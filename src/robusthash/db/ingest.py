@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from ..compare.features import KIND, VERSION, FeatureConfig, LocalFeatures, local_features
 from ..hashing import BaseHasher, Hash, MultiHash
 from ..hashing.base import DecodedImage, DecodeSpec, shared_hasher
+from ..imaging import halves
 from ..information import DEFAULT_RULE, Information, InformationRule, information
 from ..io import DEFAULT_LIMITS, ImageError, ImageSource, LoadLimits, header_size, read_bytes
 from .store import NewImage
@@ -62,15 +63,19 @@ class Examined:
     # The image's local features, and its mirror image's (a query's only), for pairwise
     # verification (robusthash.compare.features); None unless asked for.
     local_features: tuple[LocalFeatures, LocalFeatures | None] | None = None
+    # Per method, the hashes of the query's halves (imaging.halves), whose nearest
+    # references are candidates for a montage's parts; empty unless asked for.
+    parts: dict[str, list[Hash | MultiHash]] = field(default_factory=dict)
 
 
 def examine(image: ImageSource, hashers: Sequence[BaseHasher], limits: LoadLimits = DEFAULT_LIMITS,
             name: str | None = None, rule: InformationRule = DEFAULT_RULE, variants: bool = False,
-            features: FeatureConfig | None = None) -> Examined:
+            features: FeatureConfig | None = None, parts: bool = False) -> Examined:
     """Read ``image`` once, hash it with each of ``hashers`` (each decoding it as it would on
     its own) and measure its information; ``variants``: also each hasher's query variants
     (a query); ``features``: also its local features (with ``variants``, its mirror
-    image's too). Raises :class:`~robusthash.io.ImageError`."""
+    image's too); ``parts``: also each hasher's hashes of its halves. Raises
+    :class:`~robusthash.io.ImageError`."""
     decoded = DecodedImage(image, limits, name)
     data = decoded.source if isinstance(decoded.source, bytes) else None
     size = header_size(data) if data is not None else None
@@ -85,7 +90,8 @@ def examine(image: ImageSource, hashers: Sequence[BaseHasher], limits: LoadLimit
             local = (local_features(grey, features, query=True), local_features(grey, features, True, query=True))
         else:
             local = (local_features(decoded.decoded(FEATURES_DECODE), features), None)
-    return Examined(hashes, info, extra, digest, size, local)
+    halved = {h.name: [h.hash_pil(half) for half in halves(decoded.for_hasher(h))] for h in hashers} if parts else {}
+    return Examined(hashes, info, extra, digest, size, local, halved)
 
 
 @dataclass(frozen=True)

@@ -286,12 +286,13 @@ class ReferenceDB:
         return self.query_examined(examined, names, k=k, source=name)
 
     def examine(self, image: ImageSource, methods: Sequence[str] | None = None, name: str | None = None,
-                variants: bool = True, features: FeatureConfig | None = None) -> Examined:
+                variants: bool = True, features: FeatureConfig | None = None, parts: bool = False) -> Examined:
         """:func:`examine` with this database's methods (or ``methods``), limits and rule;
         with each method's query variants unless ``variants`` is False (for registering);
-        with local features when ``features`` is given (:attr:`features` to register)."""
+        with local features when ``features`` is given (:attr:`features` to register);
+        with the hashes of its halves when ``parts``."""
         return examine(image, [self._hasher(m) for m in (methods or self.methods)], self.limits, name,
-                       self.admission.information or DEFAULT_RULE, variants, features)
+                       self.admission.information or DEFAULT_RULE, variants, features, parts)
 
     def query_examined(self, examined: Examined, methods: Sequence[str] | None = None, k: int = 5,
                        source: str = "<image>") -> list[QueryResult]:

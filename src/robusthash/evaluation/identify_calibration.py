@@ -10,9 +10,10 @@ each hashed as the database hashes a query (with its variants: borders trimmed, 
 rotations and flips; the nearest variant counts). Distinct pairs: a query against every
 reference of another artwork (``Corpus.artworks``: one wallpaper's renditions are one
 picture). For each method, the distance of every distinct pair; for verification, the
-inliers of ``--verify`` random distinct references per query. Each signal's tail is
-fitted (:func:`robusthash.identify.calibration.fit_tail`) and written with how it was
-made. The test split is never read.
+inliers of a stratified sample of them: each method's ``--nearest`` references to every
+query, and ``--verify`` random others standing for the rest. Each signal's tail, and the
+joint tails, are fitted (:func:`robusthash.identify.calibration.calibrate`) and written
+with how they were made. The test split is never read.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from ..attacks import parse
-from ..compare.features import DEFAULT_FEATURES, VERSION, LocalFeatures, local_features, verify
+from ..compare.features import CHECK_VERSION, DEFAULT_FEATURES, LocalFeatures, local_features, verify
 from ..db.ingest import FEATURES_DECODE, QUERY_FEATURES_DECODE
 from ..files import evenly_spaced
 from ..hashing import Hash, get_hasher
 from ..hashing.base import DecodedImage
-from ..identify.calibration import VERIFICATION, Calibration, fit_tail
+from ..identify.calibration import VERIFICATION, Calibration, Measured, calibrate
 from ..io import ImageError, load_pil
 from ..measure import hamming_matrix
 from ..synth.corpus import Corpus
@@ -82,9 +83,11 @@ def _hash_reference(path: str) -> tuple[list[bytes], bytes] | None:
     return bits, local_features(decoded.decoded(FEATURES_DECODE)).to_bytes()
 
 
-def _verify(task: tuple[bytes, bytes, list[bytes]]) -> list[int]:
+def _verify(task: tuple[bytes, bytes, list[bytes]]) -> list[tuple[int, int, float]]:
+    """(inliers, ratio-test matches, share of the original covered) per reference."""
     plain, mirrored = LocalFeatures.from_bytes(task[0]), LocalFeatures.from_bytes(task[1])
-    return [verify(plain, LocalFeatures.from_bytes(r), mirrored).inliers for r in task[2]]
+    found = (verify(plain, LocalFeatures.from_bytes(r), mirrored) for r in task[2])
+    return [(v.inliers, v.matches, v.original_share) for v in found]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,12 +96,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the calibration JSON to write")
     parser.add_argument("--methods", default=METHODS)
     parser.add_argument("--queries", type=int, default=250, help="train photos made into queries")
-    parser.add_argument("--verify", type=int, default=40, help="random distinct references verified per query")
+    parser.add_argument("--nearest", type=int, default=10,
+                        help="per query, each method's nearest distinct references are all verified")
+    parser.add_argument("--verify", type=int, default=40, help="random other distinct references verified per query")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pairs", type=Path, default=None,
+                        help="also write every verified pair's statistics here (.npz), each query's against its "
+                             "own original included (for designing and checking the joint score)")
     args = parser.parse_args(argv)
     started = time.time()
     methods = args.methods.split(",")
+    hashers = {name: get_hasher(name) for name in methods}
     corpus = Corpus(args.corpus)
     references = corpus.train()
     artworks = corpus.artworks()
@@ -114,46 +123,79 @@ def main(argv: list[str] | None = None) -> None:
         queries = pool.map(_hash_query, tasks, chunksize=4)
         kept = [i for i, r in enumerate(refs) if r is not None]
         asked = [i for i, q in enumerate(queries) if q is not None]
-        rng = np.random.default_rng(args.seed)
-        verify_tasks, verify_owner = [], []
-        for qi in asked:
-            others = [j for j in kept if art[j] != art[owners[qi]]]
-            picks = rng.choice(len(others), size=min(args.verify, len(others)), replace=False)
-            verify_tasks.append((queries[qi][1], queries[qi][2], [refs[others[p]][1] for p in picks]))
-            verify_owner.append(qi)
-        print(f"verifying {sum(len(t[2]) for t in verify_tasks)} distinct pairs", file=sys.stderr)
-        inliers = np.concatenate([np.array(r) for r in pool.map(_verify, verify_tasks, chunksize=4)])
-
-    tails = [fit_tail(VERIFICATION, VERSION, inliers, smaller_is_extreme=False)]
-    distinct_pairs = {}
-    for m, name in enumerate(methods):
-        hasher = get_hasher(name)
-        ref_bits = np.stack([np.frombuffer(refs[j][0][m], dtype=np.uint8) for j in kept])
-        best = None
-        for variant in range(max(len(queries[qi][0][m]) for qi in asked)):
-            rows = np.stack([np.frombuffer(queries[qi][0][m][min(variant, len(queries[qi][0][m]) - 1)], dtype=np.uint8)
-                             for qi in asked])
-            d = hamming_matrix(rows, ref_bits)
-            best = d if best is None else np.minimum(best, d)
+        # Each method's distance (the nearest of a query's variants) for every query × reference.
+        distances = {}
+        for m, name in enumerate(methods):
+            ref_bits = np.stack([np.frombuffer(refs[j][0][m], dtype=np.uint8) for j in kept])
+            best = None
+            for variant in range(max(len(queries[qi][0][m]) for qi in asked)):
+                rows = np.stack([np.frombuffer(queries[qi][0][m][min(variant, len(queries[qi][0][m]) - 1)],
+                                               dtype=np.uint8) for qi in asked])
+                d = hamming_matrix(rows, ref_bits)
+                best = d if best is None else np.minimum(best, d)
+            distances[name] = best / hashers[name].bits
         distinct = art[owners[asked]][:, None] != art[kept][None, :]
-        values = best[distinct] / hasher.bits
-        distinct_pairs[name] = int(values.size)
-        tails.append(fit_tail(name, hasher.version, values, smaller_is_extreme=True))
+
+        def checked(pairs: list[tuple[int, int]]) -> np.ndarray:
+            """(inliers, matches, original share) of each (query row, reference row) pair."""
+            by_query: dict[int, list[int]] = {}
+            for n, (row, _) in enumerate(pairs):
+                by_query.setdefault(row, []).append(n)
+            work = [(queries[asked[row]][1], queries[asked[row]][2], [refs[kept[pairs[n][1]]][1] for n in ns])
+                    for row, ns in by_query.items()]
+            print(f"verifying {len(pairs)} pairs", file=sys.stderr)
+            out = np.zeros((len(pairs), 3))
+            for ns, found in zip(by_query.values(), pool.map(_verify, work, chunksize=4)):
+                out[ns] = np.array(found, dtype=np.float64).reshape(-1, 3)
+            return out
+
+        stats: dict[str, np.ndarray] = {}
+
+        def verified_inliers(pairs: list[tuple[int, int]]) -> np.ndarray:
+            stats["distinct"] = checked(pairs)
+            return stats["distinct"][:, 0]
+
+        measured = calibrate(distances, distinct, {m: hashers[m].version for m in methods}, verified_inliers,
+                             CHECK_VERSION, args.nearest, args.verify, args.seed)
+        position = {j: n for n, j in enumerate(kept)}
+        own = [(row, position[owners[qi]]) for row, qi in enumerate(asked) if owners[qi] in position] \
+            if args.pairs is not None else []
+        stats["own"] = checked(own) if own else np.zeros((0, 3))
     provenance = {
         "command": "python -m robusthash.evaluation.identify_calibration " + " ".join(argv or sys.argv[1:]),
         "split": "train", "references": len(kept), "queries": len(asked), "attacks": list(ATTACKS),
-        "distinct_pairs": {VERIFICATION: int(inliers.size), **distinct_pairs},
-        "features": {"kind": "orb", "version": VERSION, **asdict(DEFAULT_FEATURES)},
+        "features": {"kind": "orb", "version": CHECK_VERSION, **asdict(DEFAULT_FEATURES)},
         "seconds": round(time.time() - started),
-    }
-    calibration = Calibration(tuple(tails), provenance)
+    } | measured.calibration.provenance
+    calibration = Calibration(measured.calibration.tails, provenance)
+    if args.pairs is not None:
+        _write_pairs(args.pairs, measured, own, stats, distances, [(None, *ATTACKS)[i % (len(ATTACKS) + 1)] or ""
+                                                                    for i in asked])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(calibration.to_json())
     print(f"wrote {args.out} ({provenance['seconds']} s)")
-    for t in tails:
-        probes = (25, 50) if t.signal == VERIFICATION else (0.05, 0.1, 0.2)
+    for t in calibration.tails[: 1 + len(methods)]:
+        probes = (10, 20) if t.signal == VERIFICATION else (0.05, 0.1, 0.2)
         rates = ", ".join(f"p({x:g}) = {t.p(x):.2e}" for x in probes)
-        print(f"  {t.signal} {t.version}: {t.pairs} distinct pairs; last knot {t.knots[-1]}; {rates}")
+        print(f"  {t.signal} {t.version}: {t.pairs} pairs; last knot {t.knots[-1]}; {rates}")
+    full = calibration.tails[-1]
+    print(f"  {full.signal}: p(S=6) = {full.p(6):.2e}, p(S=8) = {full.p(8):.2e}, p(S=10) = {full.p(10):.2e}")
+
+
+def _write_pairs(path: Path, measured: Measured, own: list[tuple[int, int]], stats: dict[str, np.ndarray],
+                 distances: dict[str, np.ndarray], specs: list[str]) -> None:
+    """Every verified pair's statistics: the distinct ones (with their weights and each
+    signal's rate), then each query against its own original (weight 1)."""
+    pairs = measured.pairs + own
+    rows = np.array([p[0] for p in pairs], dtype=np.int64)
+    cols = np.array([p[1] for p in pairs], dtype=np.int64)
+    both = np.concatenate([stats["distinct"], stats["own"]])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, own=np.arange(len(pairs)) >= len(measured.pairs),
+                        weight=np.concatenate([measured.weights, np.ones(len(own))]), inliers=both[:, 0],
+                        matches=both[:, 1], original_share=both[:, 2], query=rows, reference=cols,
+                        attack=np.array([specs[r] for r in rows]),
+                        **{f"distance_{m}": d[rows, cols] for m, d in distances.items()})
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
 **References** (one SQLite database, every file registered with ``--methods``, local
 features stored): N originals spread evenly over the split; M distractors, the split's
 other photos (neither originals nor kept out) first, then, for the test split, train
-photos; and a crop (``CROP(0.6)``) of every ``crop_every``-th distractor, saved as a file
+photos, then the ``--extra`` training-only photos (a corpus built with ``--extra``);
+and a crop (``CROP(0.6)``) of every ``crop_every``-th distractor, saved as a file
 and registered too (references that look like copies of other references).
 
 **Queries**, each a PIL image given to ``Identifier(ref).identify``:
@@ -19,6 +20,8 @@ and registered too (references that look like copies of other references).
 - *montages*: two registered originals side by side, or one pasted into the other
   (``synth.montage.random_montage``), partners half the originals' list apart (it is
   sorted by source: a montage mixes sources); both sources registered;
+- *adversarial* (``--adversarial``): a Table 1 / 2 copy of an original, then white-box
+  PGD on the learned hashes (:data:`ADVERSARIAL`), reported apart from the suites;
 - *unregistered*: U attacked copies of kept-out photos of the split (never registered),
   random noise, smooth noise, flat colours and gradients.
 
@@ -42,16 +45,14 @@ verification), wall and CPU time, one query at a time.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
-import re
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -94,6 +95,11 @@ SUITE_TITLES = {"table1": "Table 1", "table2": "Table 2", "strong": "strong atta
                 "pad": "padding", "unseen": "unseen", "custom": "attacks given (--attacks)"}
 DEFAULT_STRIDES = (("table1", 8), ("table2", 4), ("strong", 2), ("crop", 2), ("pad", 2), ("unseen", 3))
 SYNTHETIC = ("noise", "smooth noise", "flat", "gradient")
+# White-box PGD (ℓ∞ 8/255, 50 steps, through JPEG 90) on a random Table 1 / 2 copy, away
+# from its original's features: on one learned hash, and on every differentiable signal
+# at once (verification's ORB and the classical hashes are not differentiable).
+ADVERSARIAL = {"PGD(cmaa)": ("cmaa",), "PGD(cmaa+aria)": ("cmaa", "aria")}
+ADVERSARIAL_SIDE = 512  # the attacked copy's longer side (PGD's cost grows with pixels)
 MONTAGE_KINDS = ("side by side", "inset")
 ENGINE, UNION = "engine", "union"
 
@@ -113,6 +119,7 @@ class IdentifyReportConfig:
     cases: tuple[AttackCase, ...] | None = None  # instead of the suites: these, asked of every original
     montages: int | None = None  # default: one per original
     synthetic: int = 10  # of each kind of SYNTHETIC
+    adversarial: int = 0  # originals whose attacked copy is also attacked adversarially (ADVERSARIAL)
     seed: int = 0
     engine: IdentifyConfig = IdentifyConfig()
 
@@ -121,7 +128,7 @@ class IdentifyReportConfig:
 class Query:
     """One query: what it is and what its true answer is (reference ids; none when unregistered)."""
 
-    kind: str  # "attack", "montage", "unregistered"
+    kind: str  # "attack", "adversarial", "montage", "unregistered"
     group: str  # attack: the suite; montage: its kind; unregistered: photo or a SYNTHETIC kind
     family: str
     spec: str
@@ -201,22 +208,40 @@ def synthetic(kind: str, rng: np.random.Generator) -> Image.Image:
     raise ValueError(f"unknown synthetic kind {kind!r}")
 
 
+def adversarial_copy(copy: Image.Image, original: Image.Image, methods: tuple[str, ...], seed: int) -> Image.Image:
+    """``copy`` (reduced to ADVERSARIAL_SIDE) pushed away from ``original`` in the
+    features of every one of ``methods`` at once (white-box PGD, ℓ∞ 8/255, each method's
+    distance relative to its own scale), published as JPEG 90."""
+    import torch
+
+    from ..attacks import adversarial as adv
+    from ..imaging import reduced
+
+    fingerprints = [_fingerprint(m) for m in methods]
+    x = adv.to_tensor(reduced(copy.convert("RGB"), ADVERSARIAL_SIDE))
+    target = adv.to_tensor(reduced(original.convert("RGB"), ADVERSARIAL_SIDE))
+    with torch.no_grad():
+        wanted = [f(target) for f in fingerprints]
+
+    def loss(p: torch.Tensor) -> torch.Tensor:
+        return -sum(((f(p) - w) ** 2).sum() / (w ** 2).sum() for f, w in zip(fingerprints, wanted))
+
+    pixels = adv.pgd(loss, x, adv.PGDConfig(eps=8 / 255, steps=50, seed=seed))
+    return adv.published(pixels, 90)
+
+
+_FINGERPRINTS: dict[str, Any] = {}
+
+
+def _fingerprint(method: str):
+    from ..attacks import adversarial as adv
+
+    if method not in _FINGERPRINTS:
+        _FINGERPRINTS[method] = adv.shipped_fingerprint(90, method)
+    return _FINGERPRINTS[method]
+
+
 # --- the corpus -------------------------------------------------------------------
-
-
-def artwork_keys(corpus: Path) -> dict[str, str]:
-    """Corpus file (as listed, relative to the corpus) -> what makes two files the same
-    picture: a Plasma wallpaper's design (several sizes, crops and a dark variant in one
-    folder); otherwise the file itself. Empty without ``manifest.csv``."""
-    manifest = Path(corpus) / "manifest.csv"
-    if not manifest.is_file():
-        return {}
-    keys = {}
-    with open(manifest, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            found = re.search(r"/wallpapers/([^/]+)/contents/", row.get("original_path", ""))
-            keys[row["file"]] = f"wallpaper:{found.group(1)}" if found else row["file"]
-    return keys
 
 
 @dataclass
@@ -243,6 +268,7 @@ def select(config: IdentifyReportConfig) -> Selection:
         distractors = evenly_spaced(rest, config.distractors)
     else:  # the split's own photos first, then (test split) train photos
         more = [p for p in corpus.train() if p not in taken] if config.split == "test" else []
+        more += corpus.extra_train()  # --extra photos: training only, so distractors of either split
         distractors = rest + evenly_spaced(more, min(config.distractors - len(rest), len(more)))
     return Selection(originals, kept_out, distractors)
 
@@ -277,15 +303,10 @@ def run(config: IdentifyReportConfig, progress: Callable[[str], None] = lambda l
     code = code_version()  # at the start: the code this run imported, not what is committed by its end
     chosen = select(config)
     strides = dict(config.strides)
-    keys = artwork_keys(config.corpus)
-    root = Path(config.corpus)
+    keys = {path.resolve(): key for path, key in Corpus(config.corpus).artworks().items()}
 
-    def key_of(path: Path) -> str:
-        try:
-            relative = Path(path).relative_to(root).as_posix()
-        except ValueError:
-            relative = str(path)
-        return keys.get(relative, str(path))
+    def key_of(path: Path) -> str:  # the database keeps sources as absolute paths
+        return keys.get(Path(path).resolve(), str(path))
 
     # references: originals, distractor photos, crops of some distractors (files)
     crop = parse(config.distractor_crop)
@@ -317,6 +338,9 @@ def run(config: IdentifyReportConfig, progress: Callable[[str], None] = lambda l
         counts[q.kind] += 1
     progress(f"{len(queries)} queries: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
 
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # one query at a time, as db query and the service ask
     engine = Identifier(ref, config.engine)
     records, load = [], [os.getloadavg()[0]]
     asking = time.perf_counter()
@@ -336,7 +360,8 @@ def run(config: IdentifyReportConfig, progress: Callable[[str], None] = lambda l
                   "verdict": verdict.verdict, "refused": verdict.refused, "candidates": len(verdict.candidates),
                   "seconds": wall, "cpu_seconds": cpu, "size": list(im.size), "error": error,
                   "decisions": _decisions(verdict, q.truth, config.methods),
-                  "reasons": {m.image.id: m.reason for m in verdict.matches}}
+                  "reasons": {m.image.id: m.reason for m in verdict.matches},
+                  "evidence": _evidence(verdict, q.truth)}
         records.append(record)
         if (n + 1) % 100 == 0 or n + 1 == len(queries):
             load.append(os.getloadavg()[0])
@@ -385,9 +410,11 @@ def code_version() -> dict:
 
 
 def _config_dict(config: IdentifyReportConfig) -> dict:
-    out = asdict(config)
+    out = asdict(replace(config, engine=None))
     out["corpus"] = str(config.corpus)
-    out["engine"] = asdict(config.engine)
+    calibration = config.engine.calibration  # its tails are in the package; how it was made is enough here
+    out["engine"] = asdict(replace(config.engine, calibration=None)) | {
+        "calibration": getattr(calibration, "provenance", calibration)}
     return json.loads(json.dumps(out, default=str))
 
 
@@ -416,6 +443,15 @@ def _queries(config: IdentifyReportConfig, originals: list[tuple[int, Path]], ke
         for suite_name, case in asked:
             yield Query("attack", suite_name, case.family, case.spec, truth,
                         lambda p=path, s=case.spec, k=i: apply_attack(s, photo(p), k), Path(path).name)
+    draw = np.random.default_rng(config.seed + 1)
+    grid = [*TABLE1, *TABLE2]
+    for i, path in originals[: config.adversarial]:
+        spec = grid[int(draw.integers(len(grid)))].spec
+        for family, attacked in ADVERSARIAL.items():
+            make = (lambda p=path, s=spec, k=i, a=attacked:
+                    adversarial_copy(apply_attack(s, photo(p), k), photo(p), a, k))
+            yield Query("adversarial", "adversarial", family, f"{spec} then {family}", (ids[str(path)],), make,
+                        Path(path).name)
     count = len(originals) if config.montages is None else config.montages
     if len(originals) >= 2:
         for m in range(count):
@@ -446,9 +482,19 @@ def _queries(config: IdentifyReportConfig, originals: list[tuple[int, Path]], ke
                         lambda kind=kind, seed=seed: synthetic(kind, np.random.default_rng(seed)), kind)
 
 
+def _evidence(verdict: Verdict, truth: tuple[int, ...], others: int = 2) -> dict[int, dict]:
+    """What the engine weighed for the query's originals, and for its strongest other
+    candidates: where a miss or a false match came from."""
+    truths = [c for c in verdict.candidates if c.image.id in truth]
+    rest = sorted((c for c in verdict.candidates if c.image.id not in truth), key=lambda c: -c.score)[:others]
+    return {c.image.id: {"truth": c.image.id in truth, "score": c.score, "identified": c.identified,
+                         **c.evidence.to_dict()} for c in truths + rest}
+
+
 def _public(record: dict, names: dict[int, str]) -> dict:
     """A query's record with file names for reference ids (queries.jsonl)."""
-    out = {k: v for k, v in record.items() if k not in ("decisions", "reasons", "truth_keys")}
+    out = {k: v for k, v in record.items() if k not in ("decisions", "reasons", "truth_keys", "evidence")}
+    out["evidence"] = {names[i]: e for i, e in record["evidence"].items()}
     out["truth"] = [names[t] for t in record["truth"]]
     out["named"] = {system: [names[i] for i in d["named"]] for system, d in record["decisions"].items()}
     out["first"] = {system: names.get(d["first"]) for system, d in record["decisions"].items()}
@@ -487,6 +533,7 @@ def summarise(records: list[dict], systems: tuple[str, ...], keys: dict[int, str
     attacks = [r for r in records if r["kind"] == "attack"]
     montages = [r for r in records if r["kind"] == "montage"]
     unregistered = [r for r in records if r["kind"] == "unregistered"]
+    adversarial = [r for r in records if r["kind"] == "adversarial"]
 
     def table(rows: list[dict], key: Callable[[dict], str]) -> dict[str, dict[str, dict]]:
         groups: dict[str, list[dict]] = defaultdict(list)
@@ -501,6 +548,7 @@ def summarise(records: list[dict], systems: tuple[str, ...], keys: dict[int, str
         "unseen_by_case": table([r for r in attacks if r["group"] == "unseen"], lambda r: r["spec"]),
         "registered": {s: _rates(attacks, s, keys) for s in systems},
         "unregistered": table(unregistered, lambda r: r["group"]),
+        "adversarial": table(adversarial, lambda r: r["family"]),
         "unregistered_all": {s: _rates(unregistered, s, keys) for s in systems},
         "overall": {s: _rates(records, s, keys) for s in systems},
     }
@@ -615,6 +663,17 @@ def write_markdown(result: dict, out: Path, command: str) -> None:
         for spec, rows in result["unseen_by_case"].items():
             lines.append(f"| `{spec}` | {rows[ENGINE]['n']} | " + " | ".join(_cell(rows[s]) for s in systems) + " |")
         lines.append("")
+    if result.get("adversarial"):
+        lines += ["## Adversarial copies", "",
+                  "A random Table 1 / 2 copy of an original, reduced to 512 px, then pushed away from the "
+                  "original's features by white-box PGD (ℓ∞ 8/255, 50 steps, through a differentiable JPEG 90) "
+                  "on the shipped torch weights: of `cmaa` alone, and of `cmaa` and `aria` at once (the engine's "
+                  "other signals, ORB verification and the classical hashes, are not differentiable; they are "
+                  "not attacked here). Saved as JPEG 90 and asked like any query.", "", header, rule]
+        for family, rows in result["adversarial"].items():
+            lines.append(f"| `{family}` | {rows[ENGINE]['n']} | " + " | ".join(_cell(rows[s]) for s in systems)
+                         + " |")
+        lines.append("")
     lines += ["## Unregistered queries: false matches", "",
               "Every reference named is false. Refused: the query has too little information to be identified "
               "(the engine names nothing, nor does any method). Cells: **false matches per query / share of "
@@ -719,6 +778,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--montages", type=int, default=None, help="default: one per original")
     parser.add_argument("--synthetic", type=int, default=IdentifyReportConfig.synthetic,
                         help="unregistered images of each synthetic kind (noise, smooth noise, flat, gradient)")
+    parser.add_argument("--crop-every", type=int, default=IdentifyReportConfig.crop_every,
+                        help="a crop of every N-th distractor is registered too (0: none)")
+    parser.add_argument("--adversarial", type=int, default=IdentifyReportConfig.adversarial,
+                        help="originals whose copy is also attacked adversarially (white-box PGD on cmaa, and on "
+                             "cmaa and aria at once; needs torch)")
     parser.add_argument("--every", type=_strides, default=DEFAULT_STRIDES,
                         help="SUITE=STRIDE,...: original i asks case j of a suite when j ≡ i mod STRIDE (default "
                              + ",".join(f"{k}={v}" for k, v in DEFAULT_STRIDES) + "; 0 leaves a suite out)")
@@ -729,6 +793,7 @@ def main(argv: list[str] | None = None) -> None:
                                   distractors=args.distractors, unregistered=args.unregistered,
                                   kept_out=args.kept_out, methods=tuple(args.methods.split(",")),
                                   montages=args.montages, synthetic=args.synthetic, strides=args.every,
+                                  adversarial=args.adversarial, crop_every=args.crop_every,
                                   cases=named_cases(args.attacks) if args.attacks else None)
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "log.txt", "w") as log:

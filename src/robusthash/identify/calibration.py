@@ -2,14 +2,23 @@
 false-match rates per reference.
 
 For each signal (a method's distance, the verification's inliers) a :class:`Tail` holds
-P(a distinct pair's statistic is at least this extreme), measured on distinct pairs of
-the train split (``python -m robusthash.evaluation.identify_calibration``): empirical
-where enough pairs were that extreme, and beyond, a straight line in log10 p fitted to
-the most extreme part of the measured tail, extended. The engine asks, per candidate,
-how likely its strongest signal would be between distinct images, times the number of
-signals it looked at (a union bound: it holds however the signals depend on each
-other), and names a reference when that rate is at most the target (10⁻⁶ false matches
-per reference per query by default).
+P(a distinct pair's statistic is at least this extreme), measured on distinct pairs
+(shipped: the corpus train split, ``python -m robusthash.evaluation.identify_calibration``;
+``robusthash db calibrate --engine``: the user's collection): empirical where enough
+pairs were that extreme, and beyond, a straight line in log10 p fitted to the most
+extreme part of the measured tail, extended.
+
+The signals are joined by a **joint tail**: a candidate's evidence is the sum of
+−log10 of each signal's rate (:func:`joint_evidence`), and how often distinct pairs
+reach that sum is measured on the same pairs, so the signals' dependence is measured,
+not assumed. The engine names a reference when that joint rate is at most the target
+(10⁻⁶ false matches per reference per query by default). Where no joint tail covers
+its signals, it falls back to the union bound (:func:`bonferroni`).
+
+Verification is too slow to run on every distinct pair, so the pairs verified are a
+stratified sample (:func:`stratified_pairs`): every reference among any method's
+nearest to a query (the candidates, where evidence is strongest), and a random share of
+the rest, each standing for its share.
 """
 
 from __future__ import annotations
@@ -19,13 +28,15 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..runtime import shipped_model
 
 VERIFICATION = "verification"
+JOINT = "joint:"  # a joint tail's signal: JOINT + its signals' names joined by "+"
+JOINT_VERSIONS = "|"  # ...and its version: theirs joined by this (PDQ's own has a "+")
 SHIPPED = "identify-calibration.json"
 # Below this many pairs at least as extreme, the empirical rate is noise; the fitted
 # line takes over.
@@ -36,7 +47,10 @@ MIN_TAIL_PAIRS = 20
 class Tail:
     """P(statistic at least as extreme as x | distinct images). ``smaller_is_extreme`` for
     distances; else larger is (inliers). ``knots``: (x, p) of the empirical function,
-    from common to extreme; beyond the last knot ``log10 p = intercept + slope * x``."""
+    from common to extreme; beyond the last knot ``log10 p = intercept + slope * x``, but
+    never below ``sparse``: the share of pairs measured at least as extreme as x where
+    too few were for a knot (a line fitted to the bulk must not wish away the few
+    distinct pairs seen far out)."""
 
     signal: str
     version: str
@@ -45,13 +59,16 @@ class Tail:
     slope: float
     intercept: float
     pairs: int
+    sparse: tuple[tuple[float, float], ...] = ()  # (x, share at least as extreme), towards the extreme
 
     def p(self, x: float) -> float:
         """The rate; never above 1, never below the fitted line's value."""
         xs = [k[0] for k in self.knots]
         ps = [k[1] for k in self.knots]
         if not xs or (x < xs[-1] if self.smaller_is_extreme else x > xs[-1]):
-            return min(1.0, 10 ** (self.intercept + self.slope * x))
+            line = 10 ** (self.intercept + self.slope * x)
+            seen = [share for value, share in self.sparse if (value <= x if self.smaller_is_extreme else value >= x)]
+            return min(1.0, max(line, max(seen, default=0.0)))
         order = slice(None, None, -1) if self.smaller_is_extreme else slice(None)
         # Interpolated in log10 p between knots (a step function would jump by factors).
         value = float(np.interp(x, np.array(xs[order]), np.log10(np.array(ps[order]))))
@@ -60,34 +77,45 @@ class Tail:
     def to_dict(self) -> dict[str, Any]:
         return {"signal": self.signal, "version": self.version, "smaller_is_extreme": self.smaller_is_extreme,
                 "knots": [list(k) for k in self.knots], "slope": self.slope, "intercept": self.intercept,
-                "pairs": self.pairs}
+                "pairs": self.pairs, "sparse": [list(k) for k in self.sparse]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Tail":
         return cls(d["signal"], d["version"], bool(d["smaller_is_extreme"]),
                    tuple((float(x), float(p)) for x, p in d["knots"]), float(d["slope"]), float(d["intercept"]),
-                   int(d["pairs"]))
+                   int(d["pairs"]), tuple((float(x), float(p)) for x, p in d.get("sparse", ())))
 
 
 def fit_tail(signal: str, version: str, values: np.ndarray, smaller_is_extreme: bool, knots: int = 64,
-             fit_from: float = 1e-2) -> Tail:
+             fit_from: float = 1e-2, weights: np.ndarray | None = None) -> Tail:
     """The tail of ``values`` (one per distinct pair): empirical knots down to
     ``MIN_TAIL_PAIRS`` pairs, and a line in log10 p fitted to the knots rarer than
-    ``fit_from``, forced through the last one and never flatter than zero."""
-    values = np.sort(np.asarray(values, dtype=np.float64))
-    if not smaller_is_extreme:
-        values = values[::-1]
+    ``fit_from``, forced through the last one and never flatter than zero.
+
+    ``weights``: how many distinct pairs each value stands for, where the pairs are a
+    stratified sample (every near pair measured, a random share of the rest); the rates
+    are shares of the total weight, while knots still need ``MIN_TAIL_PAIRS`` measured
+    pairs behind them."""
+    values = np.asarray(values, dtype=np.float64)
+    weights = np.ones_like(values) if weights is None else np.asarray(weights, dtype=np.float64)
+    key = values if smaller_is_extreme else -values  # ascending key: the extreme end first
+    order = np.argsort(key, kind="stable")
+    values, key, weights = values[order], key[order], weights[order]
     n = len(values)
     if n < 10 * MIN_TAIL_PAIRS:
         raise ValueError(f"{signal}: {n} distinct pairs are too few to measure a tail")
-    # p(x) = share of pairs at least as extreme as x, for x taken at quantile steps that
-    # get finer towards the extreme end (log-spaced counts).
+    total = float(weights.sum())
+    # Weight at least as extreme as each value, ties included: a run of equal values
+    # counts as a whole.
+    cumulative = np.cumsum(weights)
+    last_of_run = np.searchsorted(key, key, side="right") - 1
+    # p(x) at x taken at quantile steps that get finer towards the extreme end
+    # (log-spaced measured-pair counts).
     counts = np.unique(np.geomspace(MIN_TAIL_PAIRS, n, knots).astype(int))[::-1]
     points = {}
     for count in counts:
         x = float(values[count - 1])
-        at_least = np.count_nonzero(values <= x) if smaller_is_extreme else np.count_nonzero(values >= x)
-        points[x] = at_least / n  # ties: every pair at x counts, whichever count found it
+        points[x] = float(cumulative[last_of_run[count - 1]]) / total
     ordered = sorted(points.items(), key=lambda k: -k[0] if smaller_is_extreme else k[0])
     xs = np.array([x for x, _ in ordered])
     logs = np.log10(np.array([p for _, p in ordered]))
@@ -100,7 +128,13 @@ def fit_tail(signal: str, version: str, values: np.ndarray, smaller_is_extreme: 
     # count's falls. A flat or wrong-signed fit would claim rarity it has not measured.
     slope = max(slope, 0.0) if smaller_is_extreme else min(slope, 0.0)
     intercept = float(logs[-1] - slope * xs[-1])
-    return Tail(signal, version, smaller_is_extreme, tuple(ordered), slope, intercept, n)
+    # Every distinct value measured beyond the last knot, with its share: the floor p()
+    # keeps (the first MIN_TAIL_PAIRS - 1 pairs of the sorted sample, the most extreme).
+    beyond = values[: MIN_TAIL_PAIRS - 1]
+    sparse = sorted({float(v): float(cumulative[last_of_run[i]]) / total for i, v in enumerate(beyond)
+                     if (v < xs[-1] if smaller_is_extreme else v > xs[-1])}.items(),
+                    key=lambda k: -k[0] if smaller_is_extreme else k[0])
+    return Tail(signal, version, smaller_is_extreme, tuple(ordered), slope, intercept, n, tuple(sparse))
 
 
 @dataclass(frozen=True)
@@ -113,16 +147,39 @@ class Calibration:
     def tail(self, signal: str, version: str) -> Tail | None:
         return next((t for t in self.tails if t.signal == signal and t.version == version), None)
 
+    def joint(self, signals: dict[str, str]) -> Tail | None:
+        """The tail of :func:`joint_evidence` over ``signals`` (name → version): the one
+        calibrated for exactly these, else for the fewest more (more signals can only add
+        evidence, so their tail is the more cautious), else None."""
+        wanted = set(signals.items())
+        fitting = []
+        for t in self.tails:
+            if not t.signal.startswith(JOINT):
+                continue
+            names, versions = t.signal[len(JOINT):].split("+"), t.version.split(JOINT_VERSIONS)
+            covered = set(zip(names, versions))
+            if len(names) == len(versions) and wanted <= covered:
+                fitting.append((len(covered), t))
+        return min(fitting, key=lambda f: f[0])[1] if fitting else None
+
     def to_json(self) -> str:
         return json.dumps({"format": 1, "provenance": self.provenance, "tails": [t.to_dict() for t in self.tails]},
                           indent=1) + "\n"
 
     @classmethod
     def read(cls, path: Path) -> "Calibration":
-        data = json.loads(Path(path).read_text())
-        if data.get("format") != 1:
-            raise ValueError(f"{path}: not a robusthash identification calibration (format 1)")
-        return cls(tuple(Tail.from_dict(t) for t in data["tails"]), data.get("provenance", {}))
+        return cls.parse(Path(path).read_text(), str(path))
+
+    @classmethod
+    def parse(cls, text: str, name: str = "calibration") -> "Calibration":
+        """:meth:`to_json`'s form back; ValueError naming ``name`` on anything else."""
+        try:
+            data = json.loads(text)
+            if data.get("format") != 1:
+                raise ValueError("format")
+            return cls(tuple(Tail.from_dict(t) for t in data["tails"]), data.get("provenance", {}))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ValueError(f"{name}: not a robusthash identification calibration (format 1)") from None
 
 
 @lru_cache(maxsize=1)
@@ -132,7 +189,96 @@ def shipped_calibration() -> Calibration | None:
     return Calibration.read(path) if path.is_file() else None
 
 
+def joint_signal(signals: dict[str, str]) -> tuple[str, str]:
+    """The name and version of the joint tail over ``signals`` (name → version)."""
+    names = sorted(signals)
+    return JOINT + "+".join(names), JOINT_VERSIONS.join(signals[n] for n in names)
+
+
+def joint_evidence(rates: Sequence[float]) -> float:
+    """Every signal's evidence together: the sum of −log10 of each one's rate between
+    distinct images. How often distinct pairs reach a sum this large is measured (a joint
+    tail), not assumed: the signals need not be independent."""
+    return float(sum(-math.log10(max(r, 1e-300)) for r in rates))
+
+
 def bonferroni(rates: Sequence[float]) -> float:
     """The false-match rate of the strongest of ``rates``' signals, whichever it is: the
     smallest times their number (at most 1)."""
     return min(1.0, min(rates) * len(rates)) if rates else 1.0
+
+
+def stratified_pairs(distances: dict[str, np.ndarray], distinct: np.ndarray, nearest: int, sample: int,
+                     rng: np.random.Generator) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """The distinct (query, reference) pairs to verify, and how many distinct pairs each
+    stands for: per query (a row of ``distinct`` and of each method's ``distances``),
+    every reference among any method's ``nearest`` (weight 1) and ``sample`` random ones
+    of the rest (each standing for its share of the rest)."""
+    pairs, weights = [], []
+    for row in range(distinct.shape[0]):
+        others = np.flatnonzero(distinct[row])
+        near: set[int] = set()
+        for d in distances.values():
+            near.update(others[np.argsort(d[row, others], kind="stable")[:nearest]].tolist())
+        rest = np.setdiff1d(others, np.fromiter(near, dtype=np.int64, count=len(near)))
+        picks = rng.choice(rest, size=min(sample, len(rest)), replace=False) if len(rest) else rest
+        pairs += [(row, j) for j in sorted(near)] + [(row, int(j)) for j in picks]
+        weights += [1.0] * len(near) + [len(rest) / max(1, len(picks))] * len(picks)
+    return pairs, np.array(weights)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A calibration and the per-pair statistics it was fitted on (for reports)."""
+
+    calibration: Calibration
+    pairs: list[tuple[int, int]]
+    weights: np.ndarray
+    inliers: np.ndarray
+    rates: dict[str, np.ndarray]  # each signal's rate at each verified pair
+
+
+def calibrate(distances: dict[str, np.ndarray], distinct: np.ndarray, versions: dict[str, str],
+              verify: Callable[[list[tuple[int, int]]], np.ndarray], check_version: str, nearest: int = 10,
+              sample: int = 40, seed: int = 0, provenance: dict[str, Any] | None = None) -> Measured:
+    """Fit every tail the engine uses from queries against references.
+
+    ``distances``: per method, the normalised distance of every query (row) to every
+    reference (column), the nearest of the query's variants; ``distinct``: which pairs
+    are of distinct images; ``versions``: each method's version; ``verify``: the
+    verification's inliers for a list of (row, column) pairs. Each method's tail is
+    measured on every distinct pair; verification's, and the joint tails of verification
+    with every subset of the methods, on :func:`stratified_pairs`."""
+    import itertools
+
+    pairs, weights = stratified_pairs(distances, distinct, nearest, sample, np.random.default_rng(seed))
+    if len(pairs) < 10 * MIN_TAIL_PAIRS:
+        raise ValueError(f"{len(pairs)} distinct pairs to verify are too few to measure a tail "
+                         f"(at least {10 * MIN_TAIL_PAIRS}: more images)")
+    inliers = np.asarray(verify(pairs), dtype=np.float64)
+    tails = [fit_tail(VERIFICATION, check_version, inliers, smaller_is_extreme=False, weights=weights)]
+    for name, d in distances.items():
+        tails.append(fit_tail(name, versions[name], d[distinct], smaller_is_extreme=True))
+    rows = np.array([p[0] for p in pairs], dtype=np.int64)
+    cols = np.array([p[1] for p in pairs], dtype=np.int64)
+    rates = {VERIFICATION: np.array([tails[0].p(x) for x in inliers])}
+    for tail in tails[1:]:
+        rates[tail.signal] = np.array([tail.p(x) for x in distances[tail.signal][rows, cols]])
+    signal_versions = {VERIFICATION: check_version, **versions}
+    # A joint tail for verification with each subset of the methods: a database holds any
+    # of them, and a tail over signals it lacks would be needlessly cautious.
+    for size in range(1, len(distances) + 1):
+        for subset in itertools.combinations(sorted(distances), size):
+            signals = (VERIFICATION, *subset)
+            evidence = -np.log10(np.maximum(np.stack([rates[s] for s in signals]), 1e-300)).sum(axis=0)
+            name, version = joint_signal({s: signal_versions[s] for s in signals})
+            tails.append(fit_tail(name, version, evidence, smaller_is_extreme=False, weights=weights))
+    provenance = dict(provenance or {}) | {
+        "verified_pairs": len(pairs), "verified_pairs_stand_for": round(float(weights.sum())),
+        "distinct_pairs": int(distinct.sum()), "nearest": nearest, "sample": sample}
+    return Measured(Calibration(tuple(tails), provenance), pairs, weights, inliers, rates)
+
+
+def resolution(tail: Tail) -> float:
+    """The rarest rate ``tail`` measured; rarer ones rest on its fitted line."""
+    return tail.knots[-1][1] if tail.knots else 1.0

@@ -60,7 +60,7 @@ class Service:
         """:meth:`ReferenceDB.examine` with the database's local features, its refusals as
         422: the loader refuses non-images and pixel bombs, naming the upload."""
         try:
-            return self.ref.examine(data, [h.name for h in hashers], name, variants, self.ref.features)
+            return self.ref.examine(data, [h.name for h in hashers], name, variants, self.ref.features, parts=variants)
         except ImageError as exc:
             raise HTTPException(422, str(exc)) from None
         except ValueError as exc:  # a hasher refusing a decoded picture (e.g. too small) is still bad input
