@@ -6,6 +6,8 @@ rate, and the overlap of cell maps (the comparator's heatmaps).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 
@@ -26,6 +28,18 @@ def hamming_matrix(queries: np.ndarray, references: np.ndarray, chunk: int = 256
         block = queries[start : start + chunk, None, :]
         out[start : start + chunk] = hamming_rows(block, references[None, :, :])
     return out
+
+
+def nearest_variant_matrix(variants: Sequence[Sequence[bytes]], references: np.ndarray) -> np.ndarray:
+    """``(len(variants), len(references))`` Hamming distances of each query to each packed
+    reference row, the nearest of the query's variants (``variants[i]``: query i's packed
+    codes, at least one)."""
+    best = None
+    for v in range(max(len(codes) for codes in variants)):
+        rows = np.stack([np.frombuffer(codes[min(v, len(codes) - 1)], dtype=np.uint8) for codes in variants])
+        d = hamming_matrix(rows, references)
+        best = d if best is None else np.minimum(best, d)
+    return best
 
 
 def pairwise_nhd(bits: np.ndarray) -> np.ndarray:

@@ -196,11 +196,9 @@ def db_query(
             for why in problems:
                 err.print(f"error: {why}", markup=False)
             raise typer.Exit(2)
-        import faiss
+        from ..db.index import one_query_at_a_time
 
-        # One query at a time: FAISS's OpenMP threads stall single searches on a busy
-        # machine (50 ms each under load; benchmarks/README.md, search).
-        faiss.omp_set_num_threads(1)
+        one_query_at_a_time()
         engine = Identifier(ref)
         for path in _image_files(images):
             try:

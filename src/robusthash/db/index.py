@@ -52,6 +52,13 @@ FORMAT_VERSION = 1
 KINDS = ("auto", "flat", "mih")
 
 
+def one_query_at_a_time() -> None:
+    """Search single queries on one thread: FAISS's OpenMP threads, started for each
+    one-row search, stall it on a busy machine (50 ms a search under load;
+    benchmarks/README.md, search). For front ends that ask one query at a time."""
+    faiss.omp_set_num_threads(1)
+
+
 @dataclass(frozen=True)
 class IndexConfig:
     """Tuning of :class:`HammingIndex`; the defaults are the measured choices of ``docs/search.md``.

@@ -35,7 +35,7 @@ from ..hashing import Hash, get_hasher
 from ..hashing.base import DecodedImage
 from ..identify.calibration import VERIFICATION, Calibration, Measured, calibrate
 from ..io import ImageError, load_pil
-from ..measure import hamming_matrix
+from ..measure import nearest_variant_matrix
 from ..synth.corpus import Corpus
 
 ATTACKS = ("JC(30)", "RS(0.5)", "GF(5)", "BA(1.3)", "RT(10)", "FL(H)", "CROP(0.7)", "PAD(0.1)", "ST(0)",
@@ -127,13 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         distances = {}
         for m, name in enumerate(methods):
             ref_bits = np.stack([np.frombuffer(refs[j][0][m], dtype=np.uint8) for j in kept])
-            best = None
-            for variant in range(max(len(queries[qi][0][m]) for qi in asked)):
-                rows = np.stack([np.frombuffer(queries[qi][0][m][min(variant, len(queries[qi][0][m]) - 1)],
-                                               dtype=np.uint8) for qi in asked])
-                d = hamming_matrix(rows, ref_bits)
-                best = d if best is None else np.minimum(best, d)
-            distances[name] = best / hashers[name].bits
+            nearest = nearest_variant_matrix([queries[qi][0][m] for qi in asked], ref_bits)
+            distances[name] = nearest / hashers[name].bits
         distinct = art[owners[asked]][:, None] != art[kept][None, :]
 
         def checked(pairs: list[tuple[int, int]]) -> np.ndarray:

@@ -63,6 +63,7 @@ from ..attacks import CROPS, PADDING, STRONG, TABLE1, TABLE2, AttackCase, parse
 from ..attacks import suite as named_cases
 from ..attacks.spec import split_outside_parentheses
 from ..db import ReferenceDB
+from ..db.index import one_query_at_a_time
 from ..files import evenly_spaced
 from ..identify import MONTAGE, NO_MATCH, Identifier, IdentifyConfig, Verdict
 from ..io import load_pil
@@ -338,9 +339,7 @@ def run(config: IdentifyReportConfig, progress: Callable[[str], None] = lambda l
         counts[q.kind] += 1
     progress(f"{len(queries)} queries: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
 
-    import faiss
-
-    faiss.omp_set_num_threads(1)  # one query at a time, as db query and the service ask
+    one_query_at_a_time()  # as db query and the service ask
     engine = Identifier(ref, config.engine)
     records, load = [], [os.getloadavg()[0]]
     asking = time.perf_counter()

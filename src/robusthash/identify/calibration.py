@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -152,15 +152,20 @@ class Calibration:
         calibrated for exactly these, else for the fewest more (more signals can only add
         evidence, so their tail is the more cautious), else None."""
         wanted = set(signals.items())
-        fitting = []
-        for t in self.tails:
-            if not t.signal.startswith(JOINT):
-                continue
-            names, versions = t.signal[len(JOINT):].split("+"), t.version.split(JOINT_VERSIONS)
-            covered = set(zip(names, versions))
-            if len(names) == len(versions) and wanted <= covered:
-                fitting.append((len(covered), t))
+        fitting = [(len(covered), t) for covered, t in self._joint_tails if wanted <= covered]
         return min(fitting, key=lambda f: f[0])[1] if fitting else None
+
+    @cached_property
+    def _joint_tails(self) -> list[tuple[frozenset[tuple[str, str]], Tail]]:
+        """Each joint tail with its (signal, version) pairs, read from its name once (the
+        engine looks one up for every candidate)."""
+        found = []
+        for t in self.tails:
+            if t.signal.startswith(JOINT):
+                names, versions = t.signal[len(JOINT):].split("+"), t.version.split(JOINT_VERSIONS)
+                if len(names) == len(versions):
+                    found.append((frozenset(zip(names, versions)), t))
+        return found
 
     def to_json(self) -> str:
         return json.dumps({"format": 1, "provenance": self.provenance, "tails": [t.to_dict() for t in self.tails]},
@@ -235,7 +240,6 @@ class Measured:
     pairs: list[tuple[int, int]]
     weights: np.ndarray
     inliers: np.ndarray
-    rates: dict[str, np.ndarray]  # each signal's rate at each verified pair
 
 
 def calibrate(distances: dict[str, np.ndarray], distinct: np.ndarray, versions: dict[str, str],
@@ -276,7 +280,7 @@ def calibrate(distances: dict[str, np.ndarray], distinct: np.ndarray, versions: 
     provenance = dict(provenance or {}) | {
         "verified_pairs": len(pairs), "verified_pairs_stand_for": round(float(weights.sum())),
         "distinct_pairs": int(distinct.sum()), "nearest": nearest, "sample": sample}
-    return Measured(Calibration(tuple(tails), provenance), pairs, weights, inliers, rates)
+    return Measured(Calibration(tuple(tails), provenance), pairs, weights, inliers)
 
 
 def resolution(tail: Tail) -> float:

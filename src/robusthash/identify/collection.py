@@ -23,7 +23,7 @@ from ..compare.features import CHECK_VERSION, DEFAULT_FEATURES, KIND, VERSION, F
 from ..db.reference import ReferenceDB
 from ..hashing import Hash
 from ..io import ImageError
-from ..measure import hamming_matrix
+from ..measure import nearest_variant_matrix
 from .calibration import VERIFICATION, Calibration, Measured, calibrate, resolution
 
 KEY = "identify-calibration"
@@ -61,14 +61,16 @@ def calibrate_collection(ref: ReferenceDB, queries: int = 200, max_references: i
     if len(ids) < 30:
         raise ValueError(f"calibrating the engine needs at least 30 registered images with local features, "
                          f"found {len(ids)}")
-    records = ref.store.images(ids)
     order = rng.permutation(len(ids))
     asked, examined = [], []
     for n in order:
         if len(asked) == queries:
             break
+        record = ref.store.image(ids[n])
+        if record is None:  # removed meanwhile
+            continue
         try:
-            found = ref.examine(records[ids[n]].source, methods, features=features)
+            found = ref.examine(record.source, methods, features=features)
         except (ImageError, OSError, ValueError):
             continue  # a file moved or gone: it stays a reference, it is not asked
         asked.append(int(n))
@@ -82,15 +84,9 @@ def calibrate_collection(ref: ReferenceDB, queries: int = 200, max_references: i
     methods = [m for m in methods if all(isinstance(e.hashes.get(m), Hash) for e in examined)]
     distances = {}
     for m in methods:
-        hasher = ref.hashers[m]
         packed = np.stack([np.frombuffer(codes[m][i], dtype=np.uint8) for i in ids])
-        best = None
-        for e in examined:
-            values = [v for v in (e.hashes[m], *e.variants.get(m, [])) if isinstance(v, Hash)]
-            rows = np.stack([np.frombuffer(v.data, dtype=np.uint8) for v in values])
-            d = hamming_matrix(rows, packed).min(axis=0)[None, :]
-            best = d if best is None else np.vstack([best, d])
-        distances[m] = best / hasher.bits
+        variants = [[v.data for v in (e.hashes[m], *e.variants.get(m, [])) if isinstance(v, Hash)] for e in examined]
+        distances[m] = nearest_variant_matrix(variants, packed) / ref.hashers[m].bits
     distinct = np.ones((len(asked), len(ids)), dtype=bool)
     distinct[np.arange(len(asked)), asked] = False
     originals = {}

@@ -195,8 +195,9 @@ class Identifier:
     def _judge(self, image: ImageRecord, evidence: Evidence, refused: str | None,
                versions: dict[str, str]) -> Identified:
         """Each calibrated signal's rate between distinct images (:mod:`.calibration`);
-        the strongest, times the number of signals looked at, is the candidate's
-        false-match rate; it is named when that is at most the target."""
+        the joint tail's rate at their summed evidence (the union bound where no joint
+        tail covers them) is the candidate's false-match rate; it is named when that is
+        at most the target."""
         rates, signal_versions = self._rates(evidence, versions)
         joint = self.calibration.joint(signal_versions) if rates else None
         rate = joint.p(joint_evidence(list(rates.values()))) if joint is not None else bonferroni(list(rates.values()))

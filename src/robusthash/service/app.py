@@ -33,11 +33,10 @@ def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 def create_app(config: ServiceConfig) -> FastAPI:
     """The service for one database. Opens it now, so a bad URL fails here, not later."""
-    import faiss
+    from ..db.index import one_query_at_a_time
 
-    # Queries arrive one at a time from many threads; FAISS's OpenMP threads on top of
-    # them stall single queries badly on a busy machine (benchmarks/README.md, search).
-    faiss.omp_set_num_threads(1)
+    # Queries arrive one at a time from many threads.
+    one_query_at_a_time()
     service = Service(config)
 
     @asynccontextmanager
