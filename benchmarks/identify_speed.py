@@ -1,0 +1,147 @@
+"""Time per query of the identification engine, by stage, and its descriptor matching
+against OpenCV's brute-force matcher on the same descriptor pairs.
+
+    .venv/bin/python benchmarks/identify_speed.py --corpus corpus --references 10000 --queries 60
+
+**References** (train split and the ``--extra`` photos only: this times, it measures no
+accuracy): every train photo and extra photo registered with ``--methods`` (local
+features stored), then copies of them until ``--references`` are registered: a crop, a
+mirror image, a down-scaled JPEG, a rotation (``VARIANTS``), each saved as a file.
+
+**Queries**, one at a time on one thread (as ``db query`` and the service ask): half
+are attacked copies of registered photos (``ATTACKS`` in turn), half are attacked copies
+of train photos kept out of the database. Each query's time is split into *examine*
+(decode, every hash and query variant, the halves' hashes, local features) and *judge*
+(index searches, reading the candidates' features, verification, the verdict), with the
+candidates verified per query.
+
+**Matching**: every (query, candidate) pair's descriptors of one query are matched
+again, with :func:`robusthash.compare.features.nearest_two` (FAISS) and with
+``cv2.BFMatcher.knnMatch``; both times and whether their ratio-test matches agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from robusthash.attacks import parse
+from robusthash.compare.features import KIND, VERSION, LocalFeatures, nearest_two
+from robusthash.db import ReferenceDB
+from robusthash.db.index import one_query_at_a_time
+from robusthash.identify import Identifier
+from robusthash.io import load_pil
+from robusthash.synth.corpus import Corpus
+
+VARIANTS = ("CROP(0.6)", "FL(H)", "RS(0.5)+JC(70)", "RT(10)")
+ATTACKS = ("JC(50)", "RT(30)", "CROP(0.6)", "FL(H)+BA(0.7)", "RS(0.5)", "GF(5)", "PAD(0.15,black)", "ST(0)")
+
+
+def references(corpus: Corpus, count: int, keep_out: int, folder: Path) -> tuple[list[Path], list[Path]]:
+    """Files to register (photos first, then copies of them as files) and photos kept out."""
+    photos = corpus.train() + corpus.extra_train()
+    kept, photos = photos[:keep_out], photos[keep_out:]
+    files = list(photos[:count])
+    for variant in VARIANTS:
+        for i, photo in enumerate(photos):
+            if len(files) >= count:
+                return files, kept
+            path = folder / f"{photo.stem}-{len(files)}.jpg"
+            parse(variant)(load_pil(photo), seed=i).convert("RGB").save(path, quality=90)
+            files.append(path)
+    return files, kept
+
+
+def match_times(identifier: Identifier, examined, image_ids: list[int], ratio: float) -> tuple[float, float, bool]:
+    """The query's descriptors matched against every candidate's, with FAISS and with
+    OpenCV's brute force: total seconds of each, and whether the ratio-test matches agree."""
+    import cv2
+
+    stored = identifier.ref.store.features(image_ids, KIND, VERSION)
+    query = [f for f in examined.local_features if f is not None]
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    faiss_s = opencv_s = 0.0
+    agree = True
+    for data in stored.values():
+        original = LocalFeatures.from_bytes(data)
+        if len(original) < 2:
+            continue
+        for features in query:
+            if len(features) < 2:
+                continue
+            start = time.perf_counter()
+            distances, nearest = nearest_two(features.descriptors, original.descriptors)
+            faiss_s += time.perf_counter() - start
+            start = time.perf_counter()
+            pairs = matcher.knnMatch(features.descriptors, original.descriptors, k=2)
+            opencv_s += time.perf_counter() - start
+            ours = {(int(q), int(nearest[q, 0])) for q in np.flatnonzero(distances[:, 0] < ratio * distances[:, 1])}
+            theirs = {(m.queryIdx, m.trainIdx) for m, n in (p for p in pairs if len(p) == 2)
+                      if m.distance < ratio * n.distance}
+            agree &= ours == theirs
+    return faiss_s, opencv_s, agree
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=Path("corpus"))
+    parser.add_argument("--references", type=int, default=10_000)
+    parser.add_argument("--queries", type=int, default=60)
+    parser.add_argument("--methods", default="forbild,pdq,cmaa")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/identify_speed.json"))
+    args = parser.parse_args()
+    corpus = Corpus(args.corpus)
+    one_query_at_a_time()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        files, kept = references(corpus, args.references, args.queries // 2, folder)
+        ref = ReferenceDB(folder / "refs.sqlite", methods=args.methods.split(","))
+        start = time.perf_counter()
+        added = ref.add(files)
+        register_s = time.perf_counter() - start
+        failed = {str(source) for source, _ in added.failed}
+        registered = [f for f in files if str(f) not in failed]
+        step = max(1, len(registered) // (args.queries - len(kept)))
+        asked = [(registered[i], "registered") for i in range(0, len(registered), step)][: args.queries - len(kept)]
+        asked += [(path, "unregistered") for path in kept]
+        identifier = Identifier(ref)
+        config = identifier.config
+        identifier.identify(parse(ATTACKS[0])(load_pil(asked[0][0]), seed=0))  # models loaded, caches warm
+        rows = []
+        for i, (path, kind) in enumerate(asked):
+            query = parse(ATTACKS[i % len(ATTACKS)])(load_pil(path), seed=i)
+            start = time.perf_counter()
+            examined = ref.examine(query, features=config.features, parts=config.per_part > 0)
+            examined_at = time.perf_counter()
+            verdict = identifier.identify_examined(examined)
+            done = time.perf_counter()
+            ids = [c.image.id for c in verdict.candidates]
+            faiss_s, opencv_s, agree = match_times(identifier, examined, ids, config.features.ratio)
+            rows.append({"kind": kind, "examine": examined_at - start, "judge": done - examined_at,
+                         "total": done - start, "candidates": len(ids), "verdict": verdict.verdict,
+                         "faiss": faiss_s, "opencv": opencv_s, "agree": agree})
+    summary = {
+        "references": len(registered), "queries": len(rows), "register_s_per_file": register_s / len(files),
+        **{f"{stage}_ms_mean": 1000 * statistics.mean(r[stage] for r in rows) for stage in ("examine", "judge", "total")},
+        "total_ms_median": 1000 * statistics.median(r["total"] for r in rows),
+        "total_ms_p95": 1000 * float(np.percentile([r["total"] for r in rows], 95)),
+        "candidates_mean": statistics.mean(r["candidates"] for r in rows),
+        "matching_faiss_ms_per_query": 1000 * statistics.mean(r["faiss"] for r in rows),
+        "matching_opencv_ms_per_query": 1000 * statistics.mean(r["opencv"] for r in rows),
+        "matching_opencv_over_faiss": sum(r["opencv"] for r in rows) / max(1e-9, sum(r["faiss"] for r in rows)),
+        "matches_agree": all(r["agree"] for r in rows),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"summary": summary, "queries": rows}, indent=1))
+    for key, value in summary.items():
+        print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
