@@ -4,6 +4,7 @@ verified against its original, one verdict (match, montage, no match)."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -111,19 +112,48 @@ def test_references_without_features_are_not_verified_until_added_again(tmp_path
         assert after.verdict == MATCH and after.matches[0].reason.startswith("identified")
 
 
-def test_a_montage_found_through_the_halves_of_the_query(registered, photos):
-    # One method and one nearest reference for the whole query: only the halves' nearest
-    # bring the montage's other part.
+def test_a_montage_found_through_the_halves_or_a_second_look(registered, photos):
+    # One method and one nearest reference for the whole query: only the halves' nearest,
+    # or the nearest to the part that the first match's inliers leave unexplained, bring
+    # the montage's other picture.
     ref, sources = registered
     astronaut, coffee = photos["astronaut"], photos["coffee"].resize((480, 320))
     canvas = Image.new("RGB", (astronaut.width + coffee.width, astronaut.height), (255, 255, 255))
     canvas.paste(astronaut, (0, 0))
     canvas.paste(coffee, (astronaut.width, 96))
-    whole = Identifier(ref, IdentifyConfig(per_method=1, per_part=0)).identify(canvas, methods=["pdq"], k=1)
+    config = IdentifyConfig(per_method=1, per_part=0, residual_rounds=0)
+    whole = Identifier(ref, config).identify(canvas, methods=["pdq"], k=1)
     assert whole.verdict == MATCH and len(whole.candidates) == 1
-    halves = Identifier(ref, IdentifyConfig(per_method=1, per_part=1)).identify(canvas, methods=["pdq"], k=1)
-    assert halves.verdict == MONTAGE
-    assert {m.image.source for m in halves.matches} == {sources["astronaut"], sources["coffee"]}
+    for looks in (replace(config, per_part=1), replace(config, residual_rounds=2)):
+        verdict = Identifier(ref, looks).identify(canvas, methods=["pdq"], k=1)
+        assert verdict.verdict == MONTAGE
+        assert {m.image.source for m in verdict.matches} == {sources["astronaut"], sources["coffee"]}
+        regions = {m.image.source: m.region for m in verdict.matches}  # in the query's frame
+        assert regions[sources["astronaut"]][2] <= astronaut.width + 10
+        x0, y0, x1, y1 = regions[sources["coffee"]]
+        assert x0 >= astronaut.width - 10 and y0 >= 96 - 10 and y1 <= 96 + coffee.height + 10
+
+
+def test_the_unexplained_part_of_a_query():
+    from robusthash.compare.features import LocalFeatures, Verification
+    from robusthash.identify.engine import Identified, Evidence, unexplained_region
+
+    rng = np.random.default_rng(0)
+    points = rng.uniform((0, 0), (800, 400), (1500, 2)).astype(np.float32)
+    query = LocalFeatures((800, 400), 1.0, points, np.zeros((1500, 32), np.uint8))
+
+    def named(inliers: np.ndarray) -> Identified:
+        verification = Verification(len(inliers), len(inliers), False, np.eye(3), (0, 0, 1, 1), 1.0, inliers)
+        return Identified(None, 50.0, True, "", (0, 0, 1, 1), Evidence({}, verification))  # type: ignore[arg-type]
+
+    left = points[points[:, 0] < 400][::5]
+    x0, y0, x1, y1 = unexplained_region(query, [named(left)])
+    assert 400 <= x0 <= 500 and x1 >= 780 and y0 <= 20 and y1 >= 380  # the right half, a cell off its inliers
+    hole = (np.abs(points[:, 0] - 400) < 200) & (np.abs(points[:, 1] - 200) < 150)
+    x0, y0, x1, y1 = unexplained_region(query, [named(points[~hole][::5])])
+    assert 200 <= x0 <= 300 and 500 <= x1 <= 600 and 50 <= y0 <= 150 and 250 <= y1 <= 350  # inside the hole
+    assert unexplained_region(query, [named(points[::5])]) is None  # all explained
+    assert unexplained_region(query, []) is None  # nothing named: no part to look at again
 
 
 def test_an_inset_is_a_montage_not_the_same_picture(registered, photos):

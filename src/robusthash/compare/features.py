@@ -18,7 +18,7 @@ keypoint, at most ``max_features`` of them (about 18 KB at 500).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -115,6 +115,27 @@ def local_features(im: Image.Image, config: FeatureConfig = DEFAULT_FEATURES, mi
     return LocalFeatures(im.size, scale, full_size_points(keypoints, scale), descriptors)
 
 
+def region_features(grey: Image.Image, region: tuple[int, int, int, int],
+                    config: FeatureConfig = DEFAULT_FEATURES) -> tuple[LocalFeatures, LocalFeatures]:
+    """A query's features within ``region`` of it (x0, y0, x1, y1), and its mirror
+    image's, in the region's own pixels: the region is seen as a query of its own,
+    enlarged to ``feature_side`` when smaller, so that a small part of a montage has as
+    many keypoints to be verified with as a whole picture."""
+    crop = grey.crop(region)
+    enlarge = config.feature_side / max(crop.size)
+    seen = crop.resize((round(crop.width * enlarge), round(crop.height * enlarge)), Image.Resampling.BILINEAR) \
+        if enlarge > 1 else crop
+
+    def found(mirrored: bool) -> LocalFeatures:
+        features = local_features(seen, config, mirrored, query=True)
+        if seen is crop:
+            return features
+        points = (features.points + 0.5) / enlarge - 0.5
+        return LocalFeatures(crop.size, features.scale * enlarge, points, features.descriptors)
+
+    return found(False), found(True)
+
+
 @dataclass(frozen=True)
 class Verification:
     """What the pairwise check found. ``homography`` maps query pixels (mirrored first
@@ -134,6 +155,21 @@ class Verification:
     @property
     def accepted(self) -> bool:
         return self.homography is not None
+
+    def in_query(self, region: tuple[int, int, int, int], query_width: int) -> "Verification":
+        """This check of a ``region`` of a query (its features from :func:`region_features`)
+        told in the whole query's frame, ``query_width`` pixels wide."""
+        if not self.accepted:
+            return self
+        x0, y0 = region[:2]
+        # Region pixels from query pixels; mirrored, the region's left edge lies at
+        # query_width - region's right edge.
+        dx = query_width - region[2] if self.flipped else x0
+        shift = np.array([[1.0, 0.0, -dx], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
+        box = self.query_box
+        points = None if self.query_points is None else self.query_points + np.array([x0, y0], dtype=np.float32)
+        return replace(self, homography=self.homography @ shift,
+                       query_box=(box[0] + x0, box[1] + y0, box[2] + x0, box[3] + y0), query_points=points)
 
 
 NOT_VERIFIED = Verification(0, 0, False, None, None, 0.0)

@@ -10,11 +10,12 @@ stored alike: same digest, size, hashes, refusals and reasons.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..compare.features import KIND, VERSION, FeatureConfig, LocalFeatures, local_features
+from ..compare.features import KIND, VERSION, FeatureConfig, LocalFeatures, local_features, region_features
 from ..hashing import BaseHasher, Hash, MultiHash
 from ..hashing.base import DecodedImage, DecodeSpec, shared_hasher
 from ..imaging import halves
@@ -66,6 +67,9 @@ class Examined:
     # Per method, the hashes of the query's halves (imaging.halves), whose nearest
     # references are candidates for a montage's parts; empty unless asked for.
     parts: dict[str, list[Hash | MultiHash]] = field(default_factory=dict)
+    # A query's decodings, kept to hash a region of it later (hash_region); None for an
+    # image to register.
+    decoded: DecodedImage | None = field(default=None, repr=False)
 
 
 def examine(image: ImageSource, hashers: Sequence[BaseHasher], limits: LoadLimits = DEFAULT_LIMITS,
@@ -91,7 +95,37 @@ def examine(image: ImageSource, hashers: Sequence[BaseHasher], limits: LoadLimit
         else:
             local = (local_features(decoded.decoded(FEATURES_DECODE), features), None)
     halved = {h.name: [h.hash_pil(half) for half in halves(decoded.for_hasher(h))] for h in hashers} if parts else {}
-    return Examined(hashes, info, extra, digest, size, local, halved)
+    return Examined(hashes, info, extra, digest, size, local, halved, decoded if variants else None)
+
+
+@dataclass(frozen=True)
+class ExaminedRegion:
+    """A region of an examined query looked at again: ``box`` (x0, y0, x1, y1) in the
+    pixels of the query's local features, each method's hash of it, and its local
+    features and its mirror image's, in the region's own pixels (None unless asked for)."""
+
+    box: tuple[int, int, int, int]
+    hashes: dict[str, Hash | MultiHash]
+    local_features: tuple[LocalFeatures, LocalFeatures] | None
+
+
+def examine_region(examined: Examined, hashers: Sequence[BaseHasher], box: tuple[int, int, int, int],
+                   features: FeatureConfig | None = None) -> ExaminedRegion:
+    """A region of a query examined again: each of ``hashers``' hash of it, cut from the
+    image as that hasher decodes it, and with ``features`` its local features."""
+    if examined.decoded is None:
+        raise ValueError("only a query's examination keeps its pixels to look at a region again")
+    grey = examined.decoded.decoded(QUERY_FEATURES_DECODE)
+    share = (box[0] / grey.width, box[1] / grey.height, box[2] / grey.width, box[3] / grey.height)
+    hashes = {}
+    for hasher in hashers:
+        im = examined.decoded.for_hasher(hasher)
+        w, h = im.size
+        x0, y0 = int(share[0] * w), int(share[1] * h)
+        cut = (x0, y0, max(x0 + 1, math.ceil(share[2] * w)), max(y0 + 1, math.ceil(share[3] * h)))
+        hashes[hasher.name] = hasher.hash_pil(im.crop(cut))
+    local = region_features(grey, box, features) if features is not None else None
+    return ExaminedRegion(box, hashes, local)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ from ..information import DEFAULT_RULE
 from ..io import DEFAULT_LIMITS, ImageSource, LoadLimits
 from .index import IndexFiles
 from ..compare.features import DEFAULT_FEATURES, FeatureConfig
-from .ingest import DEFAULT_ADMISSION, Admission, Admitted, Examined, admit, examine, ingest, ingest_batch, read_file, segments
+from .ingest import (DEFAULT_ADMISSION, Admission, Admitted, Examined, ExaminedRegion, admit, examine,
+                     examine_region, ingest, ingest_batch, read_file, segments)
 from .milvus import MilvusCollections, connect, is_milvus_url, parse_milvus_url
 from .search import FollowedIndex, IndexHome
 from .store import ADDED, UPDATED, Calibration, HashRow, ImageRecord, NewImage, Store
@@ -293,6 +294,13 @@ class ReferenceDB:
         with the hashes of its halves when ``parts``."""
         return examine(image, [self._hasher(m) for m in (methods or self.methods)], self.limits, name,
                        self.admission.information or DEFAULT_RULE, variants, features, parts)
+
+    def examine_region(self, examined: Examined, box: tuple[int, int, int, int], methods: Sequence[str] | None = None,
+                       features: FeatureConfig | None = None) -> ExaminedRegion:
+        """A region of an examined query, looked at again with this database's methods (or
+        ``methods``), and with ``features`` its local features
+        (:func:`~robusthash.db.ingest.examine_region`)."""
+        return examine_region(examined, [self._hasher(m) for m in (methods or examined.hashes)], box, features)
 
     def query_examined(self, examined: Examined, methods: Sequence[str] | None = None, k: int = 5,
                        source: str = "<image>") -> list[QueryResult]:
