@@ -134,6 +134,20 @@ def test_a_montage_found_through_the_halves_or_a_second_look(registered, photos)
         assert x0 >= astronaut.width - 10 and y0 >= 96 - 10 and y1 <= 96 + coffee.height + 10
 
 
+def test_each_method_offers_at_most_its_nearest(registered, photos):
+    # A loose method matches about 1% of distinct references: in a large collection
+    # thousands, and each candidate costs a verification.
+    ref, sources = registered
+    query = parse("JC(40)")(photos["astronaut"], seed=0)
+    config = IdentifyConfig(per_method=3, most_per_method=2, per_part=0, residual_rounds=0)
+    verdict = Identifier(ref, config).identify(query, methods=["pdq"], k=3)
+    (result,) = verdict.results
+    assert len(result.matches) >= 3
+    nearest = sorted(result.matches, key=lambda m: m.distance)[:2]
+    assert sorted(c.image.id for c in verdict.candidates) == sorted(m.image.id for m in nearest)
+    assert verdict.matches[0].image.source == sources["astronaut"]
+
+
 def test_the_unexplained_part_of_a_query():
     from robusthash.compare.features import LocalFeatures, Verification
     from robusthash.identify.engine import Identified, Evidence, unexplained_region
