@@ -5,8 +5,8 @@ against OpenCV's brute-force matcher on the same descriptor pairs.
 
 **References** (train split and the ``--extra`` photos only: this times, it measures no
 accuracy): every train photo and extra photo registered with ``--methods`` (local
-features stored), then copies of them until ``--references`` are registered: a crop, a
-mirror image, a down-scaled JPEG, a rotation (``VARIANTS``), each saved as a file.
+features stored), then copies of them until ``--references`` are registered: crops, mirror
+images, a down-scaled JPEG, a rotation, a brighter JPEG (``VARIANTS``), each saved as a file.
 
 **Queries**, one at a time on one thread (as ``db query`` and the service ask): half
 are attacked copies of registered photos (``ATTACKS`` in turn), half are attacked copies
@@ -39,7 +39,7 @@ from robusthash.identify import Identifier
 from robusthash.io import load_pil
 from robusthash.synth.corpus import Corpus
 
-VARIANTS = ("CROP(0.6)", "FL(H)", "RS(0.5)+JC(70)", "RT(10)")
+VARIANTS = ("CROP(0.6)", "FL(H)", "RS(0.5)+JC(70)", "RT(10)", "CROP(0.8,0,0)", "FL(V)", "BA(1.3)+JC(60)")
 ATTACKS = ("JC(50)", "RT(30)", "CROP(0.6)", "FL(H)+BA(0.7)", "RS(0.5)", "GF(5)", "PAD(0.15,black)", "ST(0)")
 
 
