@@ -297,10 +297,11 @@ class ReferenceDB:
 
     def examine_region(self, examined: Examined, box: tuple[int, int, int, int], methods: Sequence[str] | None = None,
                        features: FeatureConfig | None = None) -> ExaminedRegion:
-        """A region of an examined query, looked at again with this database's methods (or
-        ``methods``), and with ``features`` its local features
+        """A region of an examined query, looked at again with the query's methods (or
+        ``methods``; none: no hashes), and with ``features`` its local features
         (:func:`~robusthash.db.ingest.examine_region`)."""
-        return examine_region(examined, [self._hasher(m) for m in (methods or examined.hashes)], box, features)
+        names = examined.hashes if methods is None else methods
+        return examine_region(examined, [self._hasher(m) for m in names], box, features)
 
     def query_examined(self, examined: Examined, methods: Sequence[str] | None = None, k: int = 5,
                        source: str = "<image>") -> list[QueryResult]:

@@ -188,7 +188,8 @@ class Identifier:
         versions = {r.method: examined.hashes[r.method].version for r in results}
         candidates = self._checked(offered, records, examined, refused, versions)
         names, inner = [r.method for r in results], self.config.residual_inner
-        for _ in range(self.config.residual_rounds if examined.decoded is not None else 0):
+        looks = examined.decoded is not None and examined.local_features is not None
+        for _ in range(self.config.residual_rounds if looks else 0):
             identified = [c for c in candidates if c.identified]
             box = unexplained_region(examined.local_features[0], identified)
             if box is None:
@@ -197,7 +198,7 @@ class Identifier:
             # (on 30 train insets, with the exact box, cmaa's 10 nearest hold the inset's
             # original for 97% of the inner 70%, 67% of the whole box). Its own local
             # features verify: a small part of the query has few of the query's keypoints.
-            region = self.ref.examine_region(examined, box, names, self.config.features)
+            region = self.ref.examine_region(examined, box, (), self.config.features)
             x0, y0, x1, y1 = box
             dx, dy = round((1 - inner) / 2 * (x1 - x0)), round((1 - inner) / 2 * (y1 - y0))
             inner_hashes = self.ref.examine_region(examined, (x0 + dx, y0 + dy, x1 - dx, y1 - dy), names).hashes
@@ -334,11 +335,13 @@ def unexplained_region(query: LocalFeatures, identified: Sequence[Identified], c
     nx, ny = (cells, max(1, round(cells * h / w))) if w >= h else (max(1, round(cells * w / h)), cells)
     cell_w, cell_h = w / nx, h / ny
 
+    def cells_of(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (np.clip((p[:, 1] / cell_h).astype(int), 0, ny - 1),
+                np.clip((p[:, 0] / cell_w).astype(int), 0, nx - 1))
+
     def counts(p: np.ndarray) -> np.ndarray:
         grid = np.zeros((ny, nx), dtype=np.int32)
-        cx = np.clip((p[:, 0] / cell_w).astype(int), 0, nx - 1)
-        cy = np.clip((p[:, 1] / cell_h).astype(int), 0, ny - 1)
-        np.add.at(grid, (cy, cx), 1)
+        np.add.at(grid, cells_of(p), 1)
         return grid
 
     keypoints, explained = counts(points), counts(inliers)
@@ -354,18 +357,15 @@ def unexplained_region(query: LocalFeatures, identified: Sequence[Identified], c
     if not best or most < least_share * len(points):
         return None
     around = cv2.dilate((labels == best).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    cx = np.clip((points[:, 0] / cell_w).astype(int), 0, nx - 1)
-    cy = np.clip((points[:, 1] / cell_h).astype(int), 0, ny - 1)
-    near = around[cy, cx]
+    loose = around[cells_of(points)]  # the part's keypoints, then only those away from every inlier
     radius = min(cell_w, cell_h)
-    for start in range(0, len(inliers), 256):  # keypoints away from every inlier
+    for start in range(0, len(inliers), 256):
         chunk = inliers[start:start + 256]
-        d2 = ((points[:, None, :] - chunk[None, :, :]) ** 2).sum(axis=2).min(axis=1)
-        near &= d2 > radius**2
-    if not near.any():
+        loose &= ((points[:, None, :] - chunk[None, :, :]) ** 2).sum(axis=2).min(axis=1) > radius**2
+    if not loose.any():
         return None
     margin = 0.02 * max(w, h)
-    (x0, y0), (x1, y1) = points[near].min(axis=0) - margin, points[near].max(axis=0) + margin
+    (x0, y0), (x1, y1) = points[loose].min(axis=0) - margin, points[loose].max(axis=0) + margin
     box = (max(0, int(x0)), max(0, int(y0)), min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1))))
     if box[2] - box[0] < 16 or box[3] - box[1] < 16 or (box[2] - box[0]) * (box[3] - box[1]) > most_area * w * h:
         return None
