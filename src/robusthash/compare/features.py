@@ -187,7 +187,7 @@ def nearest_two(query_descriptors: np.ndarray, original_descriptors: np.ndarray)
     """Each query descriptor's two nearest original descriptors (Hamming): their
     distances and indices (n × 2 each). FAISS's flat binary scan: the same distances as
     OpenCV's brute-force matcher at half its time (1.1 against 2.0-2.2 ms for 1,500 × 500
-    descriptors, one thread; ``benchmarks/README.md``, verification)."""
+    descriptors, one thread; ``benchmarks/identify_speed.py``)."""
     import faiss
 
     index = faiss.IndexBinaryFlat(8 * original_descriptors.shape[1])

@@ -67,7 +67,7 @@ class Examined:
     # Per method, the hashes of the query's halves (imaging.halves), whose nearest
     # references are candidates for a montage's parts; empty unless asked for.
     parts: dict[str, list[Hash | MultiHash]] = field(default_factory=dict)
-    # A query's decodings, kept to hash a region of it later (hash_region); None for an
+    # A query's decodings, kept to look at a region of it again (examine_region); None for an
     # image to register.
     decoded: DecodedImage | None = field(default=None, repr=False)
 
