@@ -198,7 +198,6 @@ class Identifier:
             # (on 30 train insets, with the exact box, cmaa's 10 nearest hold the inset's
             # original for 97% of the inner 70%, 67% of the whole box). Its own local
             # features verify: a small part of the query has few of the query's keypoints.
-            region = self.ref.examine_region(examined, box, (), self.config.features)
             x0, y0, x1, y1 = box
             dx, dy = round((1 - inner) / 2 * (x1 - x0)), round((1 - inner) / 2 * (y1 - y0))
             inner_hashes = self.ref.examine_region(examined, (x0 + dx, y0 + dy, x1 - dx, y1 - dy), names).hashes
@@ -211,6 +210,7 @@ class Identifier:
             self._nearest_to_part(inner_hashes.values(), more, records, source, self.config.per_method, named)
             if not more:
                 break
+            region = self.ref.examine_region(examined, box, (), self.config.features)
             checked = {c.image.id: c for c in candidates}
             for c in self._checked(more, records, examined, refused, versions, region):
                 if c.image.id not in checked or c.score > checked[c.image.id].score:
