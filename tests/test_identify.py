@@ -41,6 +41,22 @@ def test_copies_are_verified(astronaut, spec, flipped):
     assert 0 <= x0 < x1 <= copy.width and 0 <= y0 < y1 <= copy.height
 
 
+def test_the_first_check_spares_a_different_picture_and_keeps_copies(astronaut, photos):
+    from robusthash.compare.features import DEFAULT_FEATURES, worth_matching
+
+    original = local_features(astronaut)
+    coffee = local_features(photos["coffee"], query=True)
+    assert not worth_matching(coffee.descriptors, original.descriptors)
+    assert worth_matching(coffee.descriptors, original.descriptors, replace(DEFAULT_FEATURES, first_check_every=0))
+    in_full = replace(DEFAULT_FEATURES, first_check_every=0)
+    for spec in ("JC(30)", "CROP(0.5)", "FL(H)", "RS(0.5)"):
+        copy = parse(spec)(astronaut, seed=1)
+        plain, mirrored = local_features(copy, query=True), local_features(copy, mirrored=True, query=True)
+        assert worth_matching((mirrored if spec == "FL(H)" else plain).descriptors, original.descriptors)
+        checked, matched = verify(plain, original, mirrored), verify(plain, original, mirrored, in_full)
+        assert checked.inliers == matched.inliers >= 50 and checked.flipped == matched.flipped
+
+
 def test_a_different_picture_is_not_verified(photos):
     coffee, chelsea = photos["coffee"], photos["chelsea"]
     found = verify(local_features(coffee), local_features(chelsea), local_features(coffee, mirrored=True))
@@ -199,7 +215,7 @@ def _tiles(photos, root, count: int) -> list:
 
 
 def test_the_engine_is_calibrated_on_the_collection_and_says_when_it_is_too_small(tmp_path, photos):
-    from robusthash.identify.collection import calibrate_collection, collection_calibration, too_coarse
+    from robusthash.identify.collection import KEY, calibrate_collection, collection_calibration, too_coarse
 
     ref = ReferenceDB(tmp_path / "refs.sqlite", methods=["forbild", "pdq"])
     ref.add(_tiles(photos, tmp_path, 12))
@@ -213,7 +229,16 @@ def test_the_engine_is_calibrated_on_the_collection_and_says_when_it_is_too_smal
     assert {t.signal for t in stored.tails} >= {"verification", "forbild", "pdq", "joint:forbild+pdq+verification"}
     assert len(measured.pairs) == len(measured.inliers) >= 200
     assert Identifier(ref).calibration.provenance == stored.provenance  # db query uses it from now on
+    assert Identifier(ref).calibration_notice is None
     assert "fitted lines" in too_coarse(stored, 1e-6)
+    # Measured with an older check: its inlier tail means nothing now, so the shipped one
+    # decides and the user is told to calibrate again.
+    older = replace(stored, tails=tuple(replace(t, version="0/1") if t.signal == "verification" else t
+                                        for t in stored.tails))
+    ref.store.set_meta(KEY, older.to_json())
+    engine = Identifier(ref)
+    assert engine.calibration.provenance["split"] == "train"
+    assert "measured with check 0/1" in engine.calibration_notice and "db calibrate --engine" in engine.calibration_notice
     ref.close()
 
 

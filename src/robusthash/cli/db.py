@@ -200,6 +200,8 @@ def db_query(
 
         one_query_at_a_time()
         engine = Identifier(ref)
+        if engine.calibration_notice:
+            err.print(f"warning: {engine.calibration_notice}", markup=False)
         for path in _image_files(images):
             try:
                 verdict = engine.identify(path, methods=chosen, k=k)

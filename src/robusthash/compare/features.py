@@ -29,8 +29,9 @@ KIND = "orb"
 VERSION = "1"  # of the stored features
 # Of the check (matching and geometry) as well: what the verification's calibrated
 # inlier count means. 2: PROSAC, the matches tried best first; 3: one match per original
-# point, and the inliers' boxes of a plausible size ratio.
-CHECK_VERSION = f"{VERSION}/3"
+# point, and the inliers' boxes of a plausible size ratio. 4: a first check of a sample of
+# the original's descriptors decides which of the query and its mirror image are matched.
+CHECK_VERSION = f"{VERSION}/4"
 _MAGIC = b"RHLF"
 _HEADER = struct.Struct("<4sBxHIIf")  # magic, format, keypoints, width, height, scale
 
@@ -48,6 +49,13 @@ class FeatureConfig:
     ransac_pixels: float = 4.0  # reprojection error allowed, in feature-side pixels
     min_matches: int = 8  # fewer ratio-test matches than this: no homography is fitted
     max_scale_change: float = 8.0  # a homography that scales more than this is rejected
+    # The first check: every ``first_check_every``-th of the original's descriptors is
+    # looked up among the query's; under ``first_check_matches`` ratio-test matches, that
+    # orientation is not matched in full. On 50 train photos (450 copies, 790 distinct
+    # pairs) every 4th with 3 matches let 25% of distinct pairs through and dropped no copy
+    # that verifies with 20 inliers, at a quarter of a full match's distances.
+    first_check_every: int = 4
+    first_check_matches: int = 3
 
 
 DEFAULT_FEATURES = FeatureConfig()
@@ -195,6 +203,21 @@ def nearest_two(query_descriptors: np.ndarray, original_descriptors: np.ndarray)
     return index.search(np.ascontiguousarray(query_descriptors, dtype=np.uint8), 2)
 
 
+def worth_matching(query_descriptors: np.ndarray, original_descriptors: np.ndarray,
+                   config: FeatureConfig = DEFAULT_FEATURES) -> bool:
+    """The first check: whether a sample of the original's descriptors finds enough
+    ratio-test matches among the query's to be worth a full match. The sample looks into
+    the query (not the other way round) because the query holds three times as many
+    keypoints: the original's quarter against all of them costs a quarter of a full match."""
+    if config.first_check_every <= 1:
+        return True
+    sample = original_descriptors[:: config.first_check_every]
+    if len(query_descriptors) < 2 or len(sample) < config.first_check_matches:
+        return len(query_descriptors) >= 2 and len(original_descriptors) >= 2  # too few to sample: match in full
+    distances, _ = nearest_two(sample, query_descriptors)
+    return int(np.count_nonzero(distances[:, 0] < config.ratio * distances[:, 1])) >= config.first_check_matches
+
+
 def fit_homography(query_points: np.ndarray, query_descriptors: np.ndarray, original_points: np.ndarray,
                    original_descriptors: np.ndarray, tolerance: float, ratio: float, min_matches: int,
                    max_scale_change: float) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, int, int]:
@@ -235,10 +258,11 @@ def fit_homography(query_points: np.ndarray, query_descriptors: np.ndarray, orig
 def verify(query: LocalFeatures, original: LocalFeatures, query_mirrored: LocalFeatures | None = None,
            config: FeatureConfig = DEFAULT_FEATURES) -> Verification:
     """Check ``query`` (and its mirror image, when given) against ``original``; of the
-    accepted homographies, the one with more inliers wins."""
+    accepted homographies, the one with more inliers wins. Each orientation is matched in
+    full only when it passes the first check (:func:`worth_matching`)."""
     best, most_matches = NOT_VERIFIED, 0
     for flipped, features in ((False, query), (True, query_mirrored)):
-        if features is None:
+        if features is None or not worth_matching(features.descriptors, original.descriptors, config):
             continue
         homography, src, dst, inliers, matches = fit_homography(
             features.points, features.descriptors, original.points, original.descriptors,

@@ -35,6 +35,19 @@ def collection_calibration(ref: ReferenceDB) -> Calibration | None:
     return _parsed(text) if text else None
 
 
+def outdated(calibration: Calibration) -> str | None:
+    """Why a collection's calibration no longer fits this version's check, or None. A
+    calibration measured with another check (``CHECK_VERSION``) has no tail for the
+    inlier counts the engine now finds: used anyway, the engine would decide without
+    verification."""
+    if calibration.tail(VERIFICATION, CHECK_VERSION) is not None:
+        return None
+    found = sorted({t.version for t in calibration.tails if t.signal == VERIFICATION})
+    was = f"check {', '.join(found)}" if found else "no verification"
+    return (f"the collection's engine calibration was measured with {was}, and this version's check is "
+            f"{CHECK_VERSION}: the shipped calibration is used until 'robusthash db calibrate --engine' is run again")
+
+
 @lru_cache(maxsize=4)
 def _parsed(text: str) -> Calibration:  # the service builds an engine per request
     return Calibration.parse(text, f"the database's {KEY}")

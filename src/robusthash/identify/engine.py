@@ -45,7 +45,7 @@ from ..db.store import ImageRecord
 from ..hashing import Hash, MultiHash
 from ..io import ImageSource
 from .calibration import VERIFICATION, Calibration, bonferroni, joint_evidence, shipped_calibration
-from .collection import collection_calibration
+from .collection import collection_calibration, outdated
 
 MATCH, MONTAGE, NO_MATCH = "match", "montage", "no match"
 AUTO = "auto"
@@ -150,8 +150,12 @@ class Identifier:
     def __init__(self, ref: ReferenceDB, config: IdentifyConfig = IdentifyConfig()):
         self.ref = ref
         self.config = config
+        # Why the collection's own calibration is not used, for the front ends to say.
+        self.calibration_notice: str | None = None
         if config.calibration == AUTO:
-            self.calibration = collection_calibration(ref) or shipped_calibration()
+            own = collection_calibration(ref)
+            self.calibration_notice = outdated(own) if own is not None else None
+            self.calibration = own if own is not None and self.calibration_notice is None else shipped_calibration()
         else:
             self.calibration = config.calibration
 
