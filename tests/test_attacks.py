@@ -101,9 +101,10 @@ def test_other_suites_and_family_order():
     assert {c.family for c in CROPS} == {"CROP"} and {c.family for c in PADDING} == {"PAD"}
     assert FAMILY_ORDER[:17] == ("BA", "CA", "ST", "SH", "AF", "MF", "GF", "GN", "SN", "SPN",
                                  "JC", "PT", "RS", "RT", "FL", "SHR", "TR")
-    assert FAMILY_ORDER[17:] == ("H1", "H2", "H3", "H4", "H5", "H6", "H7", "H8", "SA", "CROP", "PAD")
+    assert FAMILY_ORDER[17:28] == ("H1", "H2", "H3", "H4", "H5", "H6", "H7", "H8", "SA", "CROP", "PAD")
     every = suite("all")
-    assert {c.family for c in every} == set(FAMILY_ORDER)
+    assert {c.family for c in every} == set(FAMILY_ORDER[:28])  # then the unseen suite's
+    assert {c.family for c in suite("unseen")} == set(FAMILY_ORDER[28:])
     assert all(parse(c.spec).spec == c.spec for c in every)  # every suite spec is canonical
     assert len({c.spec for c in every}) == len(every) == 120 + 36 + 5 + 8 + 5
 
@@ -149,7 +150,8 @@ def test_parse_gives_canonical_spec_and_round_trips(spec, canonical):
 @pytest.mark.parametrize("spec, problem", [
     ("", "empty spec"),
     ("XX(3)", "unknown code 'XX'; known codes: BA, CA"),
-    ("RT(1,2)", "RT takes 1 argument, RT(degrees); got 2"),
+    ("RT(1,2,3)", "RT takes 1 to 2 arguments, RT(degrees,[fill]); got 3"),
+    ("JC(1,2)", "JC takes 1 argument, JC(quality); got 2"),
     ("FL", "FL takes 1 argument"),
     ("CROP(0.5,0.1,0.1,0.1)", "CROP takes 1 to 3 arguments"),
     ("JC(0)", "JC quality must be an integer from 1 to 100, got '0'"),
@@ -461,7 +463,7 @@ def test_every_code_is_documented():
 def test_cli_lists_the_attacks():
     text = run("attacks")
     assert text.returncode == 0
-    assert "SHR(axis,factor)" in text.stdout and "table1 (120)" in text.stdout
+    assert "SHR(axis,factor)" in text.stdout and "table1 (120)" in text.stdout and "unseen (59)" in text.stdout
     records = [json.loads(line) for line in run("attacks", "--format", "jsonl").stdout.splitlines()]
     assert [r["code"] for r in records] == list(attacks.CODES)
     assert sum(len(r["table1"]) for r in records) == 120

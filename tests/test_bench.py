@@ -117,6 +117,22 @@ def test_all_means_every_suite_each_in_its_own_group():
     assert groups == {"table1", "table2", "strong", "crop", "pad"}
 
 
+def test_unseen_is_its_own_group_reported_beside_the_grid_with_its_average(collection, tmp_path):
+    from robusthash.attacks.suites import UNSEEN_GRID
+
+    cases = attack_cases("FL(H),unseen")
+    assert {c.group for c in cases[1:]} == {"unseen"} and len(cases) == 1 + 59
+    result = run_bench(config(collection[:3], tmp_path, attacks="FL(H),unseen", cache=None))
+    assert result.groups["unseen"] == list(UNSEEN_GRID)
+    report = (write_report(result, tmp_path / "out")[0]).read_text()
+    section = report[report.index("*unseen suite"):]
+    rows = [line.split(" | ")[0].strip("| ") for line in section.splitlines() if line.startswith("| ")][1:]
+    assert rows[:len(UNSEEN_GRID) + 1] == [*UNSEEN_GRID, "**Unseen avg.**"]
+    forbild = next(m for m in result.methods if m.method == "forbild")
+    assert forbild.average("f1", list(UNSEEN_GRID)) == pytest.approx(
+        np.mean([forbild.family_means("f1")[f] for f in UNSEEN_GRID]))
+
+
 def test_derangement_has_no_fixed_points():
     for n in (2, 3, 10, 400):
         partner = derangement(n, seed=7)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 
 import pytest
 
@@ -79,14 +80,16 @@ def test_cli_trains_and_refuses_the_test_split(data, tmp_path):
 
     photos, cutouts = data
     (tmp_path / "test.txt").write_text("a.jpg\n")
-    listing = photos[0].parent / "train.txt"
-    listing.write_text("".join(f"{p.name}\n" for p in photos))
+    listing, more = photos[0].parent / "train.txt", photos[0].parent / "extra_train.txt"
+    listing.write_text("".join(f"{p.name}\n" for p in photos[1:]))
+    more.write_text(f"{photos[0].name}\n")
     run = subprocess.run([sys.executable, "-m", "robusthash.cli", "train", "cmaa", "--data", str(listing),
-                          "--objects", str(cutouts[0].parent), "--out", str(tmp_path / "run"), "--model", "tiny",
+                          "--data", str(more), "--objects", str(cutouts[0].parent), "--out", str(tmp_path / "run"), "--model", "tiny",
                           "--steps", "2", "--batch-size", "4", "--loader-workers", "0"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "run" / "checkpoint.safetensors").exists() and "wrote" in run.stdout
+    assert f"{len(photos)} photos" in run.stderr  # both lists
 
     exported = subprocess.run([sys.executable, "-m", "robusthash.cli", "export", str(tmp_path / "run"),
                                "--out", str(tmp_path / "m.onnx"), "--weights", str(tmp_path / "w.safetensors"),
@@ -167,3 +170,51 @@ def test_aria_fine_tunes_from_saved_weights_and_resumes(data, tmp_path):
     with pytest.raises(ValueError, match="another configuration"):
         train(photos, cutouts, tmp_path / "mismatch",
               TrainConfig(**{**CONFIG.__dict__, "init": str(tmp_path / "small.safetensors")}))
+
+
+def test_a_checkpoint_from_before_the_augment_option_resumes_as_table1(data, tmp_path):
+    import json
+
+    photos, cutouts = data
+    with pytest.raises(Interrupted):
+        train(photos, cutouts, tmp_path / "run", CONFIG, progress=stop_after(3))  # saved at step 2
+    meta_path = tmp_path / "run" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    for key in ("augment", "wide"):  # what checkpoint.json held before issue 24
+        del meta["train"]["views"][key]
+    meta_path.write_text(json.dumps(meta))
+    wide = TrainConfig(**{**CONFIG.__dict__, "views": ViewConfig(work_size=48, augment="wide")})
+    with pytest.raises(ValueError, match="another configuration"):
+        train(photos, cutouts, tmp_path / "run", wide)
+    train(photos, cutouts, tmp_path / "run", CONFIG)
+    assert json.loads(meta_path.read_text())["step"] == 4
+
+
+def test_wide_samples_are_fixed_by_seed_and_number(data):
+    from robusthash.models.train import TrainingSamples
+
+    photos, cutouts = data
+    config = TrainConfig(**{**CONFIG.__dict__, "views": ViewConfig(work_size=48, augment="wide")})
+    samples = TrainingSamples(photos, cutouts, 32, config)
+    for k in range(8):  # some of these draw cutmix or mixup from another photo
+        again = TrainingSamples(photos, cutouts, 32, config)[k]
+        for a, b in zip(samples[k], again):
+            assert a.shape == (3, 32, 32) and torch.equal(a, b)
+    table1 = TrainingSamples(photos, cutouts, 32, CONFIG)[0]
+    assert not all(torch.equal(a, b) for a, b in zip(samples[0], table1))
+
+
+def test_cli_checks_the_augment_option(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "train.txt").write_text("a.jpg\n")
+    run = subprocess.run([sys.executable, "-m", "robusthash.cli", "train", "cmaa", "--data",
+                          str(tmp_path / "train.txt"), "--out", str(tmp_path / "run"), "--augment", "sscd"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "table1, wide" in run.stderr
+    missing = subprocess.run([sys.executable, "-m", "robusthash.cli", "train", "cmaa", "--data",
+                              str(tmp_path / "train.txt"), "--out", str(tmp_path / "run"), "--init",
+                              str(tmp_path / "none.safetensors")], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "COLUMNS": "300"})
+    assert missing.returncode == 2 and "none.safetensors: no such weights file" in missing.stderr

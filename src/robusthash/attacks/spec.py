@@ -5,18 +5,19 @@ case-insensitive)::
 
     spec  := term ("+" term)*          applied left to right
     term  := CODE | CODE "(" [arg ("," arg)*] ")"
-    arg   := number | word             e.g. 30, -0.1, 2.0, X, H, white
+    arg   := number | word             e.g. 30, -0.1, 2.0, X, H, white, #ff8c00, 16:9
 
 Trailing parameters that have a default may be left out (``CROP(0.8)`` is centred,
 ``PAD(0.1)`` is black). The canonical form (``Attack.spec``) writes codes and axis or
 direction words in upper case, colour words in lower case, numbers in their shortest
 form (``2.0`` → ``2``) and leaves out trailing parameters equal to their default.
 
-Seeding: ``attack(im, seed)`` gives every random step (GN, SN, SPN, SA) its own
-generator, ``numpy.random.default_rng([seed, index])`` with ``index`` the step's
-position in the spec (``[seed, index, variant]`` for ``SA(variant)``), so a result
-depends only on the seed, the spec and the image. Codes, parameters and grids:
-``docs/attacks.md``.
+Seeding: ``attack(im, seed)`` gives every random step (GN, SN, SPN, SA, PERSP, TEXT,
+EMOJI) its own generator, ``numpy.random.default_rng([seed, index])`` with ``index``
+the step's position in the spec (``[seed, index, variant]`` for ``SA(variant)``), so a
+result depends only on the seed, the spec and the image. Colours (fills, borders,
+casts) are black/white/grey or a grey level, a colour word (``red``, ``sepia``, ...)
+or ``#rrggbb``. Codes, parameters and grids: ``docs/attacks.md``.
 """
 
 from __future__ import annotations
@@ -130,6 +131,53 @@ def _grey(name: str, default: int) -> Param:
     return Param(name, "black, white, grey or a grey level 0..255", read, write, default)
 
 
+# Colour words beyond the greys (fills, borders, casts), and how canonical specs write them.
+COLOUR_NAMES = {
+    "red": (255, 0, 0), "green": (0, 128, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
+    "cyan": (0, 255, 255), "magenta": (255, 0, 255), "orange": (255, 165, 0), "sepia": (112, 66, 20),
+}
+_HEX = re.compile(r"#([0-9a-fA-F]{6})")
+
+
+def _colour(name: str, default: Any = _REQUIRED) -> Param:
+    """Any colour: a grey as :func:`_grey` reads it (kept an int, so grey specs read as
+    before), a colour word of :data:`COLOUR_NAMES` or ``#rrggbb`` (an RGB triple)."""
+
+    def read(token: str) -> int | tuple[int, int, int]:
+        word = token.lower()
+        if word in COLOUR_NAMES:
+            return COLOUR_NAMES[word]
+        match = _HEX.fullmatch(token)
+        if match:
+            rgb = tuple(int(match.group(1)[i : i + 2], 16) for i in (0, 2, 4))
+            return rgb[0] if rgb[0] == rgb[1] == rgb[2] else rgb
+        return _grey(name, 0).read(token)
+
+    def write(value: int | tuple[int, int, int]) -> str:
+        if isinstance(value, int):
+            return _grey(name, 0).write(value)
+        named = {rgb: word for word, rgb in COLOUR_NAMES.items()}
+        return named.get(tuple(value), "#{:02x}{:02x}{:02x}".format(*value))
+
+    rule = f"black, white, grey, a grey level 0..255, {', '.join(COLOUR_NAMES)} or #rrggbb"
+    return Param(name, rule, read, write, default)
+
+
+def _aspect(name: str) -> Param:
+    """An aspect ratio ``W:H`` of two positive numbers (``16:9``, ``2.39:1``)."""
+
+    def read(token: str) -> tuple[float, float]:
+        parts = token.split(":")
+        if len(parts) != 2:
+            raise ValueError
+        width, height = (float(p) for p in parts)
+        if not all(math.isfinite(v) and v > 0 for v in (width, height)):
+            raise ValueError
+        return width, height
+
+    return Param(name, "W:H, two positive numbers (16:9)", read, lambda v: f"{_number_text(v[0])}:{_number_text(v[1])}")
+
+
 @dataclass(frozen=True)
 class Code:
     """One attack code: its meaning, parameters and the transform that applies it."""
@@ -164,6 +212,11 @@ def _strong_attack(im: Image.Image, variant: int, rng: np.random.Generator) -> I
     return _STRONG["attack"](im, rng)
 
 
+def _perspective(im: Image.Image, strength: float, fill: Any, rng: np.random.Generator) -> Image.Image:
+    # The spec passes parameters in order and the generator last.
+    return transforms.perspective(im, strength, rng, fill)
+
+
 _FACTOR = _real("factor", 0.0)
 _KERNEL = _integer("size", 1, odd=True)
 _VARIANCE = _real("variance", 0.0)
@@ -185,18 +238,47 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("PT", "posterization to bits per channel", (_integer("bits", 1, 8),), transforms.posterize),
     Code("RS", "resizing by scale (bicubic, not resized back)", (_real("scale", 0.0, 10.0, above_low=True),),
          transforms.resize),
-    Code("RT", "rotation by degrees, counter-clockwise, canvas kept", (_real("degrees"),), transforms.rotate),
+    Code("RT", "rotation by degrees, counter-clockwise, canvas kept, corners fill",
+         (_real("degrees"), _colour("fill", 0)), transforms.rotate),
     Code("FL", "flip H (left-right) or V (top-bottom)", (_word("direction", ("H", "V")),), transforms.flip),
     Code("SHR", "shear about the centre, x' = x + factor·(y - cy)", (_AXIS, _real("factor")), transforms.shear),
-    Code("TR", "translation by a fraction of the width/height, + = right/down",
-         (_AXIS, _real("fraction", -1.0, 1.0)), transforms.translate),
+    Code("TR", "translation by a fraction of the width/height, + = right/down, uncovered strip fill",
+         (_AXIS, _real("fraction", -1.0, 1.0), _colour("fill", 0)), transforms.translate),
     Code("SA", "strong attack: 5 times, with probability 0.5, a random Table 1 attack",
          (_integer("variant", 0, default=0),), _strong_attack, random=True),
     Code("CROP", "crop keeping a fraction of the area at position (cx, cy)",
          (_real("area", 0.0, 1.0, above_low=True), _real("cx", 0.0, 1.0, default=0.5),
           _real("cy", 0.0, 1.0, default=0.5)), transforms.crop),
     Code("PAD", "border on each side, border × the longer side wide",
-         (_real("border", 0.0, 1.0), _grey("colour", 0)), transforms.pad),
+         (_real("border", 0.0, 1.0), _colour("colour", 0)), transforms.pad),
+    # Beyond CMAA's grids: the codes the unseen suite (suites.UNSEEN) is made of.
+    Code("GREY", "greyscale, R = G = B = luma (601: PIL's convert('L'), 709, AVG: mean)",
+         (_word("luma", ("601", "709", "AVG"), default="601"),), transforms.greyscale),
+    Code("GAMMA", "gamma, v -> 255·(v/255)^g; g > 1 darkens mid-tones", (_real("g", 0.0, 10.0, above_low=True),),
+         transforms.gamma),
+    Code("HUE", "hue rotated by degrees (HSV, as torchvision's adjust_hue)", (_real("degrees", -360.0, 360.0),),
+         transforms.hue_shift),
+    Code("CAST", "colour cast: blend with a flat colour by strength", (_colour("colour"), _real("strength", 0.0, 1.0)),
+         transforms.colour_cast),
+    Code("LETTERBOX", "bars of colour around the picture to the frame aspect W:H",
+         (_aspect("aspect"), _colour("colour", 0)), transforms.letterbox),
+    Code("AFFINE", "affine about the centre: rotation°, scale, shift tx,ty (fractions), x-shear°",
+         (_real("degrees"), _real("scale", 0.0, 10.0, above_low=True), _real("tx", -1.0, 1.0),
+          _real("ty", -1.0, 1.0), _real("shear", -80.0, 80.0), _colour("fill", 0)), transforms.affine),
+    Code("PERSP", "random perspective: corners moved inwards by up to strength·half the side",
+         (_real("strength", 0.0, 0.95), _colour("fill", 0)), _perspective, random=True),
+    Code("TEXT", "caption of random words, size × the height (TOP BOTTOM BOTH MIDDLE over it; ABOVE on a bar)",
+         (_real("size", 0.0, 0.5, above_low=True), _word("position", transforms.CAPTION_POSITIONS, default="BOTTOM")),
+         transforms.caption, random=True),
+    Code("EMOJI", "n stickers (smiley, star, heart), each size × the shorter side, at random places",
+         (_integer("n", 1, 50), _real("size", 0.0, 1.0, above_low=True)), transforms.stickers, random=True),
+    Code("SCREENSHOT", "the picture scaled inside a PHONE app screen or a DESKTOP browser window",
+         (_word("style", transforms.SCREENSHOT_STYLES, default="PHONE"),), transforms.screenshot),
+    Code("WEBP", "WebP re-encoding at quality", (_integer("quality", 1, 100),), transforms.webp),
+    Code("AVIF", "AVIF re-encoding at quality (Pillow >= 11.3 with libavif)", (_integer("quality", 1, 100),),
+         transforms.avif),
+    Code("DOWNUP", "resize by scale, then back to the original size (bicubic)",
+         (_real("scale", 0.0, 1.0, above_low=True),), transforms.down_up),
 )}
 
 

@@ -1,9 +1,18 @@
-"""The attack suites: CMAA's Tables 1 and 2 exactly, the strong attack, crops and padding.
+"""The attack suites: CMAA's Tables 1 and 2 exactly, the strong attack, crops, padding,
+and our own unseen suite.
 
 Every case is an :class:`AttackCase` (a family for grouping results, and a canonical
 spec for :func:`robusthash.attacks.spec.parse`). Sizes: ``TABLE1`` 120, ``TABLE2`` 36,
-``STRONG`` 5, ``CROPS`` 8, ``PADDING`` 5. Families are ordered as in CMAA's Table 4
-(``FAMILY_ORDER``). Grids and meanings: ``docs/attacks.md``.
+``STRONG`` 5, ``CROPS`` 8, ``PADDING`` 5, ``UNSEEN`` 59. Families are ordered as in
+CMAA's Table 4, then the unseen suite's (``FAMILY_ORDER``). Grids and meanings:
+``docs/attacks.md``.
+
+``UNSEEN`` is the proxy for a hidden robustness check: families and parameters that the
+shipped model's training views never draw (they draw Table 1 only); the wide (v2) views
+of :mod:`robusthash.models.views` draw their own continuous ranges and hold out PERSP,
+TEXT, SCREENSHOT, WEBP, AVIF and HUE entirely. It is
+never used in training, tuning or model selection, and ``all`` leaves it out, so only
+asking for it by name (``unseen``) runs it.
 """
 
 from __future__ import annotations
@@ -87,7 +96,54 @@ PADDING: tuple[AttackCase, ...] = tuple(
     _case("PAD", spec) for spec in ("PAD(0.05)", "PAD(0.1)", "PAD(0.2)", "PAD(0.1,white)", "PAD(0.1,grey)")
 )
 
-FAMILY_ORDER: tuple[str, ...] = (*TABLE1_GRID, *(f"H{i}" for i in range(1, 9)), "SA", "CROP", "PAD")
+
+# --- the unseen suite: never used in training, tuning or model selection ---
+# Each family answers a weak spot of the hidden check or a family training never sees;
+# every parameter lies outside Table 1's grid and no case is a Table 1 or 2 case
+# (docs/attacks.md, "Unseen suite", says why each is here). Changing it after a model
+# was selected on anything voids the comparison: fix it before training.
+_UNSEEN_SPECS: dict[str, tuple[str, ...]] = {
+    "DARK": ("BA(0.5)", "BA(0.35)", "BA(1.6)", "CA(0.5)"),  # the grid's BA is 0.7..1.3
+    "GREY": ("GREY", "GREY(709)", "ST(0.1)"),
+    "GAMMA": ("GAMMA(0.5)", "GAMMA(1.8)"),
+    "HUE": ("HUE(30)", "HUE(-90)"),
+    "CAST": ("CAST(orange,0.25)", "CAST(blue,0.2)", "GREY+CAST(sepia,0.35)"),
+    "POSTER": ("PT(2)", "PT(3)"),  # the grid's PT is 4..7
+    "BORDER": ("PAD(0.15)", "PAD(0.15,white)", "PAD(0.3,grey)", "PAD(0.08,#1e90ff)"),
+    "LETTERBOX": ("LETTERBOX(16:9)", "LETTERBOX(9:16,white)", "LETTERBOX(21:9)"),
+    "TRANS": ("TR(X,0.4)", "TR(Y,-0.4,white)", "TR(X,-0.15,grey)", "TR(Y,0.25,#ff8c00)"),
+    "ROT": ("RT(5)", "RT(-25)", "RT(100)", "RT(120)", "RT(-135,white)"),  # between and beyond the grid's angles
+    "AFFINE": ("AFFINE(12,0.9,0.05,-0.04,8)", "AFFINE(-23,1.1,-0.08,0.06,-12)",
+               "AFFINE(37,0.8,0.1,0.1,15,white)"),
+    "PERSP": ("PERSP(0.3)", "PERSP(0.5,white)"),
+    "TEXT": ("TEXT(0.1,TOP)", "TEXT(0.08,BOTH)", "TEXT(0.12,ABOVE)"),
+    "EMOJI": ("EMOJI(1,0.3)", "EMOJI(5,0.12)"),
+    "SCREEN": ("SCREENSHOT", "SCREENSHOT(DESKTOP)"),
+    "WEBP": ("WEBP(75)", "WEBP(25)"),
+    "AVIF": ("AVIF(60)", "AVIF(25)"),
+    "DOWNUP": ("DOWNUP(0.5)", "DOWNUP(0.2)"),
+    "CHAIN": (
+        "ST(1.5)+RT(120)+SHR(X,0.25)",  # rotation + shear + saturation beyond H6's
+        "ST(0.4)+RT(-100)+SHR(Y,0.35)",
+        "GREY+BA(0.5)+JC(60)",
+        "PAD(0.15,white)+TR(X,0.4)+JC(75)",
+        "RT(15)+CROP(0.8)+HUE(20)+WEBP(50)",
+        "TEXT(0.08)+EMOJI(2,0.15)+JC(70)",
+        "SCREENSHOT+DOWNUP(0.5)+JC(70)",
+        "AFFINE(-8,1.05,0.03,0,5)+GAMMA(1.5)+AVIF(40)",
+        "LETTERBOX(16:9)+DOWNUP(0.5)+ST(1.4)+JC(65)",
+    ),
+}
+UNSEEN_GRID: dict[str, tuple[str, ...]] = {
+    family: tuple(parse(spec).spec for spec in specs) for family, specs in _UNSEEN_SPECS.items()
+}
+UNSEEN: tuple[AttackCase, ...] = tuple(
+    AttackCase(family, spec) for family, specs in UNSEEN_GRID.items() for spec in specs
+)
+
+FAMILY_ORDER: tuple[str, ...] = (
+    *TABLE1_GRID, *(f"H{i}" for i in range(1, 9)), "SA", "CROP", "PAD", *UNSEEN_GRID,
+)
 
 SUITES: dict[str, tuple[AttackCase, ...]] = {
     "table1": TABLE1,
@@ -96,15 +152,19 @@ SUITES: dict[str, tuple[AttackCase, ...]] = {
     "crop": CROPS,
     "pad": PADDING,
 }
+# "all" is the paper's suites and ours of crops and borders; the unseen suite stays out of
+# it (and of anything that asks for "all"), so it is only run when asked for by name.
 SUITES["all"] = tuple(case for cases in SUITES.values() for case in cases)
+SUITES["unseen"] = UNSEEN
 
 
 def suite(names: str | Iterable[str]) -> tuple[AttackCase, ...]:
     """The cases named by ``names``: suite names and/or raw specs, comma-separated or a list.
 
     Suite names (case-insensitive): ``table1``, ``table2``, ``strong``, ``crop``, ``pad``,
-    ``all``. Anything else is parsed as a spec, its family being its first code
-    (``"RT(30)+JC(70)"`` → family ``RT``). Duplicate specs are kept once, first wins.
+    ``all`` (the five before) and ``unseen`` (not in ``all``). Anything else is parsed as a
+    spec, its family being its first code (``"RT(30)+JC(70)"`` → family ``RT``).
+    Duplicate specs are kept once, first wins.
     """
     items = split_outside_parentheses(names, ",") if isinstance(names, str) else list(names)
     cases: dict[str, AttackCase] = {}

@@ -7,8 +7,9 @@ Conventions shared by every function here:
   values are rounded to the nearest integer and clipped to 0..255.
 * Random attacks take ``rng: numpy.random.Generator`` and draw from nothing else, so a
   seeded generator gives the same pixels every time.
-* Geometric attacks that keep the canvas (rotation, shear, translation) fill the
-  uncovered area black.
+* Geometric attacks that keep the canvas (rotation, shear, translation, affine,
+  perspective) fill the uncovered area black unless given a ``fill`` colour.
+* A ``fill`` is a grey level 0..255 or an RGB triple.
 * Neighbourhood filters (average, median, Gaussian) see beyond the border the image
   mirrored *without* repeating the edge pixel (``dcb|abcd``): OpenCV's default
   ``BORDER_REFLECT_101``, numpy's ``"reflect"``, scipy.ndimage's ``"mirror"``.
@@ -21,9 +22,10 @@ composes these functions are in :mod:`robusthash.attacks.spec`,
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps, features
 from scipy import ndimage
 
 from ..io import to_rgb
@@ -32,6 +34,11 @@ BLACK = (0, 0, 0)
 # The median filter works on bands of this many rows, so its shifted copies of the
 # image stay small (and cache-friendly) however large the image is.
 MEDIAN_BAND_ROWS = 128
+
+
+def _rgb(fill: int | tuple[int, int, int]) -> tuple[int, int, int]:
+    """A fill as an RGB triple: a grey level 0..255 or an RGB triple."""
+    return (fill, fill, fill) if isinstance(fill, (int, np.integer)) else tuple(int(v) for v in fill)
 
 
 def _pixels(im: Image.Image) -> np.ndarray:
@@ -300,7 +307,7 @@ def resize(im: Image.Image, scale: float) -> Image.Image:
     return to_rgb(im).resize(size, Image.Resampling.BICUBIC)
 
 
-def rotate(im: Image.Image, degrees: float, fill: tuple[int, int, int] = BLACK) -> Image.Image:
+def rotate(im: Image.Image, degrees: float, fill: int | tuple[int, int, int] = BLACK) -> Image.Image:
     """Rotation (RT): rotate by ``degrees`` about the centre; positive = counter-clockwise.
 
     The canvas keeps its size (bilinear); corners that come from outside the image are
@@ -308,7 +315,7 @@ def rotate(im: Image.Image, degrees: float, fill: tuple[int, int, int] = BLACK) 
     parts rotated outside the canvas are lost. Multiples of 90° on a square image are
     exact (no interpolation).
     """
-    return to_rgb(im).rotate(degrees, resample=Image.Resampling.BILINEAR, expand=False, fillcolor=fill)
+    return to_rgb(im).rotate(degrees, resample=Image.Resampling.BILINEAR, expand=False, fillcolor=_rgb(fill))
 
 
 def flip(im: Image.Image, direction: str = "H") -> Image.Image:
@@ -344,18 +351,20 @@ def shear(im: Image.Image, axis: str, factor: float) -> Image.Image:
                                 resample=Image.Resampling.BILINEAR, fillcolor=BLACK)
 
 
-def translate(im: Image.Image, axis: str, fraction: float) -> Image.Image:
+def translate(im: Image.Image, axis: str, fraction: float, fill: int | tuple[int, int, int] = BLACK) -> Image.Image:
     """Translation (TR) along ``axis`` ``"X"`` or ``"Y"`` by ``fraction`` of the width or height.
 
     Positive moves the content right (X) or down (Y). The shift is rounded to whole
-    pixels (no interpolation); the canvas is kept and the uncovered strip is black.
+    pixels (no interpolation); the canvas is kept and the uncovered strip is ``fill``
+    (black by default; a shared picture moved inside a white or coloured frame is the
+    case the fill is for).
     """
     width, height = im.size
     if _axis(axis) == "X":
         offset = (round(fraction * width), 0)
     else:
         offset = (0, round(fraction * height))
-    canvas = Image.new("RGB", im.size, BLACK)
+    canvas = Image.new("RGB", im.size, _rgb(fill))
     canvas.paste(to_rgb(im), offset)  # paste clips what falls outside the canvas
     return canvas
 
@@ -384,7 +393,391 @@ def pad(im: Image.Image, border: float, fill: int | tuple[int, int, int] = 0) ->
     """
     width, height = im.size
     b = round(border * max(width, height))
-    colour = (fill, fill, fill) if isinstance(fill, int) else tuple(fill)
-    canvas = Image.new("RGB", (width + 2 * b, height + 2 * b), colour)
+    canvas = Image.new("RGB", (width + 2 * b, height + 2 * b), _rgb(fill))
     canvas.paste(to_rgb(im), (b, b))
+    return canvas
+
+
+# --- beyond CMAA's grids: what the unseen suite (suites.UNSEEN) is made of ---
+# Families the shipped model's (Table 1) training views never draw: colour changes, frames,
+# free geometry, overlays and other codecs, the edits a shared picture meets that Table 1
+# has no row for. The wide (v2) views use some of these functions with their own ranges;
+# perspective, caption, screenshot, webp, avif and hue_shift they never use.
+
+# Luma weights of the greyscale conversions in common use.
+LUMA_WEIGHTS = {
+    "601": (0.299, 0.587, 0.114),  # ITU-R BT.601: PIL's convert("L"), JPEG's Y, OpenCV's BGR2GRAY
+    "709": (0.2126, 0.7152, 0.0722),  # ITU-R BT.709 / sRGB luminance: CSS grayscale(), ffmpeg's HD matrices
+    "AVG": (1 / 3, 1 / 3, 1 / 3),  # plain mean of R, G and B, as naive tools do
+}
+
+
+def greyscale(im: Image.Image, luma: str = "601") -> Image.Image:
+    """Greyscale (GREY): every pixel replaced by its luma, so R = G = B.
+
+    ``luma`` picks the weights (:data:`LUMA_WEIGHTS`): ``"601"`` (default, PIL's
+    ``convert("L")``), ``"709"`` or ``"AVG"``; tools disagree, so the suite uses more
+    than one. Float weights, rounded once. A hash that reads colour loses it all.
+    """
+    weights = np.asarray(LUMA_WEIGHTS[luma.upper()], np.float64)
+    grey = _pixels(im) @ weights
+    return _from_float(np.repeat(grey[..., None], 3, axis=2))
+
+
+def gamma(im: Image.Image, g: float) -> Image.Image:
+    """Gamma (GAMMA): every channel value v becomes 255·(v/255)^g, rounded.
+
+    ``g`` > 1 darkens the mid-tones (2: mid-grey 128 → 64) and keeps black and white;
+    ``g`` < 1 brightens them. Unlike brightness (BA), the extremes do not move, so a
+    monitor or export profile mismatch looks like this.
+    """
+    if not g > 0:
+        raise ValueError(f"gamma must be > 0, not {g!r}")
+    table = [round(255.0 * (v / 255.0) ** g) for v in range(256)]
+    return to_rgb(im).point(table * 3)
+
+
+def hue_shift(im: Image.Image, degrees: float) -> Image.Image:
+    """Hue shift (HUE): rotate every pixel's hue by ``degrees`` (positive: red → yellow → green).
+
+    As torchvision's ``adjust_hue`` does for PIL images: PIL's HSV conversion, the
+    8-bit hue channel (256 steps per turn) shifted by round(degrees/360·256) with
+    wrap-around, back to RGB. Saturation and value are kept (up to the HSV round trip,
+    a grey level or two); greys do not change.
+    """
+    hsv = np.array(to_rgb(im).convert("HSV"))
+    shift = round(degrees / 360.0 * 256.0) % 256
+    hsv[..., 0] = (hsv[..., 0].astype(np.int64) + shift) % 256
+    return Image.fromarray(hsv, "HSV").convert("RGB")
+
+
+def colour_cast(im: Image.Image, colour: int | tuple[int, int, int], strength: float) -> Image.Image:
+    """Colour cast (CAST): blend every pixel with the flat ``colour`` by ``strength`` (0..1).
+
+    ``(1 − strength)·pixel + strength·colour``, rounded: 0 leaves the image unchanged,
+    1 gives the flat colour. A warm or cold white balance, a tinted filter or a sepia
+    wash (after GREY) look like this.
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"cast strength must be in [0, 1], not {strength!r}")
+    values = _pixels(im) * (1.0 - strength)
+    values += strength * np.asarray(_rgb(colour), np.float64)
+    return _from_float(values)
+
+
+def letterbox(im: Image.Image, aspect: tuple[float, float], fill: int | tuple[int, int, int] = BLACK) -> Image.Image:
+    """Letterbox or pillarbox (LETTERBOX): bars of ``fill`` around the image to the aspect ``aspect``.
+
+    ``aspect`` is (width, height) of the frame, e.g. (16, 9): a picture narrower than
+    the frame gets bars left and right (its height kept, width round(height·16/9)), a
+    wider one bars above and below (width kept); one of exactly that aspect is returned
+    unchanged. The picture is centred (an odd pixel of bar goes right / below). A video
+    frame, a TV or a phone screen shows a picture like this.
+    """
+    width, height = im.size
+    ratio = aspect[0] / aspect[1]
+    if width < height * ratio:
+        size = (max(width, round(height * ratio)), height)
+    else:
+        size = (width, max(height, round(width / ratio)))
+    canvas = Image.new("RGB", size, _rgb(fill))
+    canvas.paste(to_rgb(im), ((size[0] - width) // 2, (size[1] - height) // 2))
+    return canvas
+
+
+def affine(im: Image.Image, degrees: float, scale: float, tx: float, ty: float, shear_degrees: float,
+           fill: int | tuple[int, int, int] = BLACK) -> Image.Image:
+    """Affine (AFFINE): rotate, shear and scale about the centre, then translate; canvas kept.
+
+    A point p moves to c + (tx·W, ty·H) + R·Sh·s·(p − c): R rotates by ``degrees``
+    counter-clockwise (as RT), Sh shears along x by ``shear_degrees`` (x + tan(shear)·(y − cy),
+    as SHR(X, tan)), s = ``scale`` and (tx, ty) are fractions of the width and height
+    (positive: right, down). torchvision's ``RandomAffine`` draws these same five
+    numbers; here they are written out, so a spec says exactly what it does. Bilinear;
+    uncovered area ``fill``.
+    """
+    if not scale > 0:
+        raise ValueError(f"affine scale must be > 0, not {scale!r}")
+    width, height = im.size
+    angle, slant = math.radians(degrees), math.radians(shear_degrees)
+    rotation = np.array([[math.cos(angle), math.sin(angle)], [-math.sin(angle), math.cos(angle)]])
+    forward = rotation @ np.array([[1.0, math.tan(slant)], [0.0, 1.0]]) * scale
+    inverse = np.linalg.inv(forward)
+    centre = np.array([width / 2.0, height / 2.0])
+    offset = centre - inverse @ (centre + np.array([tx * width, ty * height]))
+    # PIL's AFFINE takes the inverse map: output (x, y) samples input (a·x + b·y + c, d·x + e·y + f).
+    coefficients = (*inverse[0], offset[0], *inverse[1], offset[1])
+    return to_rgb(im).transform(im.size, Image.Transform.AFFINE, tuple(float(v) for v in coefficients),
+                                resample=Image.Resampling.BILINEAR, fillcolor=_rgb(fill))
+
+
+def _perspective_coefficients(output: np.ndarray, source: np.ndarray) -> tuple[float, ...]:
+    """PIL's 8 PERSPECTIVE coefficients mapping the 4 ``output`` points onto the ``source`` points."""
+    rows, targets = [], []
+    for (x, y), (u, v) in zip(output, source):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        targets += [u, v]
+    return tuple(float(c) for c in np.linalg.solve(np.array(rows, np.float64), np.array(targets, np.float64)))
+
+
+def perspective(im: Image.Image, strength: float, rng: np.random.Generator,
+                fill: int | tuple[int, int, int] = BLACK) -> Image.Image:
+    """Random perspective (PERSP): each corner moved inwards, the picture warped to the new corners.
+
+    Corner i (top-left, top-right, bottom-right, bottom-left) moves inwards by
+    u·strength·W/2 horizontally and v·strength·H/2 vertically, with u, v drawn uniformly
+    from [0, 1) in that order (8 draws): torchvision's ``RandomPerspective`` with
+    ``distortion_scale = strength``, continuous. ``strength`` in [0, 1); 0 changes
+    nothing. A photo of a screen or a print taken at an angle looks like this.
+    Bilinear; canvas kept, uncovered area ``fill``.
+    """
+    if not 0.0 <= strength < 1.0:
+        raise ValueError(f"perspective strength must be in [0, 1), not {strength!r}")
+    width, height = im.size
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
+    inwards = np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], np.float64)
+    moved = rng.random((4, 2)) * strength * np.array([width / 2.0, height / 2.0])
+    coefficients = _perspective_coefficients(corners + inwards * moved, corners)
+    return to_rgb(im).transform(im.size, Image.Transform.PERSPECTIVE, coefficients,
+                                resample=Image.Resampling.BILINEAR, fillcolor=_rgb(fill))
+
+
+def _codec(im: Image.Image, fmt: str, **options) -> Image.Image:
+    buffer = io.BytesIO()
+    to_rgb(im).save(buffer, format=fmt, **options)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def webp(im: Image.Image, quality: int) -> Image.Image:
+    """WebP re-encoding (WEBP): lossy WebP at ``quality`` (1–100, libwebp's scale), decoded again.
+
+    Pillow's libwebp, ``method`` 4 (its default effort), 4:2:0 chroma. The codec of
+    most web image pipelines and messengers; its block artefacts differ from JPEG's.
+    """
+    return _codec(im, "WEBP", quality=int(quality), method=4)
+
+
+def avif_available() -> bool:
+    """Whether this Pillow can write AVIF (Pillow 11.3 or later, built with libavif)."""
+    try:
+        return bool(features.check("avif"))
+    except ValueError:  # a Pillow that does not know the feature at all
+        return False
+
+
+def avif(im: Image.Image, quality: int) -> Image.Image:
+    """AVIF re-encoding (AVIF): AVIF at ``quality`` (1–100, Pillow's scale), decoded again.
+
+    Pillow's libavif plugin at encoder speed 6 (its default), 4:2:0. Needs Pillow 11.3
+    or later built with libavif (:func:`avif_available`); raises ``RuntimeError`` if not.
+    """
+    if not avif_available():
+        raise RuntimeError("AVIF needs Pillow >= 11.3 built with libavif (PIL.features.check('avif') is False)")
+    return _codec(im, "AVIF", quality=int(quality), speed=6)
+
+
+def down_up(im: Image.Image, scale: float) -> Image.Image:
+    """Down-up scaling (DOWNUP): resize by ``scale`` (0 < scale ≤ 1), then back to the original size.
+
+    Both steps bicubic (Pillow's, antialiased when shrinking); the small side is at
+    least 1 pixel. The result has the input's size and the detail of the thumbnail: a
+    picture that went through a thumbnail and was blown up again.
+    """
+    width, height = im.size
+    small = to_rgb(im).resize((max(1, round(width * scale)), max(1, round(height * scale))),
+                              Image.Resampling.BICUBIC)
+    return small.resize((width, height), Image.Resampling.BICUBIC)
+
+
+# --- overlays: captions, stickers, screenshots ---
+
+# The words captions are made of (meme-style, upper case when drawn).
+CAPTION_WORDS = (
+    "when", "the", "hash", "still", "matches", "me", "every", "time", "nobody", "asked", "this", "is",
+    "fine", "monday", "mood", "actually", "wait", "for", "it", "plot", "twist", "same", "energy",
+    "big", "if", "true", "look", "at", "my", "new", "photo", "no", "way", "best", "day", "ever",
+)
+CAPTION_POSITIONS = ("TOP", "BOTTOM", "BOTH", "MIDDLE", "ABOVE")
+
+
+def _font(pixels: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's built-in font at ``pixels`` (no font files needed); the fixed-size bitmap
+    font where Pillow has no FreeType (Pillow < 10.1 or built without it)."""
+    try:
+        return ImageFont.load_default(size=max(1, pixels))
+    except (TypeError, ImportError, OSError):
+        return ImageFont.load_default()
+
+
+def _caption_line(draw: ImageDraw.ImageDraw, font, width: float, rng: np.random.Generator) -> str:
+    """Words drawn from ``rng`` (one index per word) while the line fits in ``width``; at least one."""
+    words = [CAPTION_WORDS[rng.integers(len(CAPTION_WORDS))].upper()]
+    while True:
+        word = CAPTION_WORDS[rng.integers(len(CAPTION_WORDS))].upper()
+        if draw.textlength(" ".join([*words, word]), font=font) > width or len(words) >= 12:
+            return " ".join(words)
+        words.append(word)
+
+
+def caption(im: Image.Image, size: float, position: str, rng: np.random.Generator) -> Image.Image:
+    """Text caption (TEXT): a line of words, ``size`` × the image height tall, in Pillow's built-in font.
+
+    The words are drawn from :data:`CAPTION_WORDS` by ``rng`` until the line would pass
+    92 % of the width. ``position``: ``TOP``, ``BOTTOM``, ``BOTH`` (two lines), ``MIDDLE``
+    draw white letters with a black outline over the picture, as a meme does; ``ABOVE``
+    adds a white bar above the picture (the canvas grows by 1.6 × the text height) with
+    black text, as a captioned repost does. ``size`` in (0, 0.5].
+    """
+    where = position.upper()
+    if where not in CAPTION_POSITIONS:
+        raise ValueError(f"caption position must be one of {', '.join(CAPTION_POSITIONS)}, not {position!r}")
+    image = to_rgb(im).copy()
+    width, height = image.size
+    pixels = max(6, round(size * height))
+    font = _font(pixels)
+    if where == "ABOVE":
+        bar = round(1.6 * pixels)
+        canvas = Image.new("RGB", (width, height + bar), (255, 255, 255))
+        canvas.paste(image, (0, bar))
+        draw = ImageDraw.Draw(canvas)
+        draw.text((width / 2, bar / 2), _caption_line(draw, font, 0.92 * width, rng), fill=(0, 0, 0), font=font,
+                  anchor="mm")
+        return canvas
+    draw = ImageDraw.Draw(image)
+    margin = 0.04 * height + pixels / 2
+    rows = {"TOP": (margin,), "BOTTOM": (height - margin,), "BOTH": (margin, height - margin),
+            "MIDDLE": (height / 2,)}[where]
+    stroke = max(1, pixels // 12)
+    for y in rows:
+        draw.text((width / 2, y), _caption_line(draw, font, 0.92 * width, rng), fill=(255, 255, 255), font=font,
+                  anchor="mm", stroke_width=stroke, stroke_fill=(0, 0, 0))
+    return image
+
+
+STICKER_SHAPES = ("smiley", "star", "heart")
+STICKER_COLOURS = ((255, 204, 0), (233, 30, 99), (33, 150, 243), (76, 175, 80), (255, 87, 34), (156, 39, 176))
+
+
+def _star(cx: float, cy: float, r: float) -> list[tuple[float, float]]:
+    return [(cx + (r if k % 2 == 0 else 0.45 * r) * math.sin(k * math.pi / 5),
+             cy - (r if k % 2 == 0 else 0.45 * r) * math.cos(k * math.pi / 5)) for k in range(10)]
+
+
+def stickers(im: Image.Image, n: int, size: float, rng: np.random.Generator) -> Image.Image:
+    """Stickers and emoji (EMOJI): ``n`` opaque shapes, each ``size`` × the shorter side across.
+
+    Each sticker draws, in this order, a shape (smiley, star or heart, uniformly), its
+    left and top (whole pixels, uniformly where it fits on the canvas) and a colour
+    (one of :data:`STICKER_COLOURS`; a smiley is always yellow). Drawn with PIL, no
+    emoji font needed. They cover at most n·size² of the shorter side squared; later
+    stickers cover earlier ones.
+    """
+    image = to_rgb(im).copy()
+    width, height = image.size
+    d = max(4, round(size * min(width, height)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(n):
+        shape = STICKER_SHAPES[rng.integers(len(STICKER_SHAPES))]
+        left, top = int(rng.integers(0, max(1, width - d + 1))), int(rng.integers(0, max(1, height - d + 1)))
+        colour = STICKER_COLOURS[rng.integers(len(STICKER_COLOURS))]
+        box = (left, top, left + d - 1, top + d - 1)
+        cx, cy, r = left + (d - 1) / 2, top + (d - 1) / 2, (d - 1) / 2
+        if shape == "smiley":
+            dark = (60, 40, 0)
+            draw.ellipse(box, fill=STICKER_COLOURS[0], outline=dark, width=max(1, d // 24))
+            for ex in (cx - 0.35 * r, cx + 0.35 * r):
+                draw.ellipse((ex - 0.1 * r, cy - 0.4 * r, ex + 0.1 * r, cy - 0.1 * r), fill=dark)
+            draw.arc((cx - 0.55 * r, cy - 0.45 * r, cx + 0.55 * r, cy + 0.6 * r), 20, 160, fill=dark,
+                     width=max(1, d // 16))
+        elif shape == "star":
+            draw.polygon(_star(cx, cy, r), fill=colour)
+        else:  # heart: two circles and a triangle
+            half = r / 2
+            draw.ellipse((left, top, cx, top + r), fill=colour)
+            draw.ellipse((cx, top, left + d - 1, top + r), fill=colour)
+            draw.polygon([(left, top + half), (left + d - 1, top + half), (cx, top + d - 1)], fill=colour)
+    return image
+
+
+SCREENSHOT_STYLES = ("PHONE", "DESKTOP")
+
+
+def _fit(im: Image.Image, box: tuple[int, int]) -> Image.Image:
+    """``im`` scaled (bicubic, aspect kept) to fit in ``box``."""
+    scale = min(box[0] / im.width, box[1] / im.height)
+    return im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.BICUBIC)
+
+
+def _text_lines(draw: ImageDraw.ImageDraw, left: int, top: int, width: int, line: int, count: int) -> None:
+    """``count`` grey bars standing for lines of text, the last one shorter."""
+    for k in range(count):
+        length = width if k < count - 1 else 0.6 * width
+        draw.rectangle((left, top + k * 2 * line, left + length, top + k * 2 * line + line - 1), fill=(200, 200, 200))
+
+
+def screenshot(im: Image.Image, style: str = "PHONE") -> Image.Image:
+    """Screenshot framing (SCREENSHOT): the picture, scaled, inside an app or browser window.
+
+    ``PHONE`` (default): a 9:19.5 screen as wide as the picture: dark status bar with a
+    clock, a post header (avatar, name), the picture at 92 % of the width (smaller if
+    it is tall), then action icons, lines of text and a navigation bar. ``DESKTOP``: a
+    16:10 browser window 1/0.6 of the picture's width: title bar with three buttons,
+    address bar, the picture at most 60 % of the width and 70 % of the height, centred,
+    with text lines beside it. Deterministic; the frame's layout scales with the picture.
+    """
+    kind = style.upper()
+    if kind not in SCREENSHOT_STYLES:
+        raise ValueError(f"screenshot style must be PHONE or DESKTOP, not {style!r}")
+    image = to_rgb(im)
+    if kind == "PHONE":
+        sw = max(16, image.width)
+        sh = round(sw * 19.5 / 9)
+        unit = sw / 100
+        canvas = Image.new("RGB", (sw, sh), (255, 255, 255))
+        draw = ImageDraw.Draw(canvas)
+        status, header = round(6 * unit), round(14 * unit)
+        draw.rectangle((0, 0, sw - 1, status - 1), fill=(17, 17, 17))
+        draw.text((3 * unit, status / 2), "12:30", fill=(240, 240, 240), font=_font(round(3.5 * unit)), anchor="lm")
+        draw.rectangle((sw - 10 * unit, 1.8 * unit, sw - 4 * unit, status - 1.8 * unit), fill=(240, 240, 240))
+        draw.ellipse((3 * unit, status + 3 * unit, 11 * unit, status + 11 * unit), fill=(180, 120, 200))
+        _text_lines(draw, round(14 * unit), round(status + 4 * unit), round(30 * unit), max(1, round(2 * unit)), 2)
+        nav = round(12 * unit)
+        below = round(30 * unit)  # icons and text under the picture
+        picture = _fit(image, (round(92 * unit), sh - status - header - below - nav))
+        top = status + header
+        canvas.paste(picture, ((sw - picture.width) // 2, top))
+        y = top + picture.height + 3 * unit
+        for k in range(3):
+            x = 4 * unit + k * 10 * unit
+            draw.ellipse((x, y, x + 6 * unit, y + 6 * unit), outline=(40, 40, 40), width=max(1, round(unit / 2)))
+        _text_lines(draw, round(4 * unit), round(y + 10 * unit), round(88 * unit), max(1, round(2 * unit)), 3)
+        draw.rectangle((0, sh - nav, sw - 1, sh - 1), fill=(245, 245, 245))
+        for k in range(4):
+            x = (k + 0.5) * sw / 4
+            draw.rectangle((x - 3 * unit, sh - nav / 2 - 3 * unit, x + 3 * unit, sh - nav / 2 + 3 * unit),
+                           fill=(90, 90, 90))
+        return canvas
+    cw = max(16, round(image.width / 0.6))
+    ch = round(cw * 10 / 16)
+    unit = cw / 100
+    canvas = Image.new("RGB", (cw, ch), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    title, address = round(4 * unit), round(4 * unit)
+    draw.rectangle((0, 0, cw - 1, title - 1), fill=(222, 222, 222))
+    for k, colour in enumerate(((255, 95, 86), (255, 189, 46), (39, 201, 63))):
+        x = (1.5 + 2.2 * k) * unit
+        draw.ellipse((x, title / 2 - 0.7 * unit, x + 1.4 * unit, title / 2 + 0.7 * unit), fill=colour)
+    draw.rectangle((0, title, cw - 1, title + address - 1), fill=(245, 245, 245))
+    draw.rectangle((10 * unit, title + 0.8 * unit, 80 * unit, title + address - 0.8 * unit), fill=(255, 255, 255),
+                   outline=(200, 200, 200))
+    picture = _fit(image, (round(60 * unit), round(0.7 * ch)))
+    top = title + address + round(3 * unit)
+    canvas.paste(picture, ((cw - picture.width) // 2, top))
+    side = (cw - picture.width) // 2
+    if side > 6 * unit:
+        _text_lines(draw, round(2 * unit), top, round(side - 4 * unit), max(1, round(unit)), 6)
+    _text_lines(draw, round(20 * unit), round(top + picture.height + 2 * unit), round(60 * unit),
+                max(1, round(unit)), 2)
     return canvas

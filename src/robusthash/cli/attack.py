@@ -21,7 +21,8 @@ def attack(
     source: Path = typer.Argument(..., metavar="IN", help="Image to attack (any format the loader reads)."),
     target: Path = typer.Argument(..., metavar="OUT", help="Where to write the result; format from the extension."),
     seed: int = typer.Option(
-        0, "--seed", min=0, help="Seed of the random steps (GN, SN, SPN, SA): same seed, same pixels."
+        0, "--seed", min=0,
+        help="Seed of the random steps (GN, SN, SPN, SA, PERSP, TEXT, EMOJI): same seed, same pixels.",
     ),
 ):
     """Apply an attack spec to one image and save the result.
@@ -39,6 +40,10 @@ def attack(
     robusthash attack 'CROP(0.8,0,0)+PAD(0.1,white)' photo.jpg framed.png
 
     robusthash attack SA photo.jpg strong.png --seed 7
+
+    robusthash attack 'GREY+BA(0.5)+JC(60)' photo.jpg dark.png
+
+    robusthash attack 'TEXT(0.1,BOTH)+EMOJI(3,0.15)' photo.jpg meme.png --seed 2
 
     Codes, parameters and CMAA's grids: 'robusthash attacks' and docs/attacks.md.
     """
@@ -195,14 +200,38 @@ def attack_adv(
     _emit(fmt, record, text)
 
 
-def attacks_command(fmt: Format = typer.Option(Format.text, "--format", help="text table or one JSON object per line")):
-    """List the attack codes, their parameters, CMAA's Table 1 grids and the named suites."""
+def attacks_command(
+    fmt: Format = typer.Option(Format.text, "--format", help="text table or one JSON object per line"),
+    suite_name: Optional[str] = typer.Option(
+        None, "--suite", metavar="NAME",
+        help="list one suite's cases (family and spec) instead of the codes, e.g. --suite unseen",
+    ),
+):
+    """List the attack codes, their parameters, CMAA's Table 1 grids and the named suites.
+
+    With --suite NAME, the cases of that suite instead (table1, table2, strong, crop, pad, all, unseen).
+    The unseen suite is never used in training, tuning or model selection (docs/attacks.md).
+    """
     from rich.table import Table
     from rich.text import Text
 
     from ..attacks import CODES, SUITES
     from ..attacks.suites import TABLE1_GRID
 
+    if suite_name is not None:
+        cases = SUITES.get(suite_name.lower())
+        if cases is None:
+            raise typer.BadParameter(f"{suite_name!r}: suites are {', '.join(SUITES)}", param_hint="--suite")
+        if fmt is Format.jsonl:
+            for case in cases:
+                out.file.write(json.dumps({"family": case.family, "spec": case.spec}) + "\n")
+            return
+        listing = Table("family", "spec")
+        for case in cases:
+            listing.add_row(Text(case.family), Text(case.spec))
+        out.print(listing)
+        out.print(f"{suite_name.lower()}: {len(cases)} cases", markup=False)
+        return
     if fmt is Format.jsonl:
         for code in CODES.values():
             params = [{"name": p.name, "rule": p.rule, **({} if p.required else {"default": p.default})}
@@ -218,5 +247,9 @@ def attacks_command(fmt: Format = typer.Option(Format.text, "--format", help="te
         grid = _grid_text(TABLE1_GRID[code.code]) if code.code in TABLE1_GRID else ""
         table.add_row(*(Text(cell) for cell in (code.signature(), code.title, params, grid)))  # no markup: [cx]
     out.print(table)
-    out.print("Join steps with +, applied left to right: RT(30)+JC(70). Random steps: GN, SN, SPN, SA (use --seed).")
+    random = ", ".join(code.code for code in CODES.values() if code.random)
+    out.print(f"Join steps with +, applied left to right: RT(30)+JC(70). Random steps: {random} (use --seed).",
+              markup=False)
     out.print("Suites: " + ", ".join(f"{name} ({len(cases)})" for name, cases in SUITES.items()), markup=False)
+    out.print("'all' is the five suites before it; 'unseen' is never used in training, tuning or model selection "
+              "(robusthash attacks --suite unseen lists it).", markup=False)

@@ -66,7 +66,8 @@ def bench(
     method_names: str = typer.Option(CLASSICAL, "--methods", help="comma-separated methods (see `robusthash methods`)"),
     attack_spec: str = typer.Option(
         "table1,table2", "--attacks",
-        help="comma-separated suites (table1, table2, strong, crop, pad, all) and/or specs such as 'RT(30)+JC(70)'",
+        help="comma-separated suites (table1, table2, strong, crop, pad, all; unseen, never in all) and/or specs "
+             "such as 'RT(30)+JC(70)'",
     ),
     out_dir: Path = typer.Option(..., "--out", help="folder for report.md, results.json and det*.png"),
     sample: Optional[int] = typer.Option(None, "--sample", min=2, help="use N images spread evenly through the list"),

@@ -18,9 +18,13 @@ train_app = typer.Typer(help="Train learned hashers (needs the `train` extra: pi
 
 @train_app.command("cmaa")
 def train_cmaa(
-    data: Path = typer.Option(..., "--data", help="the training list, e.g. corpus/train.txt (test.txt is refused)"),
-    objects: Optional[Path] = typer.Option(None, "--objects", help="folder of RGBA cut-outs to composite, e.g. corpus/objects"),
+    data: list[Path] = typer.Option(..., "--data", help="a training list, e.g. corpus/train.txt (test.txt is "
+                                    "refused); repeat it to train on several (corpus/extra_train.txt)"),
+    objects: Optional[Path] = typer.Option(None, "--objects", help="folder of RGBA cut-outs to composite, e.g. "
+                                           "corpus/objects; only the train share is used"),
     run_dir: Path = typer.Option(..., "--out", help="run folder: checkpoint.safetensors, checkpoint.json, log.jsonl"),
+    init: Optional[Path] = typer.Option(None, "--init", help="weights to fine-tune (a weights file of 'robusthash "
+                                        "export --weights', e.g. the shipped cmaa's); default: from scratch"),
     model: str = typer.Option("small", "--model", help="small (CPU, hours), paper (ViT-S/16, GPU) or tiny (smoke test)"),
     ablation: str = typer.Option("full", "--ablation", help="full, or CMAA Table 8's a (L_C+L_Q), b (+L_D), c (+L_R), d (no L_Q)"),
     steps: int = typer.Option(20_000, "--steps", min=1),
@@ -29,20 +33,28 @@ def train_cmaa(
     seed: int = typer.Option(0, "--seed"),
     loader_workers: int = typer.Option(1, "--loader-workers", min=0, help="processes making views"),
     checkpoint_every: int = typer.Option(250, "--checkpoint-every", min=1),
+    augment: str = typer.Option("table1", "--augment",
+                                help="training views: table1 (one CMAA Table 1 attack per view, the shipped "
+                                     "model's) or wide (v2: chains of colour, geometry, filter, overlay and "
+                                     "cutmix operations over continuous ranges; docs/models/cmaa.md)"),
 ):
     """Train CMAA (docs/models/cmaa.md); resumes from --out if it holds a checkpoint."""
     needs_extra("train", "torch", "safetensors", what="robusthash train cmaa")
-    from ..models.train import TrainConfig, read_training_list
+    from ..models.train import TrainConfig
     from ..models.train import train as run_training
-    config = TrainConfig(model=model, ablation=ablation, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                         loader_workers=loader_workers, checkpoint_every=checkpoint_every)
+    from ..models.views import ViewConfig
+    if init is not None and not init.is_file():
+        raise typer.BadParameter(f"{init}: no such weights file", param_hint="--init")
     try:
+        config = TrainConfig(model=model, ablation=ablation, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                             loader_workers=loader_workers, checkpoint_every=checkpoint_every,
+                             views=ViewConfig(augment=augment), init=str(init) if init else None)
         config.model_config()
-        photos = read_training_list(data)
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    cutouts = sorted(objects.glob("*.png")) if objects else []
-    err.print(f"{len(photos)} photos, {len(cutouts)} cut-outs, model {model}, ablation {ablation}, {steps} steps")
+    photos, cutouts = _training_split(data, objects)
+    err.print(f"{len(photos)} photos, {len(cutouts)} train cut-outs, model {model}, ablation {ablation}, "
+              f"{augment} views, {steps} steps" + (f", from {init}" if init else ""))
     weights = _with_training_progress(steps, "total",
                                       lambda report: run_training(photos, cutouts, run_dir, config, progress=report))
     out.print(f"wrote {weights}", markup=False)
@@ -66,14 +78,14 @@ def _with_training_progress(steps: int, loss: str, run):
             raise typer.Exit(1) from None
 
 
-def _training_split(data: Path, objects: Optional[Path]) -> tuple[list[Path], list[Path]]:
-    """The photos of a training list (the test split is refused) and the train share of
-    the cut-outs in ``objects`` (``synth.corpus.split_objects``)."""
+def _training_split(data: Path | list[Path], objects: Optional[Path]) -> tuple[list[Path], list[Path]]:
+    """The photos of one or more training lists (the test split is refused) and the train
+    share of the cut-outs in ``objects`` (``synth.corpus.split_objects``)."""
     from ..models.train import read_training_list
     from ..synth.corpus import split_objects
 
     try:
-        photos = read_training_list(data)
+        photos = [p for listed in ([data] if isinstance(data, Path) else data) for p in read_training_list(listed)]
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--data") from None
     cutouts = split_objects(objects, "train") if objects else []

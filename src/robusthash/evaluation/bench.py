@@ -50,7 +50,8 @@ ORIGINAL = "original"  # the attack id of the unattacked image
 # The code that makes attacked copies: a change to it invalidates cached hashes of copies.
 ATTACK_MODULES = (attack_transforms, attack_spec, attack_suites)
 PAPER_ORDER = ("table1", "table2", "strong", "crop", "pad")  # what "all" stands for
-SUITE_NAMES = (*PAPER_ORDER, "all")
+# "unseen" (attacks.UNSEEN) is never part of "all": it runs only when named.
+SUITE_NAMES = (*PAPER_ORDER, "all", "unseen")
 POOLED = "pooled"  # the DET curve over every attack of the run
 
 
@@ -62,7 +63,7 @@ def default_cache_path() -> Path:
 @dataclass(frozen=True)
 class BenchConfig:
     """What to run. ``attacks`` is what ``robusthash bench --attacks`` takes: suite names
-    (table1, table2, strong, crop, pad, all) and/or attack specs, comma-separated."""
+    (table1, table2, strong, crop, pad, all, unseen) and/or attack specs, comma-separated."""
 
     images: tuple[Path, ...]
     methods: tuple[str, ...]

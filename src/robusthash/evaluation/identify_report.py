@@ -13,8 +13,8 @@ and registered too (references that look like copies of other references).
 **Queries**, each a PIL image given to ``Identifier(ref).identify``:
 
 - *registered*: every original under the attack suites: Table 1, Table 2, the strong
-  attack, crops, padding (``attacks.suites``), and :data:`UNSEEN`, combinations found in
-  none of those grids and used to tune nothing. A suite with a stride ``k`` gives
+  attack, crops, padding and the unseen suite (``attacks.suites``; the unseen suite is
+  used to tune nothing). A suite with a stride ``k`` gives
   original ``i`` the cases ``j`` with ``j ≡ i (mod k)``: every case is asked, by a k-th of
   the originals;
 - *montages*: two registered originals side by side, or one pasted into the other
@@ -59,9 +59,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ..attacks import CROPS, PADDING, STRONG, TABLE1, TABLE2, AttackCase, parse
+from ..attacks import CROPS, PADDING, STRONG, TABLE1, TABLE2, UNSEEN, AttackCase, parse
 from ..attacks import suite as named_cases
-from ..attacks.spec import split_outside_parentheses
 from ..db import ReferenceDB
 from ..db.index import one_query_at_a_time
 from ..files import evenly_spaced
@@ -70,31 +69,11 @@ from ..io import load_pil
 from ..synth.corpus import Corpus
 from ..synth.montage import random_montage
 
-LETTERBOX = "LETTERBOX(16:9)"  # black bars to 16:9 (9:16 for a portrait picture): not an attack code
-
-# Attacks in none of the suites' grids, and used by no benchmark that set a threshold
-# (benchmarks/verification_probe.py, border_variants.py): combinations and parameters
-# the grids do not have. Never tune anything on them.
-UNSEEN: tuple[AttackCase, ...] = tuple(AttackCase("unseen", spec) for spec in (
-    "RS(0.4)+JC(35)",
-    "RT(15)+CROP(0.8)",
-    "ST(0.2)+BA(0.8)+JC(60)",
-    "FL(H)+PAD(0.05,grey)",
-    "SHR(Y,0.15)+GN(0.03)",
-    LETTERBOX,
-    LETTERBOX + "+JC(75)",
-    "CROP(0.6,0.2,0.8)+RS(0.6)",
-    "TR(X,0.15)+ST(1.5)+JC(80)",
-    "RT(-35)+FL(V)+CA(1.4)",
-    "CROP(0.85)+RT(5)+GF(5)",
-    "BA(0.6)+GN(0.015)+JC(50)",
-))
-
 SUITE_CASES: dict[str, tuple[AttackCase, ...]] = {
     "table1": TABLE1, "table2": TABLE2, "strong": STRONG, "crop": CROPS, "pad": PADDING, "unseen": UNSEEN}
 SUITE_TITLES = {"table1": "Table 1", "table2": "Table 2", "strong": "strong attack", "crop": "crops",
                 "pad": "padding", "unseen": "unseen", "custom": "attacks given (--attacks)"}
-DEFAULT_STRIDES = (("table1", 8), ("table2", 4), ("strong", 2), ("crop", 2), ("pad", 2), ("unseen", 3))
+DEFAULT_STRIDES = (("table1", 8), ("table2", 4), ("strong", 2), ("crop", 2), ("pad", 2), ("unseen", 5))
 SYNTHETIC = ("noise", "smooth noise", "flat", "gradient")
 # White-box PGD (ℓ∞ 8/255, 50 steps, through JPEG 90) on a random Table 1 / 2 copy, away
 # from its original's features: on one learned hash, and on every differentiable signal
@@ -141,32 +120,9 @@ class Query:
 # --- queries ----------------------------------------------------------------------
 
 
-def letterboxed(im: Image.Image) -> Image.Image:
-    """Black bars around ``im`` to 16:9 (a portrait picture: 9:16), as a video frame or a
-    phone screenshot shows it; a picture already that wide gets bars above and below."""
-    w, h = im.size
-    width, height = (max(w, round(h * 16 / 9)), h) if w >= h else (w, max(h, round(w * 16 / 9)))
-    if (width, height) == (w, h):
-        width, height = (w, round(w * 9 / 16) + h) if w >= h else (w + round(h * 9 / 16), h)
-    canvas = Image.new("RGB", (width, height), (0, 0, 0))
-    canvas.paste(im.convert("RGB"), ((width - w) // 2, (height - h) // 2))
-    return canvas
-
-
 def apply_attack(spec: str, im: Image.Image, seed: int) -> Image.Image:
-    """``spec`` applied to ``im``: the attack language, plus the :data:`LETTERBOX` step."""
-    if LETTERBOX not in spec:
-        return parse(spec)(im, seed=seed)
-    pending: list[str] = []
-    for step in split_outside_parentheses(spec, "+"):
-        if step.strip() == LETTERBOX:
-            if pending:
-                im = parse("+".join(pending))(im, seed=seed)
-                pending = []
-            im = letterboxed(im)
-        else:
-            pending.append(step)
-    return parse("+".join(pending))(im, seed=seed) if pending else im
+    """``spec`` (the attack language) applied to ``im``."""
+    return parse(spec)(im, seed=seed)
 
 
 def cases_for(suite: str, stride: int, index: int) -> tuple[AttackCase, ...]:
@@ -656,8 +612,8 @@ def write_markdown(result: dict, out: Path, command: str) -> None:
             lines.append(f"| {family} | {rows[ENGINE]['n']} | " + " | ".join(_cell(rows[s]) for s in systems) + " |")
         lines.append("")
     if result["unseen_by_case"]:
-        lines += ["## Unseen attacks, case by case", "", "Attacks in none of the suites' grids; nothing was tuned on "
-                  f"them. `{LETTERBOX}`: black bars to 16:9 (9:16 for a portrait picture).", "",
+        lines += ["## Unseen attacks, case by case", "", "The unseen suite (`attacks.UNSEEN`, docs/attacks.md): attacks in none of the "
+                  "grids, never used in training, tuning or model selection.", "",
                   header.replace("family", "attack"), rule]
         for spec, rows in result["unseen_by_case"].items():
             lines.append(f"| `{spec}` | {rows[ENGINE]['n']} | " + " | ".join(_cell(rows[s]) for s in systems) + " |")

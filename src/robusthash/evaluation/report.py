@@ -16,6 +16,8 @@ from .bench import POOLED, BenchResult, MethodResult
 
 # The families of CMAA's Tables 1 and 2: their mean is the paper's "Avg." row.
 PAPER_GROUPS = ("table1", "table2")
+# Groups with an average row of their own (the mean over the group's families).
+GROUP_AVERAGES = {"unseen": "Unseen avg."}
 DET_TICKS = (0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
 
 
@@ -77,7 +79,8 @@ def markdown_report(result: BenchResult, command: str = "", plots: dict[str, str
             lines += _table(["Attack", *header[1:]], _family_rows(methods, key, paper_families, best, "Avg."))
         for group in other_groups:
             lines += ["", f"*{_GROUP_TITLES.get(group, group)}*", ""]
-            lines += _table(["Attack", *header[1:]], _family_rows(methods, key, result.groups[group], best, None))
+            lines += _table(["Attack", *header[1:]],
+                            _family_rows(methods, key, result.groups[group], best, GROUP_AVERAGES.get(group)))
 
     lines += ["", "## Detection error trade-off", ""]
     lines += ["False negative rate against false positive rate over all thresholds, all attacked copies "
@@ -103,6 +106,7 @@ _GROUP_TITLES = {
     "strong": "strong attack: five rounds of a random Table 1 attack with probability ½",
     "crop": "crops",
     "pad": "padding and borders",
+    "unseen": "unseen suite (never used in training or model selection; docs/attacks.md)",
     "custom": "attacks given as specs",
 }
 

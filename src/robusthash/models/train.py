@@ -95,14 +95,23 @@ class TrainingSamples(torch.utils.data.Dataset):
         if self._cutouts is None:  # loaded lazily, once per loader process
             self._cutouts = [Image.open(p).convert("RGBA") for p in self.cutout_paths]
         rng = np.random.default_rng([self.config.seed, k])
-        path = self.photo_for(k)
+        views = self.config.views
+        original = training_original(self.load(self.photo_for(k)), rng, views, self._cutouts)
+        made = three_views(original, rng, views, self._cutouts, self.another_original)
+        return tuple(torch.from_numpy(preprocess(v, self.image_size)) for v in made)
+
+    def load(self, path: Path) -> Image.Image:
         try:
-            photo = load_pil(path, draft_size=self.config.views.work_size * 2)
+            return load_pil(path, draft_size=self.config.views.work_size * 2)
         except ImageError:
             # A broken photo must not end a run of hours: it becomes one flat grey sample.
-            photo = Image.new("RGB", (64, 64), (128, 128, 128))
-        original = training_original(photo, rng, self.config.views, self._cutouts)
-        return tuple(torch.from_numpy(preprocess(v, self.image_size)) for v in three_views(original, rng))
+            return Image.new("RGB", (64, 64), (128, 128, 128))
+
+    def another_original(self, rng: np.random.Generator) -> Image.Image:
+        """A training original of a photo picked by ``rng``, for the wide views' cutmix and
+        mixup (loaded only when a view draws one; ``rng`` is the sample's, so a seed fixes it)."""
+        photo = self.load(self.photos[int(rng.integers(len(self.photos)))])
+        return training_original(photo, rng, self.config.views)
 
 
 class SequentialFrom(torch.utils.data.Sampler):
@@ -199,7 +208,8 @@ def load_checkpoint(out: Path, model: CMAA, optimizer: torch.optim.Optimizer, co
     if not weights.exists() or not meta_path.exists():
         return 0
     meta = json.loads(meta_path.read_text())
-    if meta["train"] != _jsonable(replace(config, loader_workers=meta["train"]["loader_workers"])):
+    stored = _with_defaults(meta["train"], _jsonable(TrainConfig()))
+    if stored != _jsonable(replace(config, loader_workers=stored["loader_workers"])):
         raise ValueError(f"{out} holds a checkpoint of another configuration; use another folder")
     tensors = load_file(weights)
     device = next(model.parameters()).device
@@ -214,3 +224,15 @@ def load_checkpoint(out: Path, model: CMAA, optimizer: torch.optim.Optimizer, co
 
 def _jsonable(config: TrainConfig) -> dict:
     return json.loads(json.dumps(asdict(config)))
+
+
+def _with_defaults(stored: dict, defaults: dict) -> dict:
+    """``stored`` (a checkpoint's config) with the fields it predates set to their
+    defaults: a run saved before ``views.augment`` existed resumes as a table1 run."""
+    filled = dict(stored)
+    for key, value in defaults.items():
+        if key not in filled:
+            filled[key] = value
+        elif isinstance(value, dict) and isinstance(filled[key], dict):
+            filled[key] = _with_defaults(filled[key], value)
+    return filled
