@@ -242,3 +242,23 @@ def test_cli_db_workflow(tmp_path, originals, photos):
     after = _cli("db", "query", str(copy), "--db", url, "--format", "jsonl")
     assert after.returncode == 1
     assert all(r["verdict"] == "no match" for r in map(json.loads, after.stdout.splitlines()))
+
+
+def test_a_query_decides_only_the_nearest_matches_it_is_asked_for(tmp_path, photos):
+    # Twelve near-copies of one photo: forbild matches every one. The engine asks for
+    # the nearest few only; their order is the index's, nearest first.
+    ref = ReferenceDB(tmp_path / "ref.sqlite", methods=["forbild"])
+    base = photos["astronaut"].resize((128, 128))
+    paths = []
+    for i in range(12):
+        path = tmp_path / f"near-{i:02d}.png"
+        attacks.parse(f"BA({1 + 0.01 * (i + 1):g})")(base, seed=0).save(path)
+        paths.append(path)
+    assert len(ref.add(paths).added) == 12
+    value = ref.examine(base, ["forbild"]).hashes["forbild"]
+    every = ref.query_hash(value, k=1)
+    assert sum(m.matched for m in every.matches) == 12
+    nearest = ref.query_hash(value, k=1, most=4)
+    assert len(nearest.matches) == 4 and all(m.matched for m in nearest.matches)
+    assert [m.distance for m in nearest.matches] == sorted(m.distance for m in every.matches)[:4]
+    ref.close()

@@ -52,6 +52,17 @@ def test_the_dihedral_hashes_are_the_hashes_of_the_turned_files():
     assert [v - pdq.hash(p) for v, p in zip(variants, turned)] == pytest.approx([0] * 8, abs=10)
 
 
+def test_a_pdq_query_is_hashed_once_for_its_hash_and_its_variants(photos):
+    from robusthash.attacks import parse
+
+    pdq = get_hasher("pdq")
+    for im in (photos["astronaut"], parse("PAD(0.2)")(photos["coffee"], seed=0)):
+        value, variants = pdq.query_hashes(im)
+        assert value == pdq.hash_pil(im) and dict(value.extra) == dict(pdq.hash_pil(im).extra)
+        assert variants == pdq.query_variants(im) == pdq.hash_pil_dihedral(im)[1:] + pdq.border_trimmed(im)
+    assert len(variants) == 8  # 7 turns and flips, and the borders trimmed
+
+
 def test_pdq_on_a_huge_image_stays_close_to_the_unreduced_hash(photos):
     """Above 16 MP pdq box-reduces first (memory: pdqhash holds ~30 bytes a pixel)."""
     import numpy as np

@@ -84,8 +84,12 @@ def examine(image: ImageSource, hashers: Sequence[BaseHasher], limits: LoadLimit
     data = decoded.source if isinstance(decoded.source, bytes) else None
     size = header_size(data) if data is not None else None
     info = information(decoded.decoded(INFORMATION_DECODE), size=size, rule=rule)
-    hashes = {h.name: h.hash_pil(decoded.for_hasher(h)) for h in hashers}
-    extra = {h.name: found for h in hashers if variants and (found := h.query_variants(decoded.for_hasher(h)))}
+    if variants:
+        found = {h.name: h.query_hashes(decoded.for_hasher(h)) for h in hashers}
+        hashes = {name: value for name, (value, _) in found.items()}
+        extra = {name: more for name, (_, more) in found.items() if more}
+    else:
+        hashes, extra = {h.name: h.hash_pil(decoded.for_hasher(h)) for h in hashers}, {}
     digest = hashlib.sha256(data).hexdigest() if data is not None else None
     local = None
     if features is not None:

@@ -45,6 +45,9 @@ from .search import FollowedIndex, IndexHome
 from .store import ADDED, UPDATED, Calibration, HashRow, ImageRecord, NewImage, Store
 
 DEFAULT_METHODS = ("forbild",)
+# A method's matches decided per query hash, its nearest first: a loose method matches
+# about 1% of distinct references, and each decision costs a store read.
+MOST_DECIDED = 1000
 # Distributed registering: files per task (each task's bytes travel to a worker), and the
 # tasks submitted ahead of the results, which bounds what this process holds in memory.
 TASK_SIZE = 16
@@ -304,17 +307,17 @@ class ReferenceDB:
         return examine_region(examined, [self._hasher(m) for m in names], box, features)
 
     def query_examined(self, examined: Examined, methods: Sequence[str] | None = None, k: int = 5,
-                       source: str = "<image>") -> list[QueryResult]:
-        """Search each method's hash of an examined image; an image with too little
-        information (unless the admission rule allows it) matches nothing."""
+                       source: str = "<image>", most: int = MOST_DECIDED) -> list[QueryResult]:
+        """Search each method's hash of an examined image (:meth:`query_hash`); an image
+        with too little information (unless the admission rule allows it) matches nothing."""
         refused = self.refusal(examined)
         results = []
         for name, value in examined.hashes.items():
             if methods is not None and name not in methods:
                 continue
-            result = self.query_hash(value, k=k, source=source, refused=refused)
+            result = self.query_hash(value, k=k, source=source, refused=refused, most=most)
             for variant in examined.variants.get(name, []):
-                result = _best_of(result, self.query_hash(variant, k=k, source=source, refused=refused),
+                result = _best_of(result, self.query_hash(variant, k=k, source=source, refused=refused, most=most),
                                   variant.extra.get("variant", "a variant"), k)
             results.append(result)
         return results
@@ -327,11 +330,11 @@ class ReferenceDB:
         return None
 
     def query_hash(self, value: Hash | MultiHash, k: int = 5, source: str = "<hash>",
-                   refused: str | None = None) -> QueryResult:
-        """Registered images nearest to a hash: every one the method matches (up to
-        1000) and at least the ``k`` nearest, each with the method's decision. A hash
-        below its method's quality floor, or a query ``refused`` for another reason,
-        lists its nearest images, none of them as a match."""
+                   refused: str | None = None, most: int = MOST_DECIDED) -> QueryResult:
+        """Registered images nearest to a hash: every one the method matches (its
+        ``most`` nearest of them) and at least the ``k`` nearest, each with the method's
+        decision. A hash below its method's quality floor, or a query ``refused`` for
+        another reason, lists its nearest images, none of them as a match."""
         hasher = self._hasher(value.method)
         refused = refused or hasher.weakness(value, self.admission.min_quality)
         state = self._index(value.method, value.version)
@@ -340,7 +343,7 @@ class ReferenceDB:
         rows: dict[int, HashRow] = {}
         for segment in segments(value):
             query = np.frombuffer(segment.data, dtype=np.uint8)[None, :]
-            ids = list(state.index.range_search(query, radius)[0][0][:1000])
+            ids = list(state.index.range_search(query, radius)[0][0][:most])  # nearest first
             if len(ids) < k:
                 # The nearest non-matches too. Exact top-k far from every code is a full
                 # scan on any index, so it is only asked for when the matches are too few.

@@ -127,6 +127,11 @@ class BaseHasher(ABC):
         sign = "≤" if comparison.matched else ">"
         return comparison, f"NHD {comparison.distance:.4f} {sign} {threshold:.4f} ({source})"
 
+    def query_hashes(self, im: Image.Image) -> tuple[Hash | MultiHash, list[Hash | MultiHash]]:
+        """A query's hash and its :meth:`query_variants` together; a method whose
+        variants share work with its hash computes that work once."""
+        return self.hash_pil(im), self.query_variants(im)
+
     def query_variants(self, im: Image.Image) -> list[Hash | MultiHash]:
         """Other hashes of a query to search with besides :meth:`hash_pil`'s, each with
         ``extra["variant"]`` saying what it is (PDQ adds the other 7 rotations and flips,

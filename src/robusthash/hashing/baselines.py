@@ -17,6 +17,8 @@ the library's own for ordinary RGB files.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from typing import Any, Callable, ClassVar
 
 import imagehash
@@ -88,7 +90,13 @@ class PdqHasher(BaseHasher):
     def query_variants(self, im: Image.Image) -> list[Hash]:
         """A query is also searched turned and flipped (PDQ is not invariant to either),
         and with its uniform borders trimmed."""
-        return self.hash_pil_dihedral(im)[1:] + self.border_trimmed(im)
+        return self.query_hashes(im)[1]
+
+    def query_hashes(self, im: Image.Image) -> tuple[Hash, list[Hash]]:
+        """The hash and the variants from one DCT: the dihedral hashes' first is the hash."""
+        dihedral = self.hash_pil_dihedral(im)
+        first = dihedral[0]
+        return replace(first, extra={"quality": first.extra["quality"]}), dihedral[1:] + self.border_trimmed(im)
 
 
 class ImagehashHasher(BaseHasher):

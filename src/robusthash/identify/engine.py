@@ -40,7 +40,7 @@ import numpy as np
 from ..compare.features import (CHECK_VERSION, DEFAULT_FEATURES, KIND, VERSION, FeatureConfig, LocalFeatures,
                                 Verification, verify)
 from ..db.ingest import Examined, ExaminedRegion
-from ..db.reference import QueryResult, ReferenceDB
+from ..db.reference import MOST_DECIDED, QueryResult, ReferenceDB
 from ..db.store import ImageRecord
 from ..hashing import Hash, MultiHash
 from ..io import ImageSource
@@ -59,6 +59,11 @@ class IdentifyConfig:
     # costs a verification. 20 lost no copy on 1,480 train queries among 2,748
     # references (10 lost 2 of them, crops).
     most_per_method: int = 20
+    # Whether the database decides every match of each method (up to 1,000 a hash: what a
+    # report counting a single method's false matches needs), or only the
+    # ``most_per_method`` nearest the engine can use: then the cost beyond the index
+    # search does not grow with the collection.
+    every_match: bool = False
     # Nearest references each method offers for each half of the query (a montage's
     # parts); 0: halves are not searched.
     per_part: int = 3
@@ -175,7 +180,9 @@ class Identifier:
 
     def identify_examined(self, examined: Examined, source: str = "<image>", methods: Sequence[str] | None = None,
                           k: int = 5) -> Verdict:
-        results = self.ref.query_examined(examined, methods, k=max(k, self.config.per_method), source=source)
+        most = MOST_DECIDED if self.config.every_match else max(k, self.config.most_per_method)
+        results = self.ref.query_examined(examined, methods, k=max(k, self.config.per_method), source=source,
+                                          most=most)
         refused = self.ref.refusal(examined)
         offered: dict[int, dict[str, tuple[float, bool]]] = {}
         records: dict[int, ImageRecord] = {}
