@@ -126,7 +126,7 @@ def main() -> None:
             for i, (path, kind) in enumerate(asked):
                 query = parse(ATTACKS[i % len(ATTACKS)])(load_pil(path), seed=i)
                 start = time.perf_counter()
-                examined = ref.examine(query, features=config.features, parts=config.per_part > 0)
+                examined = ref.examine(query, features=config.features)
                 examined_at = time.perf_counter()
                 verdict = engine.identify_examined(examined)
                 done = time.perf_counter()

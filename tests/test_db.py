@@ -262,3 +262,77 @@ def test_a_query_decides_only_the_nearest_matches_it_is_asked_for(tmp_path, phot
     assert len(nearest.matches) == 4 and all(m.matched for m in nearest.matches)
     assert [m.distance for m in nearest.matches] == sorted(m.distance for m in every.matches)[:4]
     ref.close()
+
+
+def test_metadata_that_cannot_be_stored_is_refused_before_anything_is(tmp_path, originals):
+    from robusthash.db.metadata import MetadataError, check_metadata
+
+    ref = ReferenceDB(tmp_path / "ref.sqlite", methods=["forbild"])
+    deep: dict = {}
+    inner = deep
+    for _ in range(40):
+        inner["a"] = {}
+        inner = inner["a"]
+    for bad, why in ((deep, "nested more than 16 levels"), ({"a": "\ud800"}, "lone surrogate"),
+                     ({"a": "x\x00"}, "NUL"), ({"a": float("nan")}, "not a JSON number"),
+                     ({"k" * 300: 1}, "longer than 256"), ([1], "must be a JSON object")):
+        with pytest.raises(MetadataError, match=why):
+            ref.add(originals[:1], metadata=bad)
+    assert ref.stats()["images"] == 0
+    assert check_metadata({"owner": "agency", "tags": ["a", {"b": 1.5}], "n": None}) == \
+        {"owner": "agency", "tags": ["a", {"b": 1.5}], "n": None}
+    ref.close()
+    url = str(tmp_path / "cli.sqlite")
+    for meta, why in (('{"a": "\\ud800"}', "lone surrogate"), ('{"a": ' + "[" * 255 + "]" * 255 + "}", "nested"),
+                      ("[1]", "must be a JSON object"), ("{", "not valid JSON")):
+        add = _cli("db", "add", str(originals[0]), "--db", url, "--meta", meta, env={**os.environ, "COLUMNS": "400"})
+        assert add.returncode == 2 and why in add.stderr and "Traceback" not in add.stderr, (meta, add.stderr)
+
+
+def test_read_commands_never_write_and_a_damaged_file_is_named(tmp_path, originals):
+    wide = {**os.environ, "COLUMNS": "400"}
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    stats = _cli("db", "stats", "--db", str(empty), env=wide)
+    assert stats.returncode == 2 and "an empty file, not a robusthash database" in stats.stderr
+    assert empty.stat().st_size == 0  # no schema written into it
+    for name, make in (("foreign", lambda p: __import__("sqlite3").connect(p).execute("CREATE TABLE t (x)")),):
+        path = tmp_path / f"{name}.sqlite"
+        make(str(path))
+        before = path.read_bytes()
+        answer = _cli("db", "query", str(originals[0]), "--db", str(path), env=wide)
+        assert answer.returncode == 2 and "without robusthash's tables" in answer.stderr
+        assert path.read_bytes() == before
+    url = tmp_path / "ref.sqlite"
+    ref = ReferenceDB(url, methods=["forbild"])
+    ref.add(originals)
+    ref.close()
+    assert _cli("db", "stats", "--db", str(url), env=wide).returncode == 0
+    data = bytearray(url.read_bytes())
+    page = 4096
+    rng = np.random.default_rng(0)
+    for p in range(2, len(data) // page, 3):  # random bytes over every third page after the first
+        data[p * page + 100: p * page + 600] = rng.integers(0, 256, 500, dtype=np.uint8).tobytes()
+    url.write_bytes(bytes(data))
+    damaged = _cli("db", "stats", "--db", str(url), env=wide)
+    assert damaged.returncode == 1 and f"{url} is damaged" in damaged.stderr and "Traceback" not in damaged.stderr
+
+
+def test_a_rerun_does_not_hash_what_is_registered_whole(tmp_path, originals, monkeypatch):
+    from robusthash.db import reference
+
+    ref = ReferenceDB(tmp_path / "ref.sqlite", methods=["forbild"])
+    first = ref.add(originals[:4])
+    assert len(first.added) == 4
+    hashed = []
+    real = reference.ingest
+    monkeypatch.setattr(reference, "ingest", lambda data, source, *a, **k: hashed.append(source) or real(data, source, *a, **k))
+    again = ref.add(originals[:6])
+    assert sorted(s for s, _ in again.existing) == sorted(map(str, originals[:4])) and len(again.added) == 2
+    assert sorted(hashed) == sorted(map(str, originals[4:6]))  # only the new files were hashed
+    ref.close()
+    # A method added since: the registered files lack its hashes, so they are hashed again.
+    hashed.clear()
+    more = ReferenceDB(tmp_path / "ref.sqlite", methods=["forbild", "phash"])
+    assert len(more.add(originals[:6]).updated) == 6 and len(hashed) == 6
+    more.close()

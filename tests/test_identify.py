@@ -129,9 +129,10 @@ def test_references_without_features_are_not_verified_until_added_again(tmp_path
 
 
 def test_a_montage_found_through_the_halves_or_a_second_look(registered, photos):
-    # One method and one nearest reference for the whole query: only the halves' nearest,
-    # or the nearest to the part that the first match's inliers leave unexplained, bring
-    # the montage's other picture.
+    # One method and one nearest reference for the whole query: the halves' nearest (the
+    # first match explains only part of the query), or the nearest to the part its
+    # inliers leave unexplained, bring the montage's other picture; where the whole
+    # query brings nothing (no candidate of its own here), the halves bring both.
     ref, sources = registered
     astronaut, coffee = photos["astronaut"], photos["coffee"].resize((480, 320))
     canvas = Image.new("RGB", (astronaut.width + coffee.width, astronaut.height), (255, 255, 255))
@@ -140,7 +141,11 @@ def test_a_montage_found_through_the_halves_or_a_second_look(registered, photos)
     config = IdentifyConfig(per_method=1, per_part=0, residual_rounds=0)
     whole = Identifier(ref, config).identify(canvas, methods=["pdq"], k=1)
     assert whole.verdict == MATCH and len(whole.candidates) == 1
-    for looks in (replace(config, per_part=1), replace(config, residual_rounds=2)):
+    # A copy the first reference explains whole: its halves are not searched.
+    copy = parse("JC(50)")(astronaut, seed=0)
+    assert len(Identifier(ref, replace(config, per_part=1)).identify(copy, methods=["pdq"], k=1).candidates) == 1
+    for looks in (replace(config, per_part=1), replace(config, per_part=1, most_per_method=0),
+                  replace(config, residual_rounds=2)):
         verdict = Identifier(ref, looks).identify(canvas, methods=["pdq"], k=1)
         assert verdict.verdict == MONTAGE
         assert {m.image.source for m in verdict.matches} == {sources["astronaut"], sources["coffee"]}

@@ -350,6 +350,7 @@ def test_malformed_requests_get_a_4xx(client):
         "k zero": dict(files={"file": ("a.jpg", good)}, data={"k": "0"}),
         "k not a number": dict(files={"file": ("a.jpg", good)}, data={"k": "many"}),
         "unknown method": dict(files={"file": ("a.jpg", good)}, data={"methods": "nosuch"}),
+        "no method named": dict(files={"file": ("a.jpg", good)}, data={"methods": ",,,"}),
     }
     for name, request in cases.items():
         answer = client.post("/v1/query", **request)
@@ -359,6 +360,12 @@ def test_malformed_requests_get_a_4xx(client):
         "metadata not JSON": {"metadata": "{"},
         "metadata with NaN": {"metadata": '{"a": NaN}'},
         "metadata nested deeply": {"metadata": "[" * 100_000 + "]" * 100_000},
+        # Parsed, but not storable: 256 levels (stored, it broke every read of the image
+        # and every query whose answer held it), a lone surrogate, a NUL for jsonb.
+        "metadata nested 256 levels": {"metadata": '{"a": ' + "[" * 255 + "]" * 255 + "}"},
+        "metadata with a lone surrogate": {"metadata": '{"a": "\\ud800"}'},
+        "metadata with a NUL": {"metadata": '{"a": "x\\u0000y"}'},
+        "metadata too large": {"metadata": '{"a": "' + "x" * 70_000 + '"}'},
         "source with a NUL": {"source": "a\x00b.jpg"},
         "source too long": {"source": "a" * 2000},
     }

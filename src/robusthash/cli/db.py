@@ -4,6 +4,7 @@ and what ``serve`` shares with it (``DB_OPTION``, ``_open_db``)."""
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from pathlib import Path
 from typing import List, Optional
 
@@ -57,6 +58,23 @@ def _database_extras(db: str) -> None:
         needs_extra("postgres", "psycopg", what="a postgresql:// database")
 
 
+def _not_a_database(path: Path) -> str | None:
+    """Why ``path`` holds no robusthash database, looked at read-only (a command other
+    than ``db init`` must not write a schema into an empty or foreign file), or None."""
+    import sqlite3
+
+    if not path.exists():
+        return f"no database at {path}"
+    if path.is_dir() or path.stat().st_size == 0:
+        return f"{path} is {'a folder' if path.is_dir() else 'an empty file'}, not a robusthash database"
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        return f"{path} cannot be read as a database ({exc})"
+    return None if found else f"{path} is an SQLite file without robusthash's tables"
+
+
 def _open_db(db: str, methods: Optional[str] = None, admission=None):
     from ..db import Admission, ReferenceDB
     from ..db.milvus import is_milvus_url, parse_milvus_url
@@ -65,9 +83,10 @@ def _open_db(db: str, methods: Optional[str] = None, admission=None):
         store = parse_milvus_url(db).store if is_milvus_url(db) else db
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--db") from None
-    if not store.startswith(("postgresql://", "postgres://")) and not Path(store).exists():
-        raise typer.BadParameter(f"no database at {store}; create it with `robusthash db init --db {db}`",
-                                 param_hint="--db")
+    if not store.startswith(("postgresql://", "postgres://")):
+        why = _not_a_database(Path(store))
+        if why:
+            raise typer.BadParameter(f"{why}; create one with `robusthash db init --db {db}`", param_hint="--db")
     names = _method_names(methods) if methods else None
     _database_extras(db)
     try:
@@ -129,12 +148,15 @@ def db_add(
     version). Images with almost nothing in them are refused; hashes below the quality
     floor (PDQ < 50) are left out. With --dask the hashing runs on a cluster (this process
     reads the files and writes the database)."""
+    from ..db.metadata import check_metadata
+
     try:
-        metadata = json.loads(meta) if meta else {}
-        if not isinstance(metadata, dict):
-            raise ValueError("not an object")
+        metadata = check_metadata(json.loads(meta) if meta else {}, "--meta")
+    except RecursionError:
+        raise typer.BadParameter("--meta is nested too deeply", param_hint="--meta") from None
     except ValueError as exc:
-        raise typer.BadParameter(f"--meta must be a JSON object ({exc})", param_hint="--meta") from None
+        raise typer.BadParameter(str(exc) if str(exc).startswith("--meta") else f"--meta is not valid JSON ({exc})",
+                                 param_hint="--meta") from None
     files = _image_files(paths)
     show = err.is_terminal if progress is None else progress
     admission = _admission(allow_uninformative, min_quality)
@@ -286,9 +308,21 @@ def db_remove(
 
 @db_app.command("stats")
 def db_stats(db: str = DB_OPTION, fmt: Format = typer.Option(Format.text, "--format")):
-    """Images, hashes per method, calibrations."""
+    """Images, hashes per method, calibrations; and whether the file is sound (SQLite's
+    quick_check): a damaged database exits with 1, naming what is wrong."""
+    import sqlite3
+
     with _open_db(db) as ref:
-        stats = ref.stats()
+        problems = ref.store.quick_check()
+        try:
+            stats = ref.stats() if not problems else None
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
+    if problems:
+        err.print(f"error: {db} is damaged: {'; '.join(problems[:5])}"
+                  + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
+                  + ". Restore it from a backup; `robusthash db add` can register the files again.", markup=False)
+        raise typer.Exit(1)
     if fmt is Format.jsonl:
         out.file.write(json.dumps(stats) + "\n")
         return

@@ -132,6 +132,14 @@ def examine_region(examined: Examined, hashers: Sequence[BaseHasher], box: tuple
     return ExaminedRegion(box, hashes, local)
 
 
+def examine_halves(examined: Examined, hashers: Sequence[BaseHasher]) -> dict[str, list[Hash | MultiHash]]:
+    """Each of ``hashers``' hashes of the two halves of an examined query
+    (:func:`~robusthash.imaging.halves`, as ``examine(..., parts=True)`` gives them)."""
+    if examined.decoded is None:
+        raise ValueError("only a query's examination keeps its pixels to look at its halves")
+    return {h.name: [h.hash_pil(half) for half in halves(examined.decoded.for_hasher(h))] for h in hashers}
+
+
 @dataclass(frozen=True)
 class Admitted:
     """An image to register, and the methods left out of it, with why."""

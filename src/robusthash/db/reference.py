@@ -21,6 +21,7 @@ loaded instead of rebuilt; they then catch up the same way.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, as_completed, wait
@@ -38,8 +39,11 @@ from ..information import DEFAULT_RULE
 from ..io import DEFAULT_LIMITS, ImageSource, LoadLimits
 from .index import IndexFiles
 from ..compare.features import DEFAULT_FEATURES, FeatureConfig
+from ..compare.features import KIND as FEATURES_KIND
+from ..compare.features import VERSION as FEATURES_VERSION
 from .ingest import (DEFAULT_ADMISSION, Admission, Admitted, Examined, ExaminedRegion, admit, examine,
-                     examine_region, ingest, ingest_batch, read_file, segments)
+                     examine_halves, examine_region, ingest, ingest_batch, read_file, segments)
+from .metadata import check_metadata
 from .milvus import MilvusCollections, connect, is_milvus_url, parse_milvus_url
 from .search import FollowedIndex, IndexHome
 from .store import ADDED, UPDATED, Calibration, HashRow, ImageRecord, NewImage, Store
@@ -199,7 +203,8 @@ class ReferenceDB:
     def add(self, sources: Iterable[str | Path], metadata: dict[str, Any] | None = None, batch: int = 64,
             progress: Progress | None = None, executor: Executor | None = None,
             task_size: int = TASK_SIZE) -> AddReport:
-        """Hash and register files; bad files are reported in the result, never raised.
+        """Hash and register files; bad files are reported in the result, never raised
+        (metadata that cannot be stored is: :class:`~robusthash.db.metadata.MetadataError`).
 
         Each batch is one transaction: if the process dies, committed batches stay and a
         re-run skips them (same digest) and completes the rest, without duplicates.
@@ -208,13 +213,16 @@ class ReferenceDB:
         ``task_size`` files per task: this process reads the files and sends their bytes, so
         workers need no access to them; it alone writes to the store, as results arrive.
         """
+        metadata = check_metadata(metadata or {})
         paths = [Path(s) for s in sources]
         report = AddReport()
         pending: list[tuple[str, NewImage]] = []
         done = 0
         for results in self._hashed(paths, metadata or {}, executor, task_size):
             for source, result in results:
-                if isinstance(result, Admitted):
+                if isinstance(result, int):  # registered whole before: nothing to hash
+                    report.existing.append((source, result))
+                elif isinstance(result, Admitted):
                     pending.append((source, result.image))
                     report.partial += [(source, why) for why in result.left_out]
                 else:
@@ -228,12 +236,16 @@ class ReferenceDB:
         return report
 
     def _hashed(self, paths: list[Path], metadata: dict[str, Any], executor: Executor | None,
-                task_size: int) -> Iterator[list[tuple[str, NewImage | str]]]:
-        """(source, NewImage or the reason it failed) of every path, a task's worth at a time."""
+                task_size: int) -> Iterator[list[tuple[str, Admitted | str | int]]]:
+        """(source, Admitted, the reason it failed, or the id of the image it is when that
+        is registered with everything an add would give it) of every path, a task's worth
+        at a time. A registered file is not hashed again: a re-run of an add killed early,
+        again and again, would otherwise hash what is done before reaching anything new."""
         if executor is None:
             for path in paths:
                 data = read_file(path, self.limits)
-                yield [(str(path), data if isinstance(data, str)
+                done = self._registered(data) if isinstance(data, bytes) else None
+                yield [(str(path), data if isinstance(data, str) else done if done is not None
                         else ingest(data, str(path), self.methods, self.limits, metadata, self.admission,
                                     self.features))]
             return
@@ -244,15 +256,25 @@ class ReferenceDB:
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 yield from (f.result() for f in finished)
             read = [(str(path), read_file(path, self.limits)) for path in chunk]
-            encoded = [(source, data) for source, data in read if isinstance(data, bytes)]
+            done = [(source, self._registered(data)) for source, data in read if isinstance(data, bytes)]
+            registered = {source for source, image_id in done if image_id is not None}
+            encoded = [(source, data) for source, data in read if isinstance(data, bytes) and source not in registered]
             failed = [(source, why) for source, why in read if isinstance(why, str)]
-            if failed:
-                yield failed
+            known = [(source, image_id) for source, image_id in done if image_id is not None]
+            if failed or known:
+                yield failed + known
             if encoded:
                 running.add(executor.submit(ingest_batch, encoded, self.methods, self.limits, metadata,
                                             self.admission, self.features))
         for future in as_completed(running):
             yield future.result()
+
+    def _registered(self, data: bytes) -> int | None:
+        """The id of the image with these bytes, if it holds every hash and the local
+        features an add would give it (:meth:`Store.complete`)."""
+        wanted = [(m, self._hasher(m).version) for m in self.methods]
+        feature = (FEATURES_KIND, FEATURES_VERSION) if self.features is not None else None
+        return self.store.complete(hashlib.sha256(data).hexdigest(), wanted, feature)
 
     def _commit(self, pending: list[tuple[str, NewImage]], report: AddReport) -> None:
         if not pending:
@@ -264,8 +286,9 @@ class ReferenceDB:
                      metadata: dict[str, Any] | None = None) -> tuple[int, str, list[str]]:
         """Register a file examined elsewhere (e.g. by the service, outside its lock):
         (image id, status, the methods left out and why). Raises ValueError when the image
-        is refused, or was examined from pixels rather than a file."""
-        admitted = admit(examined, source, metadata or {}, self.admission,
+        is refused, or was examined from pixels rather than a file (MetadataError, a
+        ValueError, for metadata that cannot be stored)."""
+        admitted = admit(examined, source, check_metadata(metadata or {}), self.admission,
                          {m: self._hasher(m) for m in examined.hashes})
         if isinstance(admitted, str):
             raise ValueError(admitted)
@@ -305,6 +328,11 @@ class ReferenceDB:
         (:func:`~robusthash.db.ingest.examine_region`)."""
         names = examined.hashes if methods is None else methods
         return examine_region(examined, [self._hasher(m) for m in names], box, features)
+
+    def examine_halves(self, examined: Examined, methods: Sequence[str]) -> dict[str, list[Hash | MultiHash]]:
+        """The halves of an examined query hashed with ``methods``
+        (:func:`~robusthash.db.ingest.examine_halves`)."""
+        return examine_halves(examined, [self._hasher(m) for m in methods])
 
     def query_examined(self, examined: Examined, methods: Sequence[str] | None = None, k: int = 5,
                        source: str = "<image>", most: int = MOST_DECIDED) -> list[QueryResult]:

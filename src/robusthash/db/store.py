@@ -371,6 +371,23 @@ class Store:
                 results.append((image_id, ADDED if row is None else UPDATED if new or gained else EXISTING))
         return results
 
+    def complete(self, digest: str, hashes: Sequence[tuple[str, str]], feature: tuple[str, str] | None) -> int | None:
+        """The id of the image registered with ``digest`` if it holds a hash of every
+        (method, version) of ``hashes`` and, when given, ``feature`` (kind, version): a
+        re-run of an add has nothing to give it. Else None."""
+        row = self._row("SELECT id FROM images WHERE digest = ?", (digest,))
+        if row is None:
+            return None
+        image_id = int(row[0])
+        held = {(m, v) for m, v in self._rows("SELECT DISTINCT method, version FROM hashes WHERE image_id = ?",
+                                              (image_id,))}
+        if not set(hashes) <= held:
+            return None
+        if feature is not None and self._row("SELECT 1 FROM features WHERE image_id = ? AND kind = ? AND version = ?",
+                                             (image_id, *feature)) is None:
+            return None
+        return image_id
+
     def _add_features(self, image_id: int, features: dict[tuple[str, str], bytes]) -> bool:
         """Store the features of kinds the image lacks or holds at another version (those
         replaced); whether any were written."""
@@ -501,6 +518,18 @@ class Store:
         )
         return None if row is None else Calibration(row[0], row[1], float(row[2]), float(row[3]), int(row[4]),
                                                     int(row[5]), row[6])
+
+    def quick_check(self) -> list[str]:
+        """What SQLite's ``PRAGMA quick_check`` finds wrong (damaged pages, broken
+        b-trees), [] when sound; PostgreSQL checksums its own pages, so []. A damaged
+        file otherwise answers queries with rows silently missing."""
+        if self.is_postgres:
+            return []
+        try:
+            found = [str(r[0]) for r in self._rows("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        return [] if found == ["ok"] else found
 
     def stats(self) -> dict[str, Any]:
         images = int(self._rows("SELECT COUNT(*) FROM images")[0][0])

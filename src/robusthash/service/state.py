@@ -50,6 +50,9 @@ class Service:
         with self.lock:
             known = set(self.ref.methods) | {m for m, _ in self.ref.store.methods()}
         names = [m.strip() for m in methods.split(",") if m.strip()]
+        if not names:  # ",,,": something was asked for, but no method named
+            raise HTTPException(422, f"methods: {methods!r} names no method; leave it out for the database's "
+                                     f"({', '.join(self.ref.methods)})")
         unknown = [m for m in names if m not in known]
         if unknown:
             raise HTTPException(422, f"methods: {', '.join(map(repr, unknown))} not registered in this database; "
@@ -60,7 +63,7 @@ class Service:
         """:meth:`ReferenceDB.examine` with the database's local features, its refusals as
         422: the loader refuses non-images and pixel bombs, naming the upload."""
         try:
-            return self.ref.examine(data, [h.name for h in hashers], name, variants, self.ref.features, parts=variants)
+            return self.ref.examine(data, [h.name for h in hashers], name, variants, self.ref.features)
         except ImageError as exc:
             raise HTTPException(422, str(exc)) from None
         except ValueError as exc:  # a hasher refusing a decoded picture (e.g. too small) is still bad input

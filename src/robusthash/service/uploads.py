@@ -6,6 +6,8 @@ from typing import Any, Optional
 
 from fastapi import HTTPException, UploadFile
 
+from ..db.metadata import MetadataError, check_metadata
+
 MAX_SOURCE_CHARS = 1024
 
 
@@ -32,9 +34,10 @@ def metadata_field(text: Optional[str]) -> dict[str, Any]:
         raise HTTPException(422, f"metadata form field is not valid JSON ({exc})") from None
     except RecursionError:
         raise HTTPException(422, "metadata form field is nested too deeply") from None
-    if not isinstance(value, dict):
-        raise HTTPException(422, f"metadata form field must be a JSON object, not {type(value).__name__}")
-    return value
+    try:
+        return check_metadata(value, "metadata form field")
+    except MetadataError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 def source_name(text: Optional[str], what: str) -> Optional[str]:
