@@ -393,6 +393,44 @@ def test_the_rate_limit_answers_429_with_retry_after(database, tmp_path):
         limited.stop()
 
 
+def test_refused_keys_are_throttled_per_address_and_keys_never_reach_the_log(database, tmp_path):
+    running = Server(database, tmp_path / "guarded.log", "--api-key", KEY)
+    try:
+        # A key in the query string is refused, and its value is not written to the log.
+        assert httpx.get(f"{running.url}/v1/stats?api_key={OTHER_KEY}&k=1").status_code == 401
+        codes = [httpx.get(f"{running.url}/v1/stats", headers={"X-API-Key": f"guess-{i}"}).status_code
+                 for i in range(12)]
+        assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+        # While the address waits, the right key waits too: a guesser learns nothing.
+        held = httpx.get(f"{running.url}/v1/stats", headers={"X-API-Key": KEY})
+        assert held.status_code == 429 and int(held.headers["Retry-After"]) >= 1
+        assert "too many refused API keys" in held.json()["detail"]
+    finally:
+        running.stop()
+    log = running.log.read_text()
+    assert "/v1/stats?api_key=[redacted]&k=1" in log and OTHER_KEY not in log
+
+
+def test_a_forwarded_address_is_believed_only_from_a_named_proxy(database, tmp_path):
+    # Anonymous mode limits per client address: a client naming another address in
+    # X-Forwarded-For must not get a fresh bucket.
+    running = Server(database, tmp_path / "anonymous.log", "--no-auth", "--rate-limit", "3")
+    try:
+        codes = [httpx.get(f"{running.url}/v1/stats", headers={"X-Forwarded-For": f"10.0.0.{i}"}).status_code
+                 for i in range(5)]
+        assert codes == [200, 200, 200, 429, 429]
+    finally:
+        running.stop()
+    trusting = Server(database, tmp_path / "proxied.log", "--no-auth", "--rate-limit", "3",
+                      "--trusted-proxies", "127.0.0.1")
+    try:
+        codes = [httpx.get(f"{trusting.url}/v1/stats", headers={"X-Forwarded-For": f"10.0.0.{i}"}).status_code
+                 for i in range(5)]
+        assert codes == [200] * 5  # behind a named proxy, each client has its own bucket
+    finally:
+        trusting.stop()
+
+
 # --- the page, in headless Chromium ------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,9 @@ import typer
 from .common import _method_names, err, needs_extra
 from .db import DB_OPTION, _open_db
 
+# An idle kept-alive connection is closed after this long (uvicorn's default, stated).
+KEEP_ALIVE_SECONDS = 5
+
 
 def serve(
     db: str = DB_OPTION,
@@ -30,6 +33,12 @@ def serve(
     thumbnails: Optional[Path] = typer.Option(None, "--thumbnails",
                                               help="folder for thumbnails of uploads (default: DB.thumbnails/ "
                                                    "for SQLite, none for PostgreSQL)"),
+    trusted_proxies: Optional[str] = typer.Option(
+        None, "--trusted-proxies",
+        help="comma-separated addresses of reverse proxies whose X-Forwarded-For names the client (the per-address "
+             "limits then count the client, not the proxy); default: no proxy headers are believed"),
+    max_connections: int = typer.Option(512, "--max-connections", min=1,
+                                        help="open connections and requests at once; beyond them: 503"),
 ):
     """Serve the database over HTTP: the /v1 API and a page to drop an image on.
 
@@ -38,6 +47,7 @@ def serve(
     import uvicorn
 
     from ..service import ServiceConfig, create_app
+    from ..service.access_log import log_config
 
     keys = tuple(k for entry in api_keys for k in entry.split() if k)
     if not keys and not no_auth:
@@ -59,4 +69,8 @@ def serve(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     err.print(f"serving {db} on http://{host}:{port}/ (API docs at /docs)", markup=False)
-    uvicorn.run(service, host=host, port=port, log_level="info", server_header=False)
+    # Proxy headers are believed only from the proxies named: otherwise any client could
+    # claim another address in X-Forwarded-For and escape the per-address limits.
+    uvicorn.run(service, host=host, port=port, log_level="info", server_header=False, log_config=log_config(),
+                proxy_headers=trusted_proxies is not None, forwarded_allow_ips=trusted_proxies or "",
+                limit_concurrency=max_connections, timeout_keep_alive=KEEP_ALIVE_SECONDS)

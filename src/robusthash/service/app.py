@@ -11,6 +11,7 @@ input at fault; a database that is locked or unreachable (:class:`~robusthash.db
 answers 503. See docs/service.md.
 """
 
+import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -26,8 +27,10 @@ from .state import Service
 
 
 def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    """A locked or unreachable database is the server's condition, not the request's fault."""
-    return JSONResponse({"detail": f"database busy or unavailable ({exc}); retry later"}, status_code=503,
+    """A locked or unreachable database is the server's condition, not the request's fault.
+    The driver's words go to the server's log only: they can name hosts, users and files."""
+    logging.getLogger("robusthash.service").warning("database busy or unavailable: %s", exc)
+    return JSONResponse({"detail": "database busy or unavailable; retry later"}, status_code=503,
                         headers={"Retry-After": "5"})
 
 

@@ -27,6 +27,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 DRAIN_BYTES = 64 * 1024 * 1024
 # In anonymous mode buckets are per client address, so their number must stay bounded.
 MAX_BUCKETS = 10_000
+# Refused keys a client address may present per minute before it is made to wait: a
+# guesser gets 10 tries a minute, not 500 in 2 s.
+AUTH_FAILURES_PER_MINUTE = 10
 
 KEY_HELP = "send it in the X-API-Key header (or Authorization: Bearer <key>)"
 
@@ -51,6 +54,13 @@ class TokenBuckets:
         if len(self._buckets) > MAX_BUCKETS:
             self._forget_full(now)
         return 0.0 if granted else (1.0 - tokens) / self.rate
+
+    def waiting(self, client: str) -> float:
+        """Seconds until ``client`` has a token again (0.0: it has one), taking none."""
+        now = self.clock()
+        tokens, then = self._buckets.get(client, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - then) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def _forget_full(self, now: float) -> None:
         """Drop buckets that have refilled: forgetting them changes nothing."""
@@ -101,6 +111,7 @@ class RequestGate:
         self.allow_anonymous = allow_anonymous
         self.rate_limit = rate_limit
         self.buckets = TokenBuckets(rate_limit) if rate_limit else None
+        self.failures = TokenBuckets(AUTH_FAILURES_PER_MINUTE)  # refused keys, per client address
         self.max_body_bytes = max_body_bytes
         self.is_protected = is_protected
 
@@ -123,8 +134,21 @@ class RequestGate:
         key, where = presented_key(headers)
         if key is None and not self.allow_anonymous:
             return _unauthorized(f"missing API key: {KEY_HELP}")
-        if key is not None and self.api_keys and not key_accepted(key, self.api_keys):
-            return _unauthorized(f"API key in the {where} is not accepted")
+        if key is not None and self.api_keys:
+            # Each refused key spends a token of the address's failure bucket; while it is
+            # empty the address waits (429) whatever key it sends, the right one too, so
+            # keys cannot be guessed faster than the bucket refills.
+            address = _client_address(scope)
+            wait = self.failures.waiting(address)
+            if wait:
+                seconds = max(1, math.ceil(wait))
+                return JSONResponse(
+                    {"detail": f"too many refused API keys from this client address (at most "
+                               f"{AUTH_FAILURES_PER_MINUTE} a minute); retry in {seconds} s"},
+                    status_code=429, headers={"Retry-After": str(seconds)})
+            if not key_accepted(key, self.api_keys):
+                self.failures.take(address)
+                return _unauthorized(f"API key in the {where} is not accepted")
         if self.buckets is None:
             return None
         client = f"key:{key}" if key is not None and self.api_keys else f"address:{_client_address(scope)}"

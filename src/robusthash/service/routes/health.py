@@ -1,5 +1,6 @@
 """The service itself: liveness (public) and statistics."""
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
@@ -32,7 +33,9 @@ def router(service: Service) -> APIRouter:
             with service.lock:
                 service.ref.store.ping()
         except StoreUnavailable as exc:  # an unreachable database is the answer, not a crash
-            raise HTTPException(503, f"database unavailable: {exc}") from None
+            # Health answers anyone: the driver's words (hosts, users) go to the log only.
+            logging.getLogger("robusthash.service").warning("health: database unavailable: %s", exc)
+            raise HTTPException(503, "database unavailable") from None
         return {"status": "ok", "version": __version__}
 
     return routes
