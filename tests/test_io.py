@@ -272,3 +272,41 @@ def test_endless_device_is_bounded_not_a_hang():
     # /dev/zero never ends; the byte limit must stop the read.
     with pytest.raises(ImageError, match="exceeds the limit"):
         load_image("/dev/zero", limits=LoadLimits(max_bytes=1 << 20))
+
+
+def test_a_file_is_decoded_once_for_every_spec_with_the_same_pixels(hostile, astronaut, monkeypatch):
+    from robusthash.hashing.base import DecodedImage, DecodeSpec
+    from robusthash.io import decode
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = io.BytesIO()
+    astronaut.resize((300, 200)).save(rotated, format="PNG", exif=exif)
+    pal = io.BytesIO()
+    astronaut.resize((90, 90)).convert("P").save(pal, format="PNG", transparency=3)
+    files = {"exif png": rotated.getvalue(), "palette png": pal.getvalue(),
+             **{name: (hostile / name).read_bytes() for name in ("grey16.png", "transparent.png", "animated.gif",
+                                                                 "cmyk.jpg", "exif_rotated.jpg")}}
+    specs = [DecodeSpec(None, "RGB"), DecodeSpec(None, "native"), DecodeSpec(64, "RGB"), DecodeSpec(32, "L"),
+             DecodeSpec(None, "L"), DecodeSpec(16, "native")]
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+    for name, data in files.items():
+        once = DecodedImage(data, name=name)
+        for spec in specs:
+            got = once.decoded(spec)
+            want = decode(data, name, draft_size=spec.draft_size, mode=spec.mode)
+            assert got.mode == want.mode and got.size == want.size, (name, spec)
+            assert np.array_equal(np.asarray(got), np.asarray(want)), (name, spec)
+        opened.clear()
+        for spec in specs:
+            DecodedImage(data, name=name).decoded(spec)  # a fresh one per spec: one decode each
+        per_spec = len(opened)
+        opened.clear()
+        shared = DecodedImage(data, name=name)
+        for spec in specs:
+            shared.decoded(spec)
+        # One decode for every spec, but a colour or grey JPEG: libjpeg decodes it at a
+        # reduced scale (and luma only) per spec, each time cheaper than the whole.
+        assert per_spec == len(specs) and len(opened) == (len(specs) if name == "exif_rotated.jpg" else 1), name

@@ -5,6 +5,7 @@ Debian's headless Chromium (Selenium, with the driver path given: nothing downlo
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import io
 import os
@@ -429,6 +430,39 @@ def test_a_forwarded_address_is_believed_only_from_a_named_proxy(database, tmp_p
         assert codes == [200] * 5  # behind a named proxy, each client has its own bucket
     finally:
         trusting.stop()
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_uploads_are_decoded_a_bounded_number_at_a_time(database, tmp_path):
+    # A 49-megapixel PNG of zeros is 140 KB on the wire and about 0.5 GB to decode and
+    # hash: one at a time here, the next waits 0.2 s at most, then 503 with Retry-After.
+    buffer = io.BytesIO()
+    Image.new("RGB", (7000, 7000)).save(buffer, format="PNG")
+    big = buffer.getvalue()
+    running = Server(database, tmp_path / "decodes.log", "--api-key", KEY, "--max-decodes", "1",
+                     "--decode-wait", "0.2")
+    try:
+        before = _peak_rss_mb(running.process.pid)
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            first = pool.submit(httpx.post, f"{running.url}/v1/query", headers={"X-API-Key": KEY},
+                                files={"file": ("big.png", big)}, timeout=120)
+            time.sleep(0.5)  # the first is decoding by now (it takes seconds)
+            second = httpx.post(f"{running.url}/v1/query", headers={"X-API-Key": KEY},
+                                files={"file": ("big2.png", big)}, timeout=120)
+            answer = first.result()
+        assert second.status_code == 503 and int(second.headers["Retry-After"]) >= 1
+        assert "uploads are being decoded" in second.json()["detail"]
+        assert answer.status_code == 200, answer.text
+        grown = _peak_rss_mb(running.process.pid) - before
+        assert grown < 700, grown  # docs/service.md: 0.6 GB per decode at 49 megapixels (measured)
+    finally:
+        running.stop()
 
 
 # --- the page, in headless Chromium ------------------------------------------------------

@@ -43,8 +43,9 @@ import os
 import re
 import stat
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO, Union
+from typing import BinaryIO, Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError, features
@@ -144,21 +145,51 @@ def decode(
     mode: str = "RGB",
 ) -> Image.Image:
     """Decode encoded image bytes (already read) into an RGB or grey ``PIL.Image``."""
+    return finish_decode(decode_frame(data, name, limits=limits, draft_size=draft_size, mode=mode),
+                         draft_size=draft_size, mode=mode)
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    """A file's first frame as its decoder gave it, before any reduction, turn or
+    conversion: :func:`finish_decode` makes each decoding of it. ``drafted``: decoded at
+    a reduced JPEG scale, for the ``draft_size`` and ``mode`` it was asked with, so only
+    those; any other frame serves every decoding of its file (one decode, not one per
+    hasher: a 49-megapixel PNG took a second for each)."""
+
+    image: Image.Image
+    name: str
+    format: str | None
+    orientation: int
+    drafted: bool
+    reusable: bool
+
+
+def decode_frame(
+    data: bytes,
+    name: str,
+    *,
+    limits: LoadLimits = DEFAULT_LIMITS,
+    draft_size: int | None = None,
+    mode: str = "RGB",
+) -> DecodedFrame:
+    """The first step of :func:`decode`: open, check, (JPEG: draft) and load the first frame."""
     if not data:
         raise ImageError(name, "empty input (0 bytes)")
-    fmt = None
-    try:
+    found: list[str | None] = [None]
+    with _decoding(name, found, data[:64]):
         with warnings.catch_warnings():
             # Our own pixel limit is checked below; Pillow's size warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
-            fmt = im.format
+            fmt = found[0] = im.format
             if fmt in ("JPEG", "MPO"):
                 check_jpeg_data(data, name)  # first: a header that claims more than the file holds is corrupt
             _check_pixels(im.size, name, limits)
-            drafted = False
+            drafted = draftable = False
             if fmt in ("JPEG", "MPO"):
-                if (draft_size or mode == "L") and im.mode in ("RGB", "L"):
+                draftable = im.mode in ("RGB", "L")
+                if (draft_size or mode == "L") and draftable:
                     # libjpeg decodes luma only and/or at 1/2, 1/4, 1/8 scale (never below draft_size)
                     im.draft(im.mode if mode == NATIVE else mode, (draft_size, draft_size) if draft_size else im.size)
                     drafted = bool(draft_size)
@@ -168,28 +199,45 @@ def decode(
             orientation = 1
             if "exif" in im.info or im.format not in ("JPEG", "PNG"):
                 orientation = im.getexif().get(ORIENTATION_TAG, 1)
-            reduced = False
-            if draft_size and not drafted and mode != NATIVE:
-                # Formats without reduced decoding: shrink right after decoding, so every
-                # conversion below works on the small picture.
-                small = reduce_for_draft(im, draft_size, name, mode)
-                reduced, im = small is not im, small
-            if orientation in TRANSPOSE:
-                im = im.transpose(TRANSPOSE[orientation]) if reduced else ImageOps.exif_transpose(im)
-            if mode == NATIVE:
-                return im
-            return convert(im, mode, name)
+            return DecodedFrame(im, name, fmt, orientation, drafted, reusable=not draftable)
+
+
+def finish_decode(frame: DecodedFrame, *, draft_size: int | None = None, mode: str = "RGB") -> Image.Image:
+    """The rest of :func:`decode`: reduce (formats without reduced decoding), turn by
+    the EXIF orientation, convert to ``mode``. Never changes ``frame``."""
+    im, name = frame.image, frame.name
+    with _decoding(name, [frame.format]):
+        reduced = False
+        if draft_size and not frame.drafted and mode != NATIVE:
+            # Formats without reduced decoding: shrink right after decoding, so every
+            # conversion below works on the small picture.
+            small = reduce_for_draft(im, draft_size, name, mode)
+            reduced, im = small is not im, small
+        if frame.orientation in TRANSPOSE:
+            im = im.transpose(TRANSPOSE[frame.orientation]) if reduced else ImageOps.exif_transpose(im)
+        if mode == NATIVE:
+            return im
+        return convert(im, mode, name)
+
+
+@contextmanager
+def _decoding(name: str, fmt: list[str | None], head: bytes = b"") -> Iterator[None]:
+    """Any decoder failure as an :class:`ImageError` naming the input, never a crash.
+    ``fmt``: the format, once known (a one-item list, filled in while decoding);
+    ``head``: the file's first bytes, to name a format this build cannot open."""
+    try:
+        yield
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(name, unsupported_format(data[:64]) or "not a recognised image format") from None
+        raise ImageError(name, unsupported_format(head) or "not a recognised image format") from None
     except Image.DecompressionBombError as exc:
         # Pillow's guard fires inside open(), before our own check can read the size.
         raise ImageError(name, f"pixel count exceeds the limit of Pillow's bomb guard ({exc}); refused before decoding") from None
     except MemoryError:
         raise ImageError(name, "not enough memory to decode") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input, never a crash
-        problem = format_problem(fmt) if fmt else None  # a format this Pillow cannot decode here
+        problem = format_problem(fmt[0]) if fmt[0] else None  # a format this Pillow cannot decode here
         raise ImageError(name, problem or f"corrupt or truncated image ({type(exc).__name__}: {exc})") from None
 
 

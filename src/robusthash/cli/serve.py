@@ -39,6 +39,11 @@ def serve(
              "limits then count the client, not the proxy); default: no proxy headers are believed"),
     max_connections: int = typer.Option(512, "--max-connections", min=1,
                                         help="open connections and requests at once; beyond them: 503"),
+    max_decodes: int = typer.Option(2, "--max-decodes", min=1,
+                                    help="uploads decoded and hashed at once, each up to about 0.5 GB at the pixel "
+                                         "limit; others wait their turn (--decode-wait), then 503"),
+    decode_wait: float = typer.Option(10.0, "--decode-wait", min=0.0,
+                                      help="seconds an upload waits for its turn to be decoded before a 503"),
 ):
     """Serve the database over HTTP: the /v1 API and a page to drop an image on.
 
@@ -64,6 +69,7 @@ def serve(
             db=db, methods=tuple(_method_names(methods)) if methods else None,
             api_keys=keys, allow_anonymous=no_auth, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
             max_pixels=int(max_megapixels * 1_000_000), rate_limit=rate_limit, thumbnail_dir=thumbnails,
+            max_decodes=max_decodes, decode_wait=decode_wait,
         )
         service = create_app(config)
     except ValueError as exc:

@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image
 
 from ..imaging import uniform_borders
-from ..io import DEFAULT_LIMITS, ImageSource, LoadLimits, decode, describe_source, load_pil, read_bytes
+from ..io import (DEFAULT_LIMITS, DecodedFrame, ImageSource, LoadLimits, decode_frame, describe_source, finish_decode,
+                  load_pil, read_bytes)
 from .value import Hash, MultiHash
 
 
@@ -199,6 +200,7 @@ class DecodedImage:
         if not isinstance(image, (Image.Image, np.ndarray, bytes)):
             self.source = read_bytes(image, limits)
         self._decoded: dict[DecodeSpec, Image.Image] = {}
+        self._frame: DecodedFrame | None = None  # a file's one decode, where it serves every spec
 
     def for_hasher(self, hasher: BaseHasher) -> Image.Image:
         return self.decoded(decode_spec(hasher))
@@ -206,8 +208,13 @@ class DecodedImage:
     def decoded(self, spec: DecodeSpec) -> Image.Image:
         if spec not in self._decoded:
             if isinstance(self.source, bytes):
-                self._decoded[spec] = decode(self.source, self.name, limits=self.limits,
-                                             draft_size=spec.draft_size, mode=spec.mode)
+                # Decoded once where the format allows (all but JPEG, whose decoder scales
+                # per spec): the same pixels as a decode per spec, one decode's time.
+                frame = self._frame or decode_frame(self.source, self.name, limits=self.limits,
+                                                    draft_size=spec.draft_size, mode=spec.mode)
+                if frame.reusable:
+                    self._frame = frame
+                self._decoded[spec] = finish_decode(frame, draft_size=spec.draft_size, mode=spec.mode)
             else:
                 self._decoded[spec] = load_pil(self.source, limits=self.limits,
                                                draft_size=spec.draft_size, mode=spec.mode)

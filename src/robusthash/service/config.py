@@ -33,6 +33,8 @@ class ServiceConfig:
     thumbnail_size: longest side of a thumbnail, in pixels.
     comparison_size: longest side of the copy of each original kept (beside the
         thumbnails) for the image comparator (``/v1/images/{id}/explain``).
+    max_decodes: uploads decoded and hashed at once (each up to about 0.5 GB at the pixel
+        limit); decode_wait: seconds a request waits for its turn before a 503.
     """
 
     db: str
@@ -47,15 +49,20 @@ class ServiceConfig:
     thumbnail_dir: Path | None = None
     thumbnail_size: int = 256
     comparison_size: int = 512
+    max_decodes: int = 2
+    decode_wait: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.api_keys and not self.allow_anonymous:
             raise ValueError("no API key given: pass at least one, or allow anonymous access explicitly")
         if any(not key or not key.isascii() or not key.isprintable() for key in self.api_keys):
             raise ValueError("API keys must be non-empty printable ASCII (they travel in an HTTP header)")
-        for name in ("max_upload_bytes", "max_pixels", "default_k", "max_k", "thumbnail_size", "comparison_size"):
+        for name in ("max_upload_bytes", "max_pixels", "default_k", "max_k", "thumbnail_size", "comparison_size",
+                     "max_decodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.decode_wait < 0:
+            raise ValueError(f"decode_wait must be 0 or more seconds, not {self.decode_wait}")
         if self.rate_limit < 0:
             raise ValueError(f"rate_limit must be 0 (off) or more, not {self.rate_limit}")
         if self.default_k > self.max_k:

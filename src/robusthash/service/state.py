@@ -32,6 +32,10 @@ class Service:
                                             self.limits)
         self._comparator = None
         self._comparator_lock = threading.Lock()
+        # Decoding and hashing hold the most memory a request takes (about 0.5 GB for a
+        # 50-megapixel upload, docs/service.md): at most max_decodes at once, whatever
+        # the number of threads; a request that waits longer than decode_wait gets 503.
+        self.decoding = threading.BoundedSemaphore(config.max_decodes)
         with self.lock:
             self.ref.refresh()  # build the indexes now, not during the first query
 
@@ -62,12 +66,18 @@ class Service:
     def examine_upload(self, data: bytes, name: str, hashers: list[BaseHasher], variants: bool = True) -> Examined:
         """:meth:`ReferenceDB.examine` with the database's local features, its refusals as
         422: the loader refuses non-images and pixel bombs, naming the upload."""
+        if not self.decoding.acquire(timeout=self.config.decode_wait):
+            wait = max(1, round(self.config.decode_wait))
+            raise HTTPException(503, f"busy: {self.config.max_decodes} uploads are being decoded; retry in {wait} s",
+                                headers={"Retry-After": str(wait)})
         try:
             return self.ref.examine(data, [h.name for h in hashers], name, variants, self.ref.features)
         except ImageError as exc:
             raise HTTPException(422, str(exc)) from None
         except ValueError as exc:  # a hasher refusing a decoded picture (e.g. too small) is still bad input
             raise HTTPException(422, f"{name}: cannot be hashed ({exc})") from None
+        finally:
+            self.decoding.release()
 
     def keep_copies(self, digest: str, data: bytes) -> None:
         """Keep a preview of an uploaded original and its copy for the comparator; the image
