@@ -25,6 +25,12 @@ class Service:
         self.limits = config.load_limits
         self.ref = ReferenceDB(config.db, methods=list(config.methods) if config.methods else None, limits=self.limits)
         self.lock = threading.Lock()
+        # Writes (register, delete) go through a connection and a lock of their own: a
+        # write that waits for another process's write lock (SQLite's busy timeout, 30 s)
+        # must not hold the lock every query takes. Queries see committed writes at once
+        # (WAL, MVCC) and bring their indexes up to date themselves.
+        self.writer = ReferenceDB(config.store, methods=self.ref.methods, limits=self.limits)
+        self.write_lock = threading.Lock()
         folder = config.thumbnails_folder()
         self.thumbnails = Thumbnails(folder, config.thumbnail_size, self.limits)
         # The comparator needs more pixels than a thumbnail; kept the same way, beside them.
@@ -46,6 +52,8 @@ class Service:
             except OSError as exc:
                 log.warning("could not save the indexes: %s", exc)
             self.ref.close()
+        with self.write_lock:
+            self.writer.close()
 
     def hashers(self, methods: Optional[str]) -> list[BaseHasher]:
         """The hashers a query asked for (comma-separated), else the database's."""

@@ -46,8 +46,8 @@ def router(service: Service) -> APIRouter:
         digest = examined.digest
         assert digest is not None  # examined from the upload's bytes
         try:
-            with service.lock:
-                image_id, status, left_out = service.ref.add_examined(registered_as or digest, examined, meta)
+            with service.write_lock:
+                image_id, status, left_out = service.writer.add_examined(registered_as or digest, examined, meta)
         except ValueError as exc:  # refused: too little information in it, or every hash too weak
             raise HTTPException(422, f"{name}: {exc}") from None
         service.keep_copies(digest, data)
@@ -64,8 +64,8 @@ def router(service: Service) -> APIRouter:
                    summary="Remove a registered image", responses=errors(404, 422))
     def delete_image(image_id: ImageId) -> dict[str, Any]:
         """Remove the image and its hashes; later queries no longer find it."""
-        with service.lock:
-            removed = service.ref.remove([image_id])
+        with service.write_lock:
+            removed = service.writer.remove([image_id])
         if not removed:
             raise HTTPException(404, f"no registered image with id {image_id}")
         return {"image_id": image_id, "status": "removed"}
