@@ -60,19 +60,21 @@ class Thumbnails:
         return thumbnail
 
     def _verified_source(self, record: ImageRecord) -> bytes:
+        """The source file's bytes if they are the registered ones. Every other case
+        gets one and the same answer: a missing file, an unreadable one, one over the
+        limit and one with other bytes must not be told apart, or naming a path as the
+        source would tell a client what exists on the server."""
         source = Path(record.source)
+        missing = ThumbnailMissing(f"image {record.id}: no thumbnail kept, and no file on the server with its "
+                                   "registered bytes")
         try:
-            if not source.is_file():
-                raise ThumbnailMissing(f"image {record.id}: no thumbnail kept and its source {record.source!r} "
-                                       "is not a readable file on the server")
-            if source.stat().st_size > self.limits.max_bytes:
-                raise ThumbnailMissing(f"image {record.id}: source {record.source!r} exceeds the upload limit")
+            if not source.is_file() or source.stat().st_size > self.limits.max_bytes:
+                raise missing
             data = source.read_bytes()
-        except OSError as exc:
-            raise ThumbnailMissing(f"image {record.id}: cannot read its source {record.source!r} "
-                                   f"({exc.strerror or exc})") from None
+        except OSError:
+            raise missing from None
         if hashlib.sha256(data).hexdigest() != record.digest:
-            raise ThumbnailMissing(f"image {record.id}: source {record.source!r} has changed since it was registered")
+            raise missing
         return data
 
     def _path(self, digest: str) -> Path | None:
