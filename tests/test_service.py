@@ -192,7 +192,10 @@ def test_openapi_lists_the_endpoints(client):
     assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
     assert "413" in paths["/v1/query"]["post"]["responses"] and "429" in paths["/v1/query"]["post"]["responses"]
     assert "pixels" in schema["info"]["description"]
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "http" not in docs.text.replace("http-equiv", "")  # nothing from elsewhere
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/docs-files/{asset}" in docs.text and client.get(f"/docs-files/{asset}").status_code == 200
 
 
 # --- registering, searching, removing ----------------------------------------------------

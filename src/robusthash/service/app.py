@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from .. import __version__
 from ..db import StoreUnavailable
@@ -24,6 +24,8 @@ from .config import ServiceConfig
 from .gate import RequestGate
 from .routes import API_PREFIX, PUBLIC_PATHS, health, images, page, queries
 from .state import Service
+
+DOCS_FILES = "/docs-files"  # Swagger UI's scripts and styles, from the package
 
 
 def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
@@ -59,7 +61,12 @@ def create_app(config: ServiceConfig) -> FastAPI:
             'Errors are `{"detail": ...}` naming the input at fault.'
         ),
         lifespan=lifespan,
+        # /docs is served below from the package's own copy of Swagger UI; FastAPI's
+        # default pages load their scripts from a CDN (and ReDoc's is not shipped).
+        docs_url=None,
+        redoc_url=None,
     )
+    _add_api_docs(app)
     app.state.service = service
     app.add_exception_handler(StoreUnavailable, _database_unavailable)
     for routes in (images, queries, health):
@@ -71,6 +78,23 @@ def create_app(config: ServiceConfig) -> FastAPI:
         is_protected=lambda path: path.startswith(f"{API_PREFIX}/") and path not in PUBLIC_PATHS,
     )
     return app
+
+
+def _add_api_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs, its files from swagger-ui-bundle (installed with the serve
+    extra): nothing is fetched from elsewhere, so the docs work on a closed network."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_FILES, StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} API",
+                                   swagger_js_url=f"{DOCS_FILES}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_FILES}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_FILES}/favicon-32x32.png")
 
 
 __all__ = ["ServiceConfig", "create_app"]
