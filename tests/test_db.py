@@ -336,3 +336,48 @@ def test_a_rerun_does_not_hash_what_is_registered_whole(tmp_path, originals, mon
     more = ReferenceDB(tmp_path / "ref.sqlite", methods=["forbild", "phash"])
     assert len(more.add(originals[:6]).updated) == 6 and len(hashed) == 6
     more.close()
+
+
+def _tiles(photos, root: Path, start: int, count: int) -> list[Path]:
+    """Distinct small files cut from the bundled photos."""
+    paths = []
+    names = sorted(photos)
+    for i in range(start, start + count):
+        im = photos[names[i % len(names)]]
+        x, y = (i * 37) % (im.width - 96), (i * 53) % (im.height - 96)
+        path = root / f"tile-{i:03d}.png"
+        im.crop((x, y, x + 96, y + 96)).resize((128, 128)).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("fault", ["restored database", "older index file"])
+def test_an_index_ahead_of_its_database_is_rebuilt_not_trusted(tmp_path, photos, fault, caplog):
+    # Before: the saved index said it had followed the store to hash id N; a database
+    # restored from a backup reused ids up to N for new rows, and catching up from N
+    # skipped them: 20 of 20 new images never matched, while db stats counted them.
+    url = tmp_path / "ref.sqlite"
+    with ReferenceDB(url, methods=["phash"]) as ref:
+        ref.add(_tiles(photos, tmp_path, 0, 10))
+        ref.refresh()
+        ref.save_indexes()
+    backup = url.read_bytes()  # closed: the WAL is checkpointed into the file
+    older_index = {p.name: p.read_bytes() for p in Path(f"{url}.index").iterdir()}
+    with ReferenceDB(url, methods=["phash"]) as ref:
+        ref.add(_tiles(photos, tmp_path, 10, 20))
+        ref.refresh()
+        ref.save_indexes()
+    if fault == "restored database":
+        url.write_bytes(backup)  # the 20 later rows are gone; the index still holds them
+        added = _tiles(photos, tmp_path, 100, 20)
+        with ReferenceDB(url, methods=["phash"]) as ref:
+            assert len(ref.add(added).added) == 20  # ids reused: those the index holds
+    else:
+        for name, data in older_index.items():  # the index file overwritten by an older one, not its JSON
+            if name.endswith(".index"):
+                (Path(f"{url}.index") / name).write_bytes(data)
+        added = _tiles(photos, tmp_path, 10, 20)
+    with caplog.at_level("WARNING", logger="robusthash.db"), ReferenceDB(url, methods=["phash"]) as ref:
+        found = [ref.query(p, methods=["phash"], k=1)[0].matches[0].image.source == str(p) for p in added]
+        assert all(found), f"{sum(found)} of {len(found)} found"
+    assert "does not match the database" in caplog.text and "rebuilding it" in caplog.text

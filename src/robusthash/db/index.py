@@ -268,17 +268,28 @@ class IndexFiles:
         pass  # files are written on save, not after every query
 
     def save(self, method: str, version: str, state: FollowedIndex) -> list[Path]:
+        """Both files written under temporary names, then renamed, the index first: a
+        crash leaves the old pair, or a new index beside an old JSON, whose count and
+        codes the database's check on opening (ReferenceDB._disagreement) refuses."""
         paths = self._paths(method, version)
         if paths is None:
             return []
         assert isinstance(state.index, HammingIndex)
         paths[0].parent.mkdir(parents=True, exist_ok=True)
-        state.index.save(paths[0])
-        paths[1].write_text(json.dumps({
+        index_part, info_part = (p.with_name(p.name + ".part") for p in paths)
+        state.index.save(index_part)
+        info_part.write_text(json.dumps({
             "format": self.FORMAT, "database": self.identity, "method": method, "version": version,
             "last_hash_id": state.last_hash_id, "last_removal": state.last_removal, "count": len(state.index),
         }))
+        os.replace(index_part, paths[0])
+        os.replace(info_part, paths[1])
         return list(paths)
+
+    def discard(self, method: str, version: str, nbits: int) -> FollowedIndex:
+        for path in self._paths(method, version) or ():
+            path.unlink(missing_ok=True)
+        return FollowedIndex(HammingIndex(nbits))
 
 
 class _Backend(Protocol):

@@ -357,3 +357,9 @@ class MilvusCollections:
 
     def save(self, method: str, version: str, state: FollowedIndex) -> list[Path]:
         return []  # the collection is already on the server
+
+    def discard(self, method: str, version: str, nbits: int) -> FollowedIndex:
+        name = collection_name(self.identity, method, version)
+        _pymilvus().utility.drop_collection(name, using=connect(self.location))
+        self.store.set_meta(f"milvus:{name}", json.dumps({"last_hash_id": 0, "last_removal": 0}))
+        return FollowedIndex(MilvusIndex(self.location, name, nbits))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, as_completed, wait
 from dataclasses import asdict, dataclass, field, replace
@@ -47,6 +48,8 @@ from .metadata import check_metadata
 from .milvus import MilvusCollections, connect, is_milvus_url, parse_milvus_url
 from .search import FollowedIndex, IndexHome
 from .store import ADDED, UPDATED, Calibration, HashRow, ImageRecord, NewImage, Store
+
+log = logging.getLogger("robusthash.db")
 
 DEFAULT_METHODS = ("forbild",)
 # A method's matches decided per query hash, its nearest first: a loose method matches
@@ -428,11 +431,43 @@ class ReferenceDB:
     def _index(self, method: str, version: str) -> FollowedIndex:
         key = (method, version)
         if key not in self._indexes:
-            self._indexes[key] = self.index_home.open(method, version, self._hasher(method).bits)
+            bits = self._hasher(method).bits
+            state = self.index_home.open(method, version, bits)
+            why = self._disagreement(method, version, state)
+            if why:
+                log.warning("the saved %s (%s) index does not match the database %s: %s; rebuilding it from the "
+                            "database", method, version, self.store.url, why)
+                state = self.index_home.discard(method, version, bits)
+            self._indexes[key] = state
         state = self._indexes[key]
         self._catch_up(method, version, state)
         self.index_home.followed(method, version, state)
         return state
+
+    def _disagreement(self, method: str, version: str, state: FollowedIndex, sample: int = 32) -> str | None:
+        """Why a kept index cannot be the store's rows as far as it says it followed them,
+        or None. A database restored from a backup, a lost or truncated WAL, or an index
+        file overwritten by an older one leave an index *ahead* of its store: new rows
+        reuse ids it already holds, and catching up from its last id would skip them,
+        hidden from every query while ``db stats`` counts them. So: the removal log must
+        reach as far as the index applied it, the index must hold exactly the rows up to
+        its last id (those removed since included), and the newest of them must be in it
+        with the store's codes."""
+        if state.last_hash_id == 0 and state.last_removal == 0 and len(state.index) == 0:
+            return None  # a new index: nothing to trust
+        if self.store.last_removal() < state.last_removal:
+            return (f"it applied removals up to entry {state.last_removal} of a log that ends at "
+                    f"{self.store.last_removal()}")
+        count, newest = self.store.hashes_up_to(method, version, state.last_hash_id, sample)
+        pending = sum(1 for _, h in self.store.removals(method, version, state.last_removal) if h <= state.last_hash_id)
+        if len(state.index) != count + pending:
+            return f"it holds {len(state.index)} codes where the database has {count + pending} up to id {state.last_hash_id}"
+        if newest:
+            codes = np.frombuffer(b"".join(r.bits for r in newest), dtype=np.uint8).reshape(len(newest), -1)
+            for row, (ids, _) in zip(newest, state.index.range_search(codes, 0)):
+                if row.id not in ids:
+                    return f"its code for hash {row.id} is not the database's"
+        return None
 
     def _catch_up(self, method: str, version: str, state: FollowedIndex) -> None:
         """Apply what the store gained and lost since the index last looked."""

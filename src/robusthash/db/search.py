@@ -80,6 +80,9 @@ class IndexHome(Protocol):
     def save(self, method: str, version: str, state: FollowedIndex) -> list[Path]:
         """Persist the index for the next run, if this home keeps files; returns them."""
 
+    def discard(self, method: str, version: str, nbits: int) -> FollowedIndex:
+        """Forget the kept index (it disagrees with the store) and give a new, empty one."""
+
 
 # --- array conventions ----------------------------------------------------------------------
 

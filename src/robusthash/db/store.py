@@ -464,6 +464,16 @@ class Store:
             yield [_hash_row(r) for r in rows]
             last = int(rows[-1][0])
 
+    def hashes_up_to(self, method: str, version: str, last_id: int, newest: int) -> tuple[int, list[HashRow]]:
+        """How many hash rows of one method have ids up to ``last_id``, and the ``newest``
+        of them (highest ids): what a saved index that followed the store that far must
+        hold (:meth:`ReferenceDB._disagreement`)."""
+        count = int(self._row("SELECT COUNT(*) FROM hashes WHERE method = ? AND version = ? AND id <= ?",
+                              (method, version, last_id))[0])
+        rows = self._rows(f"SELECT {HASH_COLUMNS} FROM hashes WHERE method = ? AND version = ? AND id <= ? "
+                          "ORDER BY id DESC LIMIT ?", (method, version, last_id, newest))
+        return count, [_hash_row(r) for r in rows]
+
     def hash_rows(self, hash_ids: Iterable[int]) -> dict[int, HashRow]:
         return {r.id: r for r in map(_hash_row, self._rows_by_id(f"SELECT {HASH_COLUMNS} FROM hashes", hash_ids))}
 
