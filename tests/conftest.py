@@ -123,12 +123,28 @@ def postgres_url():
     subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start"],
                    check=True, capture_output=True)
     url = f"postgresql://robusthash@127.0.0.1:{port}/postgres"
+
+    def restart() -> None:
+        subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-m",
+                        "fast", "-w", "restart"], check=True, capture_output=True)
+
+    _POSTGRES_RESTART.append(restart)
     try:
         yield url
     finally:
         subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+_POSTGRES_RESTART: list = []  # the session server's restart, set by postgres_url
+
+
+@pytest.fixture
+def restart_postgres(postgres_url):
+    """Restart the session's PostgreSQL server (pg_ctl restart -m fast): every
+    connection to it is cut, and the server answers again once this returns."""
+    return _POSTGRES_RESTART[-1]
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -104,6 +105,9 @@ class Calibration:
     computed_at: str
 
 
+RECONNECT_FIRST, RECONNECT_MOST = 0.5, 30.0  # seconds between tries to reach a lost PostgreSQL server
+
+
 class StoreUnavailable(RuntimeError):
     """The database cannot be reached, stayed locked by another writer too long, or is
     broken (not a database, corrupt). The server's condition, not the caller's fault:
@@ -138,6 +142,10 @@ class Store:
         self.is_postgres = self.url.startswith(("postgresql://", "postgres://"))
         self._outages, self._faults = _outage_errors(self.is_postgres)
         self._writing = 0  # depth of nested write() blocks; only the outermost is a transaction
+        self._conn = None
+        # A PostgreSQL connection the server dropped (a restart) is opened again, at most
+        # once per delay, the delay doubling from RECONNECT_FIRST to RECONNECT_MOST seconds.
+        self._next_reconnect, self._reconnect_delay = 0.0, RECONNECT_FIRST
         with self._reachable():
             self._conn = self._connect()
         self._create_schema()
@@ -161,13 +169,40 @@ class Store:
 
     @contextmanager
     def _reachable(self) -> Iterator[None]:
-        """The driver's outage errors as :class:`StoreUnavailable`."""
+        """The driver's outage errors as :class:`StoreUnavailable`; a PostgreSQL
+        connection found broken is opened again first (:meth:`_reconnect`)."""
         try:
+            self._reconnect()
             yield
         except self._outages as exc:
             if isinstance(exc, self._faults):
                 raise
             raise StoreUnavailable(str(exc)) from exc
+
+    def _dropped(self) -> bool:
+        """Whether this is a PostgreSQL connection the server dropped, outside a write (a
+        transaction cannot move to another connection)."""
+        conn = self._conn
+        return self.is_postgres and conn is not None and not self._writing and bool(conn.closed or conn.broken)
+
+    def _reconnect(self, at_once: bool = False) -> None:
+        """Open a new connection in place of a dropped PostgreSQL one, with backoff
+        between failed tries (``at_once``: the first try after a drop, whatever the
+        backoff). Without it, after a server restart every request answered 503 until
+        the process was restarted too."""
+        if not self._dropped():
+            return
+        now = time.monotonic()
+        if now < self._next_reconnect and not at_once:
+            raise StoreUnavailable(f"the connection to the database was lost; next try in "
+                                   f"{self._next_reconnect - now:.1f} s")
+        try:
+            self._conn = self._connect()
+        except Exception:
+            self._next_reconnect = now + self._reconnect_delay
+            self._reconnect_delay = min(RECONNECT_MOST, 2 * self._reconnect_delay)
+            raise
+        self._next_reconnect, self._reconnect_delay = 0.0, RECONNECT_FIRST
 
     def _sql(self, statement: str) -> str:
         """Statements are written with ``?`` placeholders; psycopg wants ``%s``."""
@@ -180,8 +215,16 @@ class Store:
             return self._conn.execute(self._sql(statement), params)
 
     def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
-        """Every row of a query, fetched while outages are still reported as such."""
+        """Every row of a query, fetched while outages are still reported as such. Outside
+        a write, a query whose connection the server dropped (a restart: a dropped
+        connection shows only when used) is asked once more on a new connection."""
         with self._reachable():
+            try:
+                return self._conn.execute(self._sql(statement), params).fetchall()
+            except self._outages as exc:
+                if isinstance(exc, self._faults) or not self._dropped():
+                    raise
+            self._reconnect(at_once=True)
             return self._conn.execute(self._sql(statement), params).fetchall()
 
     def _row(self, statement: str, params: Sequence[Any] = ()) -> Sequence[Any] | None:
@@ -208,6 +251,7 @@ class Store:
             finally:
                 self._writing -= 1
             return
+        self._rows("SELECT 1")  # a dropped connection is found and opened again before the transaction, not in it
         self._writing = 1
         try:
             with self._reachable(), self._transaction():
