@@ -93,14 +93,33 @@ def test_an_unreachable_postgresql_server_is_unavailable():
         Store(f"postgresql://robusthash@127.0.0.1:{port}/postgres?connect_timeout=2")
 
 
-def test_a_postgresql_connection_cut_off_is_unavailable(fresh_postgres):
+def test_a_postgresql_connection_cut_off_is_opened_again_with_backoff(fresh_postgres, monkeypatch):
+    import time
+
+    import psycopg
+
     store, admin = Store(fresh_postgres), Store(fresh_postgres)
     pid = store.execute("SELECT pg_backend_pid()").fetchone()[0]
     admin.execute("SELECT pg_terminate_backend(?)", (pid,))
-    with pytest.raises(StoreUnavailable):
-        store.ping()
-    with pytest.raises(StoreUnavailable):
-        store.meta("schema")
+    assert store.meta("schema") is not None  # asked again on a new connection
+    assert store.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
+    # While the server refuses connections: unavailable, and tried again only after a delay.
+    tries = []
+
+    def refused():
+        tries.append(time.monotonic())
+        raise psycopg.OperationalError("connection refused")
+
+    real_connect = store._connect
+    monkeypatch.setattr(store, "_connect", refused)
+    admin.execute("SELECT pg_terminate_backend(?)", (store.execute("SELECT pg_backend_pid()").fetchone()[0],))
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable):
+            store.ping()
+    assert len(tries) == 1  # the retry right after the drop; the others wait out the backoff
+    monkeypatch.setattr(store, "_connect", real_connect)
+    time.sleep(0.6)
+    store.ping()  # back
     admin.close()
 
 
