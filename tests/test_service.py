@@ -472,6 +472,24 @@ def test_uploads_are_decoded_a_bounded_number_at_a_time(database, tmp_path):
         running.stop()
 
 
+def test_connections_that_never_send_a_request_head_are_closed(database, tmp_path):
+    # Before: 3,000 connections that sent nothing, or half a header, were all still open
+    # after 25 s. uvicorn's keep-alive timeout only starts after a response.
+    running = Server(database, tmp_path / "heads.log", "--api-key", KEY, "--head-timeout", "1")
+    try:
+        silent = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(10)]
+        half = socket.create_connection(("127.0.0.1", running.port))
+        half.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        time.sleep(2.5)
+        for sock in [*silent, half]:
+            sock.settimeout(2)
+            assert sock.recv(100) == b""  # closed by the server
+            sock.close()
+        assert httpx.get(f"{running.url}/v1/health").status_code == 200  # a real client is served
+    finally:
+        running.stop()
+
+
 # --- the page, in headless Chromium ------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,9 @@ def serve(
                                          "limit; others wait their turn (--decode-wait), then 503"),
     decode_wait: float = typer.Option(10.0, "--decode-wait", min=0.0,
                                       help="seconds an upload waits for its turn to be decoded before a 503"),
+    head_timeout: float = typer.Option(10.0, "--head-timeout", min=0.1,
+                                       help="seconds a connection has to send a complete request head (after "
+                                            "opening, or after a response) before it is closed"),
 ):
     """Serve the database over HTTP: the /v1 API and a page to drop an image on.
 
@@ -53,6 +56,7 @@ def serve(
 
     from ..service import ServiceConfig, create_app
     from ..service.access_log import log_config
+    from ..service.connections import with_head_deadline
 
     keys = tuple(k for entry in api_keys for k in entry.split() if k)
     if not keys and not no_auth:
@@ -79,4 +83,4 @@ def serve(
     # claim another address in X-Forwarded-For and escape the per-address limits.
     uvicorn.run(service, host=host, port=port, log_level="info", server_header=False, log_config=log_config(),
                 proxy_headers=trusted_proxies is not None, forwarded_allow_ips=trusted_proxies or "",
-                limit_concurrency=max_connections, timeout_keep_alive=KEEP_ALIVE_SECONDS)
+                limit_concurrency=max_connections, timeout_keep_alive=KEEP_ALIVE_SECONDS, http=with_head_deadline(head_timeout))
