@@ -133,3 +133,37 @@ def test_queries_recover_after_a_postgresql_restart(fresh_postgres, restart_post
         again = io.BytesIO()
         photos["coffee"].resize((128, 128)).save(again, format="PNG")
         assert client.post("/v1/images", files={"file": ("b.png", again.getvalue())}).status_code == 201
+
+
+def test_a_register_decodes_its_upload_once(tmp_path, photos, monkeypatch):
+    """The hashes, the thumbnail and the comparator's copy come from one decoding of a
+    PNG (before: three, a second each for a 49-megapixel upload)."""
+    import io
+
+    from PIL import Image
+
+    url = str(tmp_path / "ref.sqlite")
+    with ReferenceDB(url) as ref:
+        ref.set_methods(["dhash", "pdq"])
+    app = create_app(ServiceConfig(db=url, allow_anonymous=True))
+    upload = io.BytesIO()
+    photos["astronaut"].save(upload, format="PNG")
+    import robusthash.hashing.base as base
+    import robusthash.io as loader
+
+    decoded = []
+    real = loader.decode_frame
+
+    def counted(*args, **kwargs):
+        decoded.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "decode_frame", counted)  # decode() and load_pil()
+    monkeypatch.setattr(base, "decode_frame", counted)  # DecodedImage
+    with TestClient(app) as client:
+        answer = client.post("/v1/images", files={"file": ("a.png", upload.getvalue())})
+        assert answer.status_code == 201, answer.text
+        assert len(decoded) == 1
+        image_id = answer.json()["image_id"]
+        thumbnail = client.get(f"/v1/images/{image_id}/thumbnail")
+    assert thumbnail.status_code == 200 and max(Image.open(io.BytesIO(thumbnail.content)).size) == 256

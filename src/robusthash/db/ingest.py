@@ -72,7 +72,7 @@ class Examined:
     decoded: DecodedImage | None = field(default=None, repr=False)
 
 
-def examine(image: ImageSource, hashers: Sequence[BaseHasher], limits: LoadLimits = DEFAULT_LIMITS,
+def examine(image: ImageSource | DecodedImage, hashers: Sequence[BaseHasher], limits: LoadLimits = DEFAULT_LIMITS,
             name: str | None = None, rule: InformationRule = DEFAULT_RULE, variants: bool = False,
             features: FeatureConfig | None = None, parts: bool = False) -> Examined:
     """Read ``image`` once, hash it with each of ``hashers`` (each decoding it as it would on
@@ -80,7 +80,9 @@ def examine(image: ImageSource, hashers: Sequence[BaseHasher], limits: LoadLimit
     (a query); ``features``: also its local features (with ``variants``, its mirror
     image's too); ``parts``: also each hasher's hashes of its halves. Raises
     :class:`~robusthash.io.ImageError`."""
-    decoded = DecodedImage(image, limits, name)
+    # A caller that decodes the image again afterwards (the service's thumbnails) passes
+    # its DecodedImage, so the file is decoded once for all of it.
+    decoded = image if isinstance(image, DecodedImage) else DecodedImage(image, limits, name)
     data = decoded.source if isinstance(decoded.source, bytes) else None
     size = header_size(data) if data is not None else None
     info = information(decoded.decoded(INFORMATION_DECODE), size=size, rule=rule)

@@ -10,6 +10,7 @@ from fastapi import HTTPException
 from ..db import Examined, ReferenceDB
 from ..db.store import ImageRecord
 from ..hashing import BaseHasher, get_hasher
+from ..hashing.base import DecodedImage
 from ..io import ImageError
 from .config import ServiceConfig
 from .thumbnails import Thumbnails
@@ -71,7 +72,8 @@ class Service:
                                      f"it has {', '.join(sorted(known))}")
         return [self.ref.hashers.get(m) or get_hasher(m) for m in dict.fromkeys(names)]  # type: ignore[misc]
 
-    def examine_upload(self, data: bytes, name: str, hashers: list[BaseHasher], variants: bool = True) -> Examined:
+    def examine_upload(self, data: bytes | DecodedImage, name: str, hashers: list[BaseHasher],
+                       variants: bool = True) -> Examined:
         """:meth:`ReferenceDB.examine` with the database's local features, its refusals as
         422: the loader refuses non-images and pixel bombs, naming the upload."""
         if not self.decoding.acquire(timeout=self.config.decode_wait):
@@ -87,9 +89,10 @@ class Service:
         finally:
             self.decoding.release()
 
-    def keep_copies(self, digest: str, data: bytes) -> None:
-        """Keep a preview of an uploaded original and its copy for the comparator; the image
-        is registered even if this fails."""
+    def keep_copies(self, digest: str, data: bytes | DecodedImage) -> None:
+        """Keep a preview of an uploaded original and its copy for the comparator (from the
+        upload's own decoding, when given: no decode of their own); the image is registered
+        even if this fails."""
         for kept in (self.thumbnails, self.comparison_copies):
             try:
                 kept.keep(digest, data)

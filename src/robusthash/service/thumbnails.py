@@ -19,6 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..db import ImageRecord
+from ..hashing.base import DecodedImage, DecodeSpec
 from ..io import LoadLimits, load_pil
 
 JPEG_QUALITY = 85
@@ -35,14 +36,18 @@ class Thumbnails:
         self.limits = limits
 
     def render(self, source: object) -> bytes:
-        """A JPEG at most ``size`` pixels on its longest side, from anything the loader takes."""
-        im = load_pil(source, limits=self.limits, draft_size=self.size)  # type: ignore[arg-type]
+        """A JPEG at most ``size`` pixels on its longest side, from anything the loader
+        takes or an upload's :class:`DecodedImage` (the same pixels, no decode of its own)."""
+        if isinstance(source, DecodedImage):
+            im = source.decoded(DecodeSpec(self.size, "RGB")).copy()  # thumbnail() works in place
+        else:
+            im = load_pil(source, limits=self.limits, draft_size=self.size)  # type: ignore[arg-type]
         im.thumbnail((self.size, self.size), Image.Resampling.LANCZOS)
         buffer = io.BytesIO()
         im.save(buffer, format="JPEG", quality=JPEG_QUALITY)
         return buffer.getvalue()
 
-    def keep(self, digest: str, data: bytes) -> None:
+    def keep(self, digest: str, data: bytes | DecodedImage) -> None:
         """Make and store the thumbnail of an uploaded original (once per digest)."""
         path = self._path(digest)
         if path is None or path.exists():

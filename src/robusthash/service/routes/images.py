@@ -5,6 +5,7 @@ from typing import Annotated, Any, Optional
 from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
 
 from ...db.store import ImageRecord
+from ...hashing.base import DecodedImage
 from ...io import ImageError
 from ..models import ImageOut, RegisterOut, RemovedOut, errors
 from ..state import Service
@@ -41,7 +42,9 @@ def router(service: Service) -> APIRouter:
         meta = metadata_field(metadata)
         registered_as = source_name(source, "source form field") if source else source_name(file.filename, "file name")
         # Hashed outside the lock; the library admits and registers it (ReferenceDB.add_examined).
-        examined = service.examine_upload(data, name, [service.ref.hashers[m] for m in service.ref.methods],
+        # One decoding serves the hashes, the thumbnail and the comparator's copy.
+        pixels = DecodedImage(data, service.limits, name)
+        examined = service.examine_upload(pixels, name, [service.ref.hashers[m] for m in service.ref.methods],
                                           variants=False)
         digest = examined.digest
         assert digest is not None  # examined from the upload's bytes
@@ -50,7 +53,7 @@ def router(service: Service) -> APIRouter:
                 image_id, status, left_out = service.writer.add_examined(registered_as or digest, examined, meta)
         except ValueError as exc:  # refused: too little information in it, or every hash too weak
             raise HTTPException(422, f"{name}: {exc}") from None
-        service.keep_copies(digest, data)
+        service.keep_copies(digest, pixels)
         response.status_code = 201 if status == "added" else 200
         response.headers["Location"] = f"{API_PREFIX}/images/{image_id}"
         return {"image_id": image_id, "status": status, "left_out": left_out}
