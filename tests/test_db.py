@@ -17,7 +17,7 @@ from PIL import Image
 from scipy import ndimage
 
 from robusthash import attacks
-from robusthash.db import Admission, ReferenceDB, Store
+from robusthash.db import Admission, ReferenceDB, Store, StoreUnavailable
 
 METHODS = ("forbild", "pdq", "phash")
 
@@ -381,3 +381,25 @@ def test_an_index_ahead_of_its_database_is_rebuilt_not_trusted(tmp_path, photos,
         found = [ref.query(p, methods=["phash"], k=1)[0].matches[0].image.source == str(p) for p in added]
         assert all(found), f"{sum(found)} of {len(found)} found"
     assert "does not match the database" in caplog.text and "rebuilding it" in caplog.text
+
+
+def test_a_damaged_database_is_named_before_an_index_is_built_from_it(tmp_path, originals):
+    # Random bytes in the pages of the hash table: before, the index was built from
+    # whatever rows could still be read, and queries answered a wrong "no match".
+    url = tmp_path / "ref.sqlite"
+    with ReferenceDB(url, methods=["forbild"]) as ref:
+        ref.add(originals)
+    first = ReferenceDB(url)
+    size = first.store.execute("PRAGMA page_size").fetchone()[0]
+    pages = [int(r[0]) for r in first.store.execute("SELECT pageno FROM dbstat WHERE name = 'hashes'").fetchall()]
+    first.close()
+    data = bytearray(url.read_bytes())
+    for page in pages:  # the hash table's pages, overwritten with random bytes
+        start = (page - 1) * size
+        data[start:start + size] = np.random.default_rng(page).integers(0, 256, size, dtype=np.uint8).tobytes()
+    url.write_bytes(bytes(data))
+    with ReferenceDB(url) as ref:
+        with pytest.raises(StoreUnavailable, match=f"{url}.*(is damaged|malformed)"):
+            ref.query(originals[0])
+    answer = _cli("db", "query", str(originals[0]), "--db", str(url), env={**os.environ, "COLUMNS": "400"})
+    assert answer.returncode == 1 and str(url) in answer.stderr and "Traceback" not in answer.stderr, answer.stderr

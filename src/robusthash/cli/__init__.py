@@ -76,4 +76,12 @@ def __getattr__(name: str):
 
 def main() -> None:
     given = sys.argv[1] if len(sys.argv) > 1 else None
-    build_app(given if given in {name for name, *_ in COMMANDS} else None)()
+    try:
+        build_app(given if given in {name for name, *_ in COMMANDS} else None)()
+    except Exception as exc:  # a database that cannot be used is an error message, not a traceback
+        from ..db import StoreUnavailable
+
+        if not isinstance(exc, StoreUnavailable):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

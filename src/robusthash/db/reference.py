@@ -47,7 +47,7 @@ from .ingest import (DEFAULT_ADMISSION, Admission, Admitted, Examined, ExaminedR
 from .metadata import check_metadata
 from .milvus import MilvusCollections, connect, is_milvus_url, parse_milvus_url
 from .search import FollowedIndex, IndexHome
-from .store import ADDED, UPDATED, Calibration, HashRow, ImageRecord, NewImage, Store
+from .store import ADDED, UPDATED, Calibration, HashRow, ImageRecord, NewImage, Store, StoreUnavailable
 
 log = logging.getLogger("robusthash.db")
 
@@ -160,6 +160,7 @@ class ReferenceDB:
         self.index_home: IndexHome = (MilvusCollections(milvus, self.store, self.identity) if milvus
                                       else IndexFiles(index_dir, self.identity))
         self._indexes: dict[tuple[str, str], FollowedIndex] = {}
+        self._store_checked = False
 
     def _stored_methods(self) -> list[str]:
         stored = self.store.meta("methods")
@@ -438,11 +439,25 @@ class ReferenceDB:
                 log.warning("the saved %s (%s) index does not match the database %s: %s; rebuilding it from the "
                             "database", method, version, self.store.url, why)
                 state = self.index_home.discard(method, version, bits)
+            if state.progress == (0, 0):
+                self._check_store()  # an index built from the store is only as good as the store
             self._indexes[key] = state
         state = self._indexes[key]
         self._catch_up(method, version, state)
         self.index_home.followed(method, version, state)
         return state
+
+    def _check_store(self) -> None:
+        """SQLite's quick_check, once per opening, before an index is built from the
+        store: random bytes in a page otherwise became wrong "no match" answers. Raises
+        :class:`~robusthash.db.store.StoreUnavailable` naming what is damaged."""
+        if self._store_checked:
+            return
+        problems = self.store.quick_check()
+        if problems:
+            raise StoreUnavailable(f"the database {self.store.url} is damaged ({'; '.join(problems[:3])}); restore it "
+                                   "from a backup, or register the files again into a new one")
+        self._store_checked = True
 
     def _disagreement(self, method: str, version: str, state: FollowedIndex, sample: int = 32) -> str | None:
         """Why a kept index cannot be the store's rows as far as it says it followed them,

@@ -31,6 +31,7 @@ reader that has seen id n has seen every id below it.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -177,7 +178,15 @@ class Store:
         except self._outages as exc:
             if isinstance(exc, self._faults):
                 raise
-            raise StoreUnavailable(str(exc)) from exc
+            raise StoreUnavailable(f"{self.where}: {exc}") from exc
+
+    @property
+    def where(self) -> str:
+        """The database named for people: the SQLite file, or the PostgreSQL URL without
+        its password."""
+        if not self.is_postgres:
+            return self.url
+        return re.sub(r"(://[^:/@]+):[^@]*@", r"\1@", self.url)
 
     def _dropped(self) -> bool:
         """Whether this is a PostgreSQL connection the server dropped, outside a write (a
