@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -488,6 +489,55 @@ def test_connections_that_never_send_a_request_head_are_closed(database, tmp_pat
         assert httpx.get(f"{running.url}/v1/health").status_code == 200  # a real client is served
     finally:
         running.stop()
+
+
+def test_a_server_killed_while_registering_loses_nothing_it_acknowledged(tmp_path, photos):
+    # SIGKILL (no shutdown, no saved index) in the middle of a stream of registers: after
+    # a restart every upload answered 201 is stored once and found by its own bytes.
+    db = tmp_path / "killed.sqlite"
+    subprocess.run([sys.executable, "-m", "robusthash.cli", "db", "init", "--db", str(db), "--methods", "forbild,pdq"],
+                   check=True, capture_output=True)
+    names = sorted(photos)
+    uploads = []
+    for i in range(40):
+        im = photos[names[i % len(names)]]
+        x, y = (i * 41) % (im.width - 256), (i * 29) % (im.height - 256)
+        uploads.append(_jpeg(im.crop((x, y, x + 256, y + 256))))
+    running = Server(db, tmp_path / "killed.log", "--api-key", KEY)
+    acknowledged: dict[int, bytes] = {}
+
+    def register() -> None:
+        with httpx.Client(timeout=30) as client:
+            for data in uploads:
+                try:
+                    answer = client.post(f"{running.url}/v1/images", headers={"X-API-Key": KEY},
+                                         files={"file": ("u.jpg", data)})
+                except httpx.TransportError:
+                    return  # the server is gone
+                if answer.status_code == 201:
+                    acknowledged[answer.json()["image_id"]] = data
+
+    writer = threading.Thread(target=register)
+    writer.start()
+    deadline = time.monotonic() + 30
+    while len(acknowledged) < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    running.process.kill()  # SIGKILL
+    running.process.wait(timeout=15)
+    writer.join(timeout=30)
+    assert 10 <= len(acknowledged) < len(uploads)
+    again = Server(db, tmp_path / "restarted.log", "--api-key", KEY)
+    try:
+        with httpx.Client(timeout=30) as client:
+            for image_id, data in acknowledged.items():
+                assert client.get(f"{again.url}/v1/images/{image_id}", headers={"X-API-Key": KEY}).status_code == 200
+                found = client.post(f"{again.url}/v1/query", headers={"X-API-Key": KEY}, files={"file": ("q.jpg", data)})
+                assert image_id in found.json()["matched_image_ids"], image_id
+    finally:
+        again.stop()
+    with ReferenceDB(db) as ref:
+        digests = [r[0] for r in ref.store.execute("SELECT digest FROM images").fetchall()]
+    assert len(digests) == len(set(digests)) >= len(acknowledged)
 
 
 # --- the page, in headless Chromium ------------------------------------------------------
