@@ -260,7 +260,8 @@ class Store:
             finally:
                 self._writing -= 1
             return
-        self._rows("SELECT 1")  # a dropped connection is found and opened again before the transaction, not in it
+        if self.is_postgres:  # a dropped connection is found, and opened again, before the transaction, not in it
+            self._rows("SELECT 1")
         self._writing = 1
         try:
             with self._reachable(), self._transaction():
