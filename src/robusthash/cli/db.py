@@ -4,7 +4,6 @@ and what ``serve`` shares with it (``DB_OPTION``, ``_open_db``)."""
 from __future__ import annotations
 
 import json
-from contextlib import closing
 from pathlib import Path
 from typing import List, Optional
 
@@ -58,23 +57,6 @@ def _database_extras(db: str) -> None:
         needs_extra("postgres", "psycopg", what="a postgresql:// database")
 
 
-def _not_a_database(path: Path) -> str | None:
-    """Why ``path`` holds no robusthash database, looked at read-only (a command other
-    than ``db init`` must not write a schema into an empty or foreign file), or None."""
-    import sqlite3
-
-    if not path.exists():
-        return f"no database at {path}"
-    if path.is_dir() or path.stat().st_size == 0:
-        return f"{path} is {'a folder' if path.is_dir() else 'an empty file'}, not a robusthash database"
-    try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
-            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
-    except sqlite3.DatabaseError as exc:
-        return f"{path} cannot be read as a database ({exc})"
-    return None if found else f"{path} is an SQLite file without robusthash's tables"
-
-
 def _open_db(db: str, methods: Optional[str] = None, admission=None):
     from ..db import Admission, ReferenceDB
     from ..db.milvus import is_milvus_url, parse_milvus_url
@@ -84,7 +66,9 @@ def _open_db(db: str, methods: Optional[str] = None, admission=None):
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--db") from None
     if not store.startswith(("postgresql://", "postgres://")):
-        why = _not_a_database(Path(store))
+        from ..db.store import not_a_database
+
+        why = not_a_database(Path(store))
         if why:
             raise typer.BadParameter(f"{why}; create one with `robusthash db init --db {db}`", param_hint="--db")
     names = _method_names(methods) if methods else None
@@ -310,13 +294,13 @@ def db_remove(
 def db_stats(db: str = DB_OPTION, fmt: Format = typer.Option(Format.text, "--format")):
     """Images, hashes per method, calibrations; and whether the file is sound (SQLite's
     quick_check): a damaged database exits with 1, naming what is wrong."""
-    import sqlite3
+    from ..db import StoreUnavailable
 
     with _open_db(db) as ref:
         problems = ref.store.quick_check()
         try:
             stats = ref.stats() if not problems else None
-        except sqlite3.DatabaseError as exc:
+        except StoreUnavailable as exc:
             problems = [str(exc)]
     if problems:
         err.print(f"error: {db} is damaged: {'; '.join(problems[:5])}"

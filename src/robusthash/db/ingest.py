@@ -64,9 +64,6 @@ class Examined:
     # The image's local features, and its mirror image's (a query's only), for pairwise
     # verification (robusthash.compare.features); None unless asked for.
     local_features: tuple[LocalFeatures, LocalFeatures | None] | None = None
-    # Per method, the hashes of the query's halves (imaging.halves), whose nearest
-    # references are candidates for a montage's parts; empty unless asked for.
-    parts: dict[str, list[Hash | MultiHash]] = field(default_factory=dict)
     # A query's decodings, kept to look at a region of it again (examine_region); None for an
     # image to register.
     decoded: DecodedImage | None = field(default=None, repr=False)
@@ -74,12 +71,11 @@ class Examined:
 
 def examine(image: ImageSource | DecodedImage, hashers: Sequence[BaseHasher], limits: LoadLimits = DEFAULT_LIMITS,
             name: str | None = None, rule: InformationRule = DEFAULT_RULE, variants: bool = False,
-            features: FeatureConfig | None = None, parts: bool = False) -> Examined:
+            features: FeatureConfig | None = None) -> Examined:
     """Read ``image`` once, hash it with each of ``hashers`` (each decoding it as it would on
     its own) and measure its information; ``variants``: also each hasher's query variants
     (a query); ``features``: also its local features (with ``variants``, its mirror
-    image's too); ``parts``: also each hasher's hashes of its halves. Raises
-    :class:`~robusthash.io.ImageError`."""
+    image's too). Raises :class:`~robusthash.io.ImageError`."""
     # A caller that decodes the image again afterwards (the service's thumbnails) passes
     # its DecodedImage, so the file is decoded once for all of it.
     decoded = image if isinstance(image, DecodedImage) else DecodedImage(image, limits, name)
@@ -100,8 +96,7 @@ def examine(image: ImageSource | DecodedImage, hashers: Sequence[BaseHasher], li
             local = (local_features(grey, features, query=True), local_features(grey, features, True, query=True))
         else:
             local = (local_features(decoded.decoded(FEATURES_DECODE), features), None)
-    halved = {h.name: [h.hash_pil(half) for half in halves(decoded.for_hasher(h))] for h in hashers} if parts else {}
-    return Examined(hashes, info, extra, digest, size, local, halved, decoded if variants else None)
+    return Examined(hashes, info, extra, digest, size, local, decoded if variants else None)
 
 
 @dataclass(frozen=True)
@@ -136,7 +131,8 @@ def examine_region(examined: Examined, hashers: Sequence[BaseHasher], box: tuple
 
 def examine_halves(examined: Examined, hashers: Sequence[BaseHasher]) -> dict[str, list[Hash | MultiHash]]:
     """Each of ``hashers``' hashes of the two halves of an examined query
-    (:func:`~robusthash.imaging.halves`, as ``examine(..., parts=True)`` gives them)."""
+    (:func:`~robusthash.imaging.halves`), whose nearest references are candidates for a
+    montage's parts."""
     if examined.decoded is None:
         raise ValueError("only a query's examination keeps its pixels to look at its halves")
     return {h.name: [h.hash_pil(half) for half in halves(examined.decoded.for_hasher(h))] for h in hashers}

@@ -222,7 +222,7 @@ class ReferenceDB:
         report = AddReport()
         pending: list[tuple[str, NewImage]] = []
         done = 0
-        for results in self._hashed(paths, metadata or {}, executor, task_size):
+        for results in self._hashed(paths, metadata, executor, task_size):
             for source, result in results:
                 if isinstance(result, int):  # registered whole before: nothing to hash
                     report.existing.append((source, result))
@@ -317,13 +317,12 @@ class ReferenceDB:
         return self.query_examined(examined, names, k=k, source=name)
 
     def examine(self, image: ImageSource, methods: Sequence[str] | None = None, name: str | None = None,
-                variants: bool = True, features: FeatureConfig | None = None, parts: bool = False) -> Examined:
+                variants: bool = True, features: FeatureConfig | None = None) -> Examined:
         """:func:`examine` with this database's methods (or ``methods``), limits and rule;
         with each method's query variants unless ``variants`` is False (for registering);
-        with local features when ``features`` is given (:attr:`features` to register);
-        with the hashes of its halves when ``parts``."""
+        with local features when ``features`` is given (:attr:`features` to register)."""
         return examine(image, [self._hasher(m) for m in (methods or self.methods)], self.limits, name,
-                       self.admission.information or DEFAULT_RULE, variants, features, parts)
+                       self.admission.information or DEFAULT_RULE, variants, features)
 
     def examine_region(self, examined: Examined, box: tuple[int, int, int, int], methods: Sequence[str] | None = None,
                        features: FeatureConfig | None = None) -> ExaminedRegion:

@@ -34,7 +34,7 @@ import json
 import re
 import sqlite3
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -126,6 +126,22 @@ def _outage_errors(is_postgres: bool) -> tuple[tuple[type[BaseException], ...], 
     # DatabaseError: "file is not a database", "database disk image is malformed".
     return (sqlite3.OperationalError, sqlite3.DatabaseError), (
         sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError, sqlite3.NotSupportedError)
+
+
+def not_a_database(path: Path) -> str | None:
+    """Why the SQLite file ``path`` holds no robusthash database, looked at read-only (a
+    command other than ``db init`` must not write a schema into an empty or foreign
+    file), or None."""
+    if not path.exists():
+        return f"no database at {path}"
+    if path.is_dir() or path.stat().st_size == 0:
+        return f"{path} is {'a folder' if path.is_dir() else 'an empty file'}, not a robusthash database"
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        return f"{path} cannot be read as a database ({exc})"
+    return None if found else f"{path} is an SQLite file without robusthash's tables"
 
 
 def _now() -> str:
@@ -591,7 +607,7 @@ class Store:
             return []
         try:
             found = [str(r[0]) for r in self._rows("PRAGMA quick_check")]
-        except sqlite3.DatabaseError as exc:
+        except StoreUnavailable as exc:  # a file too damaged to check at all
             return [str(exc)]
         return [] if found == ["ok"] else found
 

@@ -197,21 +197,19 @@ class Identifier:
                 records[m.image.id] = m.image
         versions = {r.method: examined.hashes[r.method].version for r in results}
         candidates = self._checked(offered, records, examined, refused, versions)
-        if self.config.per_part and not _mostly_explained(candidates, examined, self.config.explained_share):
+        names, inner = [r.method for r in results], self.config.residual_inner
+        explained = _mostly_explained(candidates, examined, self.config.explained_share)
+        if self.config.per_part and examined.decoded is not None and not explained:
             # Nothing found that covers most of the query: perhaps two pictures side by
             # side, which the whole query's hashes resemble neither of. Each half's nearest
             # are candidates only: their distances were not calibrated (a half is no
             # variant of the whole), so verification alone speaks for them. A query one
             # reference explains is a copy: its halves would bring nothing new.
-            names = [r.method for r in results]
-            parts = examined.parts or (self.ref.examine_halves(examined, names) if examined.decoded else {})
             more: dict[int, dict[str, tuple[float, bool]]] = {}
-            for method, values in parts.items():
-                if method in names:
-                    self._nearest_to_part(values, more, records, source)
+            for values in self.ref.examine_halves(examined, names).values():
+                self._nearest_to_part(values, more, records, source)
             candidates += self._checked({i: m for i, m in more.items() if i not in offered}, records, examined,
                                         refused, versions)
-        names, inner = [r.method for r in results], self.config.residual_inner
         looks = examined.decoded is not None and examined.local_features is not None
         for _ in range(self.config.residual_rounds if looks else 0):
             identified = [c for c in candidates if c.identified]

@@ -44,11 +44,15 @@ class TokenBuckets:
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, when)
 
+    def _tokens(self, client: str, now: float) -> float:
+        """The client's tokens at ``now``, refilled since it last took one."""
+        tokens, then = self._buckets.get(client, (self.capacity, now))
+        return min(self.capacity, tokens + (now - then) * self.rate)
+
     def take(self, client: str) -> float:
         """Take a token: 0.0 when granted, else the seconds until one is available."""
         now = self.clock()
-        tokens, then = self._buckets.get(client, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - then) * self.rate)
+        tokens = self._tokens(client, now)
         granted = tokens >= 1.0
         self._buckets[client] = (tokens - 1.0 if granted else tokens, now)
         if len(self._buckets) > MAX_BUCKETS:
@@ -57,9 +61,7 @@ class TokenBuckets:
 
     def waiting(self, client: str) -> float:
         """Seconds until ``client`` has a token again (0.0: it has one), taking none."""
-        now = self.clock()
-        tokens, then = self._buckets.get(client, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - then) * self.rate)
+        tokens = self._tokens(client, self.clock())
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def _forget_full(self, now: float) -> None:
