@@ -45,7 +45,7 @@ from robusthash.attacks import suites
 from robusthash.cluster import ClusterConfig, dask_executor
 from robusthash.db import ReferenceDB
 from robusthash.db.index import HammingIndex
-from robusthash.db.ingest import ingest_batch
+from robusthash.db.ingest import file_digest, ingest_batch
 from robusthash.files import evenly_spaced, iter_image_paths
 from robusthash.hashing import Hash, get_hasher
 from robusthash.io import DEFAULT_LIMITS, load_pil
@@ -84,9 +84,15 @@ def ingest(files: list[Path], methods: list[str], workers: int | None, task_size
     return len(files) / seconds
 
 
+def encoded_file(path: Path) -> tuple[str, bytes, str]:
+    """What ``ingest_batch`` takes of a file: its name, bytes and digest."""
+    data = path.read_bytes()
+    return str(path), data, file_digest(data)
+
+
 def warm(pool, files: list[Path], methods: list[str]) -> None:
     """Load every worker's models before the clock starts (once per worker process)."""
-    encoded = [(str(p), p.read_bytes()) for p in files]
+    encoded = [encoded_file(p) for p in files]
     for future in [pool.submit(ingest_batch, [item], methods, DEFAULT_LIMITS, {}) for item in encoded]:
         future.result()
 
@@ -109,7 +115,7 @@ def query(queries: list[Path], originals: list[Path], methods: list[str], worker
                     found = ref.query_hash(Hash(bits, ref.hashers[method].bits, method, version), k=1, source=source)
                     matched += any(m.image.source == original for m in found.matched)
 
-        chunks = [[(str(p), p.read_bytes()) for p in queries[i:i + task_size]]
+        chunks = [[encoded_file(p) for p in queries[i:i + task_size]]
                   for i in range(0, len(queries), task_size)]
         if workers is None:
             start = time.perf_counter()

@@ -195,3 +195,17 @@ def milvus_address():
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def png_16bit_rgba(width: int, height: int) -> bytes:
+    """A 16-bit RGBA PNG of zeros (Pillow cannot write one): a few hundred KB that decode
+    to width × height × 4 bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = bytes(1 + width * 8)  # filter byte, then 8 bytes a pixel
+    packer = zlib.compressobj(9)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")

@@ -338,6 +338,24 @@ def test_a_rerun_does_not_hash_what_is_registered_whole(tmp_path, originals, mon
     more.close()
 
 
+def test_an_add_digests_each_file_once(tmp_path, originals, monkeypatch):
+    # Before: once to find a registered file, once more to register a new one.
+    from robusthash.db import ingest, reference
+
+    digested = []
+    real = ingest.file_digest
+
+    def counted(data):
+        digested.append(1)
+        return real(data)
+
+    monkeypatch.setattr(reference, "file_digest", counted)
+    monkeypatch.setattr(ingest, "file_digest", counted)
+    with ReferenceDB(tmp_path / "ref.sqlite", methods=["forbild"]) as ref:
+        assert len(ref.add(originals[:3]).added) == 3
+    assert len(digested) == 3
+
+
 def _tiles(photos, root: Path, start: int, count: int) -> list[Path]:
     """Distinct small files cut from the bundled photos."""
     paths = []
@@ -403,3 +421,39 @@ def test_a_damaged_database_is_named_before_an_index_is_built_from_it(tmp_path, 
             ref.query(originals[0])
     answer = _cli("db", "query", str(originals[0]), "--db", str(url), env={**os.environ, "COLUMNS": "400"})
     assert answer.returncode == 1 and str(url) in answer.stderr and "Traceback" not in answer.stderr, answer.stderr
+
+
+def test_a_truncated_wal_is_said_and_what_survives_is_still_found(tmp_path, photos, caplog):
+    """A copy of a database taken while it was open (a crash, a careless backup), its WAL
+    cut short: SQLite keeps the transactions whose frames are whole, the later images are
+    gone. Before, nothing said so, and the saved index, ahead of the database, hid the
+    images registered afterwards. Now the index is named as not matching and rebuilt, and
+    every image the database still holds, or gets afterwards, is found."""
+    import shutil
+
+    url = tmp_path / "live" / "ref.sqlite"
+    url.parent.mkdir()
+    first, later = _tiles(photos, tmp_path, 0, 10), _tiles(photos, tmp_path, 10, 20)
+    with ReferenceDB(url, methods=["phash"]) as ref:
+        ref.add(first)
+        ref.store.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the first ten are in the file itself
+        wal = Path(f"{url}-wal")
+        assert wal.stat().st_size == 0
+        ref.add(later)  # these live in the WAL only until the next checkpoint
+        ref.refresh()
+        ref.save_indexes()
+        copy = tmp_path / "copy" / "ref.sqlite"
+        copy.parent.mkdir()
+        shutil.copy(url, copy)
+        shutil.copytree(f"{url}.index", f"{copy}.index")
+        frames = wal.read_bytes()
+    assert len(frames) > 32 + 4096
+    Path(f"{copy}-wal").write_bytes(frames[: len(frames) // 3])  # cut inside the later transaction
+    added = _tiles(photos, tmp_path, 100, 5)
+    with caplog.at_level("WARNING", logger="robusthash.db"), ReferenceDB(copy, methods=["phash"]) as ref:
+        survived = {r.source for r in ref.store.images(range(1, 100)).values()}
+        assert survived >= set(map(str, first)) and not survived & set(map(str, later))
+        assert len(ref.add(added).added) == 5
+        for path in first + added:
+            assert ref.query(path, methods=["phash"], k=1)[0].matches[0].image.source == str(path), path
+    assert "does not match the database" in caplog.text and "rebuilding it" in caplog.text

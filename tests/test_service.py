@@ -28,7 +28,7 @@ from robusthash.compare import ImageComparator
 from robusthash.db import ReferenceDB
 from robusthash.service.gate import TokenBuckets
 
-from .conftest import jpeg_bytes, png_header_claiming
+from .conftest import jpeg_bytes, png_16bit_rgba, png_header_claiming
 
 KEY = "test-key-0123456789"
 OTHER_KEY = "other-key-9876543210"
@@ -107,11 +107,12 @@ def database(tmp_path_factory, originals) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(database, tmp_path_factory):
+def server(database, originals, tmp_path_factory):
     # Keys from the environment, as an operator would pass them (not visible in `ps`).
     env = {**os.environ, "ROBUSTHASH_API_KEY": f"{KEY} {OTHER_KEY}"}
     running = Server(database, tmp_path_factory.mktemp("log") / "server.log", "--max-upload-mb",
-                     str(UPLOAD_LIMIT_MB), "--rate-limit", "10000", env=env)
+                     str(UPLOAD_LIMIT_MB), "--rate-limit", "10000", "--source-root", str(database.parent),
+                     "--source-root", str(next(iter(originals.values())).parent), env=env)
     yield running
     running.stop()
 
@@ -448,7 +449,7 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def test_uploads_are_decoded_a_bounded_number_at_a_time(database, tmp_path):
-    # A 49-megapixel PNG of zeros is 140 KB on the wire and about 0.5 GB to decode and
+    # A 49-megapixel PNG of zeros is 140 KB on the wire and about 0.26 GB to decode and
     # hash: one at a time here, the next waits 0.2 s at most, then 503 with Retry-After.
     buffer = io.BytesIO()
     Image.new("RGB", (7000, 7000)).save(buffer, format="PNG")
@@ -456,6 +457,10 @@ def test_uploads_are_decoded_a_bounded_number_at_a_time(database, tmp_path):
     running = Server(database, tmp_path / "decodes.log", "--api-key", KEY, "--max-decodes", "1",
                      "--decode-wait", "0.2")
     try:
+        # The first query's one-off costs (imports, the calibration) are the idle size's.
+        warm = httpx.post(f"{running.url}/v1/query", headers={"X-API-Key": KEY},
+                          files={"file": ("warm.jpg", jpeg_bytes(Image.new("RGB", (640, 480), "teal")))}, timeout=60)
+        assert warm.status_code == 200, warm.text
         before = _peak_rss_mb(running.process.pid)
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             first = pool.submit(httpx.post, f"{running.url}/v1/query", headers={"X-API-Key": KEY},
@@ -467,8 +472,15 @@ def test_uploads_are_decoded_a_bounded_number_at_a_time(database, tmp_path):
         assert second.status_code == 503 and int(second.headers["Retry-After"]) >= 1
         assert "uploads are being decoded" in second.json()["detail"]
         assert answer.status_code == 200, answer.text
+        # The same size as 16-bit RGBA (Pillow decodes it to 8-bit RGBA): before, it also
+        # went through full-size premultiplied copies wherever it was reduced or resized.
+        deep = httpx.post(f"{running.url}/v1/query", headers={"X-API-Key": KEY},
+                          files={"file": ("deep.png", png_16bit_rgba(7000, 7000))}, timeout=120)
+        assert deep.status_code == 200, deep.text
         grown = _peak_rss_mb(running.process.pid) - before
-        assert grown < 700, grown  # docs/service.md: 0.6 GB per decode at 49 megapixels (measured)
+        # The budget: 0.3 GB for one 49 MP query (docs/service.md: 0.26 GB measured;
+        # 0.60 GB before pdq and the halves took smaller frames and blockhash went by strips).
+        assert grown < 300, grown
     finally:
         running.stop()
 
@@ -487,6 +499,31 @@ def test_connections_that_never_send_a_request_head_are_closed(database, tmp_pat
             assert sock.recv(100) == b""  # closed by the server
             sock.close()
         assert httpx.get(f"{running.url}/v1/health").status_code == 200  # a real client is served
+    finally:
+        running.stop()
+
+
+def test_a_request_body_that_stalls_is_closed_and_a_slow_one_is_not(database, tmp_path):
+    # Before: a client that sent a head announcing a body, then stopped, held its
+    # connection (and a slot of the connection limit) for as long as it liked.
+    running = Server(database, tmp_path / "bodies.log", "--api-key", KEY, "--body-timeout", "1")
+    head = (f"POST /v1/query HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nContent-Length: 100000\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n\r\n").encode()
+    try:
+        stalled, slow = (socket.create_connection(("127.0.0.1", running.port)) for _ in range(2))
+        for sock in (stalled, slow):
+            sock.sendall(head + b"--b\r\n")
+        for _ in range(5):  # 2.5 s: the slow one sends a byte every 0.5 s, the stalled one nothing
+            time.sleep(0.5)
+            slow.sendall(b"x")
+        stalled.settimeout(2)
+        assert stalled.recv(100) == b""  # closed by the server
+        slow.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            slow.recv(100)  # still open, still waiting for its body
+        for sock in (stalled, slow):
+            sock.close()
+        assert httpx.get(f"{running.url}/v1/health").status_code == 200
     finally:
         running.stop()
 

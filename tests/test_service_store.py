@@ -167,3 +167,45 @@ def test_a_register_decodes_its_upload_once(tmp_path, photos, monkeypatch):
         image_id = answer.json()["image_id"]
         thumbnail = client.get(f"/v1/images/{image_id}/thumbnail")
     assert thumbnail.status_code == 200 and max(Image.open(io.BytesIO(thumbnail.content)).size) == 256
+
+
+def test_a_source_a_client_named_is_never_opened(fresh_postgres, tmp_path, photos):
+    """With PostgreSQL and no thumbnail folder nothing of an upload is kept, so a
+    thumbnail can only come from a registered source file. A client registering through
+    the service names its own source: a file on the server with the same bytes must not
+    be opened for it, only files inside a folder the operator named (--source-root)."""
+    import io
+
+    from PIL import Image
+
+    with ReferenceDB(fresh_postgres) as ref:
+        ref.set_methods(["dhash"])
+    upload = io.BytesIO()
+    photos["coffee"].resize((200, 150)).save(upload, format="PNG")
+    on_server = tmp_path / "served" / "coffee.png"
+    on_server.parent.mkdir()
+    on_server.write_bytes(upload.getvalue())
+    other = io.BytesIO()
+    photos["astronaut"].resize((200, 200)).save(other, format="PNG")
+    (on_server.parent / "astronaut.png").write_bytes(other.getvalue())
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "link.png").symlink_to(on_server.parent / "astronaut.png")
+    with TestClient(create_app(ServiceConfig(db=fresh_postgres, allow_anonymous=True))) as client:
+        named = client.post("/v1/images", files={"file": ("c.png", upload.getvalue())}, data={"source": str(on_server)})
+        assert named.status_code == 201, named.text
+        answer = client.get(f"/v1/images/{named.json()['image_id']}/thumbnail")
+        assert answer.status_code == 404 and "no thumbnail kept" in answer.json()["detail"]
+    roots = (outside, on_server.parent)
+    with TestClient(create_app(ServiceConfig(db=fresh_postgres, allow_anonymous=True,
+                                             source_roots=(outside,)))) as client:
+        # A link inside a root to a file outside it leads nowhere either.
+        linked = client.post("/v1/images", files={"file": ("d.png", other.getvalue())},
+                             data={"source": str(outside / "link.png")})
+        assert linked.status_code == 201 and linked.json()["image_id"] != named.json()["image_id"]
+        assert client.get(f"/v1/images/{linked.json()['image_id']}/thumbnail").status_code == 404
+    with TestClient(create_app(ServiceConfig(db=fresh_postgres, allow_anonymous=True, source_roots=roots))) as client:
+        # The operator's own files, registered from where they lie, have thumbnails.
+        for image in (named, linked):
+            answer = client.get(f"/v1/images/{image.json()['image_id']}/thumbnail")
+            assert answer.status_code == 200 and Image.open(io.BytesIO(answer.content)).format == "JPEG"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 from PIL import Image
 
@@ -50,7 +51,10 @@ def uniform_borders(image: Image.Image, tolerance: int = 20, min_border: float =
         run = int(np.argmin(found)) if not found.all() else len(found)
         return run if run >= least else 0
 
-    small = np.asarray(reduced(image, 256).convert("RGB"))
+    # Pillow resizes RGBA and LA through a full-size premultiplied copy: they are first
+    # box-reduced (exactly, by strips) to about twice the size the search looks at.
+    coarse = box_reduced(image, max(image.size) // 512) if image.mode in ("RGBA", "LA") else image
+    small = np.asarray(reduced(coarse, 256).convert("RGB"))
     height, width = small.shape[:2]
     if min(height, width) < 8:
         return None
@@ -81,10 +85,35 @@ def uniform_borders(image: Image.Image, tolerance: int = 20, min_border: float =
     return box if box[2] > box[0] and box[3] > box[1] else None
 
 
-def halves(image: Image.Image) -> tuple[Image.Image, Image.Image]:
+# Pillow reduces RGBA and LA by converting the whole image to premultiplied alpha first:
+# a second full-size copy (0.2 GB at 50 MP). Strips of about this many pixels avoid it.
+PREMULTIPLIED_STRIP_PIXELS = 1 << 20
+
+
+def box_reduced(image: Image.Image, factor: int, box: tuple[int, int, int, int] | None = None) -> Image.Image:
+    """``image`` (or its ``box``) box-averaged over ``factor`` × ``factor`` blocks: the
+    pixels of ``Image.reduce``, without a full-size copy for modes with alpha (they are
+    reduced a strip of whole blocks at a time)."""
+    x0, y0, x1, y1 = box or (0, 0, *image.size)
+    if factor < 2:
+        return image.crop((x0, y0, x1, y1)) if box else image
+    if image.mode not in ("RGBA", "LA"):
+        return image.reduce(factor, (x0, y0, x1, y1))
+    out = Image.new(image.mode, (-(-(x1 - x0) // factor), -(-(y1 - y0) // factor)))
+    rows = factor * max(1, PREMULTIPLIED_STRIP_PIXELS // (factor * factor * max(1, x1 - x0)))
+    for top in range(y0, y1, rows):
+        out.paste(image.crop((x0, top, x1, min(y1, top + rows))).reduce(factor), (0, (top - y0) // factor))
+    return out
+
+
+def halves(image: Image.Image, most_pixels: int | None = None) -> Iterator[Image.Image]:
     """``image`` cut in two across its longer side: where two pictures stand side by side
-    (a montage, a before-and-after), each half is mostly one of them."""
+    (a montage, a before-and-after), each half is mostly one of them. One half at a
+    time, and a half of more than ``most_pixels`` box-reduced by an integer factor as it
+    is cut (``Image.reduce``'s box): half a 50 MP upload is 98 MB at full size."""
     w, h = image.size
-    if w >= h:
-        return image.crop((0, 0, w // 2, h)), image.crop((w // 2, 0, w, h))
-    return image.crop((0, 0, w, h // 2)), image.crop((0, h // 2, w, h))
+    boxes = ((0, 0, w // 2, h), (w // 2, 0, w, h)) if w >= h else ((0, 0, w, h // 2), (0, h // 2, w, h))
+    for box in boxes:
+        pixels = (box[2] - box[0]) * (box[3] - box[1])
+        factor = math.ceil(math.sqrt(pixels / most_pixels)) if most_pixels and pixels > most_pixels else 1
+        yield box_reduced(image, factor, box)

@@ -50,6 +50,8 @@ from typing import BinaryIO, Iterator, Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError, features
 
+from .imaging import box_reduced
+
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
 
 WHITE = (255, 255, 255)
@@ -422,7 +424,7 @@ def reduce_for_draft(im: Image.Image, draft_size: int, name: str = "<image>", mo
         return im
     if im.mode not in REDUCIBLE:
         im = convert(im, "L" if mode == "L" else "RGB", name)
-    return im.reduce(factor)
+    return box_reduced(im, factor)
 
 
 def convert(im: Image.Image, mode: str, name: str = "<image>") -> Image.Image:

@@ -33,6 +33,10 @@ def serve(
     thumbnails: Optional[Path] = typer.Option(None, "--thumbnails",
                                               help="folder for thumbnails of uploads (default: DB.thumbnails/ "
                                                    "for SQLite, none for PostgreSQL)"),
+    source_roots: list[Path] = typer.Option(
+        [], "--source-root",
+        help="a folder holding files registered with 'robusthash db add', whose thumbnails and comparator copies may "
+             "be made from them (repeat for several); a registered source outside these is never opened"),
     trusted_proxies: Optional[str] = typer.Option(
         None, "--trusted-proxies",
         help="comma-separated addresses of reverse proxies whose X-Forwarded-For names the client (the per-address "
@@ -40,13 +44,16 @@ def serve(
     max_connections: int = typer.Option(512, "--max-connections", min=1,
                                         help="open connections and requests at once; beyond them: 503"),
     max_decodes: int = typer.Option(2, "--max-decodes", min=1,
-                                    help="uploads decoded and hashed at once, each up to about 0.5 GB at the pixel "
+                                    help="uploads decoded and hashed at once, each up to about 0.3 GB at the pixel "
                                          "limit; others wait their turn (--decode-wait), then 503"),
     decode_wait: float = typer.Option(10.0, "--decode-wait", min=0.0,
                                       help="seconds an upload waits for its turn to be decoded before a 503"),
     head_timeout: float = typer.Option(10.0, "--head-timeout", min=0.1,
                                        help="seconds a connection has to send a complete request head (after "
                                             "opening, or after a response) before it is closed"),
+    body_timeout: float = typer.Option(30.0, "--body-timeout", min=0.1,
+                                       help="seconds a request body may go without a new byte before its "
+                                            "connection is closed (between reads: a slow upload still gets through)"),
 ):
     """Serve the database over HTTP: the /v1 API and a page to drop an image on.
 
@@ -56,7 +63,7 @@ def serve(
 
     from ..service import ServiceConfig, create_app
     from ..service.access_log import log_config
-    from ..service.connections import with_head_deadline
+    from ..service.connections import with_deadlines
 
     keys = tuple(k for entry in api_keys for k in entry.split() if k)
     if not keys and not no_auth:
@@ -73,6 +80,7 @@ def serve(
             db=db, methods=tuple(_method_names(methods)) if methods else None,
             api_keys=keys, allow_anonymous=no_auth, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
             max_pixels=int(max_megapixels * 1_000_000), rate_limit=rate_limit, thumbnail_dir=thumbnails,
+            source_roots=tuple(source_roots),
             max_decodes=max_decodes, decode_wait=decode_wait,
         )
         service = create_app(config)
@@ -83,4 +91,5 @@ def serve(
     # claim another address in X-Forwarded-For and escape the per-address limits.
     uvicorn.run(service, host=host, port=port, log_level="info", server_header=False, log_config=log_config(),
                 proxy_headers=trusted_proxies is not None, forwarded_allow_ips=trusted_proxies or "",
-                limit_concurrency=max_connections, timeout_keep_alive=KEEP_ALIVE_SECONDS, http=with_head_deadline(head_timeout))
+                limit_concurrency=max_connections, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                http=with_deadlines(head_timeout, body_timeout))

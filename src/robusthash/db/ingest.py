@@ -71,11 +71,12 @@ class Examined:
 
 def examine(image: ImageSource | DecodedImage, hashers: Sequence[BaseHasher], limits: LoadLimits = DEFAULT_LIMITS,
             name: str | None = None, rule: InformationRule = DEFAULT_RULE, variants: bool = False,
-            features: FeatureConfig | None = None) -> Examined:
+            features: FeatureConfig | None = None, digest: str | None = None) -> Examined:
     """Read ``image`` once, hash it with each of ``hashers`` (each decoding it as it would on
     its own) and measure its information; ``variants``: also each hasher's query variants
     (a query); ``features``: also its local features (with ``variants``, its mirror
-    image's too). Raises :class:`~robusthash.io.ImageError`."""
+    image's too); ``digest``: the SHA-256 of ``image``'s bytes where the caller has it
+    already. Raises :class:`~robusthash.io.ImageError`."""
     # A caller that decodes the image again afterwards (the service's thumbnails) passes
     # its DecodedImage, so the file is decoded once for all of it.
     decoded = image if isinstance(image, DecodedImage) else DecodedImage(image, limits, name)
@@ -88,7 +89,8 @@ def examine(image: ImageSource | DecodedImage, hashers: Sequence[BaseHasher], li
         extra = {name: more for name, (_, more) in found.items() if more}
     else:
         hashes, extra = {h.name: h.hash_pil(decoded.for_hasher(h)) for h in hashers}, {}
-    digest = hashlib.sha256(data).hexdigest() if data is not None else None
+    if digest is None and data is not None:
+        digest = file_digest(data)
     local = None
     if features is not None:
         if variants:  # a query
@@ -129,13 +131,18 @@ def examine_region(examined: Examined, hashers: Sequence[BaseHasher], box: tuple
     return ExaminedRegion(box, hashes, local)
 
 
+# A half is a query's part, searched for but never stored: a large one is hashed reduced
+# (memory: pdq holds 30 bytes a pixel). Ordinary photos, up to 4 MP, are cut at full size.
+HALF_PIXELS = 2_000_000
+
+
 def examine_halves(examined: Examined, hashers: Sequence[BaseHasher]) -> dict[str, list[Hash | MultiHash]]:
     """Each of ``hashers``' hashes of the two halves of an examined query
     (:func:`~robusthash.imaging.halves`), whose nearest references are candidates for a
     montage's parts."""
     if examined.decoded is None:
         raise ValueError("only a query's examination keeps its pixels to look at its halves")
-    return {h.name: [h.hash_pil(half) for half in halves(examined.decoded.for_hasher(h))] for h in hashers}
+    return {h.name: [h.hash_pil(half) for half in halves(examined.decoded.for_hasher(h), HALF_PIXELS)] for h in hashers}
 
 
 @dataclass(frozen=True)
@@ -175,25 +182,32 @@ def read_file(path: Path, limits: LoadLimits) -> bytes | str:
         return failure(path, exc)
 
 
+def file_digest(data: bytes) -> str:
+    """The SHA-256 an image is registered, and found again, by."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def ingest(data: bytes, source: str, methods: Sequence[str], limits: LoadLimits, metadata: dict[str, Any],
-           admission: Admission = DEFAULT_ADMISSION, features: FeatureConfig | None = None) -> Admitted | str:
-    """One file's bytes, digested, sized, decoded, hashed by every method (and its local
-    features found, with ``features``), and admitted; or why not."""
+           admission: Admission = DEFAULT_ADMISSION, features: FeatureConfig | None = None,
+           digest: str | None = None) -> Admitted | str:
+    """One file's bytes, digested (unless ``digest`` is given), sized, decoded, hashed by
+    every method (and its local features found, with ``features``), and admitted; or why not."""
     hashers = {m: shared_hasher(m) for m in methods}
     try:
         examined = examine(data, list(hashers.values()), limits, source, admission.information or DEFAULT_RULE,
-                           features=features)
+                           features=features, digest=digest)
     except (ImageError, OSError) as exc:
         return failure(source, exc)
     return admit(examined, source, metadata, admission, hashers)
 
 
-def ingest_batch(encoded: Sequence[tuple[str, bytes]], methods: Sequence[str], limits: LoadLimits,
+def ingest_batch(encoded: Sequence[tuple[str, bytes, str]], methods: Sequence[str], limits: LoadLimits,
                  metadata: dict[str, Any], admission: Admission = DEFAULT_ADMISSION,
                  features: FeatureConfig | None = None) -> list[tuple[str, Admitted | str]]:
-    """A task of :meth:`ReferenceDB.add` on a worker: (source, file bytes) → (source,
-    :class:`Admitted` or why it failed). A bad file fails alone; the task goes on."""
-    return [(source, ingest(data, source, methods, limits, metadata, admission, features)) for source, data in encoded]
+    """A task of :meth:`ReferenceDB.add` on a worker: (source, file bytes, their digest) →
+    (source, :class:`Admitted` or why it failed). A bad file fails alone; the task goes on."""
+    return [(source, ingest(data, source, methods, limits, metadata, admission, features, digest))
+            for source, data, digest in encoded]
 
 
 def failure(source: str | Path, exc: Exception) -> str:
@@ -210,5 +224,5 @@ def stored_form(hashes: dict[str, Hash | MultiHash]) -> dict[tuple[str, str, int
             for method, value in hashes.items() for segment, h in enumerate(segments(value))}
 
 
-__all__ = ["Admission", "Admitted", "DEFAULT_ADMISSION", "Examined", "admit", "examine", "ingest", "ingest_batch",
+__all__ = ["Admission", "Admitted", "DEFAULT_ADMISSION", "Examined", "admit", "examine", "file_digest", "ingest", "ingest_batch",
            "read_file"]

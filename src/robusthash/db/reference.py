@@ -21,7 +21,6 @@ loaded instead of rebuilt; they then catch up the same way.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import uuid
@@ -43,7 +42,7 @@ from ..compare.features import DEFAULT_FEATURES, FeatureConfig
 from ..compare.features import KIND as FEATURES_KIND
 from ..compare.features import VERSION as FEATURES_VERSION
 from .ingest import (DEFAULT_ADMISSION, Admission, Admitted, Examined, ExaminedRegion, admit, examine,
-                     examine_halves, examine_region, ingest, ingest_batch, read_file, segments)
+                     examine_halves, examine_region, file_digest, ingest, ingest_batch, read_file, segments)
 from .metadata import check_metadata
 from .milvus import MilvusCollections, connect, is_milvus_url, parse_milvus_url
 from .search import FollowedIndex, IndexHome
@@ -248,10 +247,14 @@ class ReferenceDB:
         if executor is None:
             for path in paths:
                 data = read_file(path, self.limits)
-                done = self._registered(data) if isinstance(data, bytes) else None
-                yield [(str(path), data if isinstance(data, str) else done if done is not None
-                        else ingest(data, str(path), self.methods, self.limits, metadata, self.admission,
-                                    self.features))]
+                if isinstance(data, str):
+                    yield [(str(path), data)]
+                    continue
+                digest = file_digest(data)  # once: it finds a registered file and registers a new one
+                done = self._registered(digest)
+                yield [(str(path), done if done is not None else
+                        ingest(data, str(path), self.methods, self.limits, metadata, self.admission, self.features,
+                               digest))]
             return
         chunks = [paths[i:i + task_size] for i in range(0, len(paths), task_size)]
         running: set[Future] = set()
@@ -260,9 +263,11 @@ class ReferenceDB:
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 yield from (f.result() for f in finished)
             read = [(str(path), read_file(path, self.limits)) for path in chunk]
-            done = [(source, self._registered(data)) for source, data in read if isinstance(data, bytes)]
+            digests = {source: file_digest(data) for source, data in read if isinstance(data, bytes)}
+            done = [(source, self._registered(digest)) for source, digest in digests.items()]
             registered = {source for source, image_id in done if image_id is not None}
-            encoded = [(source, data) for source, data in read if isinstance(data, bytes) and source not in registered]
+            encoded = [(source, data, digests[source]) for source, data in read
+                       if isinstance(data, bytes) and source not in registered]
             failed = [(source, why) for source, why in read if isinstance(why, str)]
             known = [(source, image_id) for source, image_id in done if image_id is not None]
             if failed or known:
@@ -273,12 +278,12 @@ class ReferenceDB:
         for future in as_completed(running):
             yield future.result()
 
-    def _registered(self, data: bytes) -> int | None:
-        """The id of the image with these bytes, if it holds every hash and the local
+    def _registered(self, digest: str) -> int | None:
+        """The id of the image with this digest, if it holds every hash and the local
         features an add would give it (:meth:`Store.complete`)."""
         wanted = [(m, self._hasher(m).version) for m in self.methods]
         feature = (FEATURES_KIND, FEATURES_VERSION) if self.features is not None else None
-        return self.store.complete(hashlib.sha256(data).hexdigest(), wanted, feature)
+        return self.store.complete(digest, wanted, feature)
 
     def _commit(self, pending: list[tuple[str, NewImage]], report: AddReport) -> None:
         if not pending:

@@ -50,17 +50,30 @@ def axis_weights(n: int, blocks: int) -> np.ndarray:
     return weights
 
 
-def pixel_values(im: Image.Image) -> np.ndarray:
-    """Each pixel's value as the reference sees it (module docstring), as float64 (H, W)."""
+# Pixels are valued in strips of about this many, so that a 50-megapixel upload never
+# holds a float64 copy of itself (0.4 GB, the largest share of a query's memory). Each
+# strip's row sums are the rows of the whole image's product, so the bits do not depend
+# on the strip size; images up to this size are one strip.
+STRIP_PIXELS = 1 << 20
+
+
+def reference_mode(im: Image.Image) -> Image.Image:
+    """The image in the mode the reference reads it (module docstring): RGB, or RGBA
+    where a fully transparent pixel counts as white."""
     if im.mode in ("1", "L", "P"):
-        im = im.convert("RGB")
-    elif im.mode == "LA":
-        im = im.convert("RGBA")
-    elif im.mode not in ("RGB", "RGBA"):
-        im = to_rgb(im)
-    arr = np.asarray(im)
+        return im.convert("RGB")
+    if im.mode == "LA":
+        return im.convert("RGBA")
+    if im.mode not in ("RGB", "RGBA"):
+        return to_rgb(im)
+    return im
+
+
+def pixel_values(arr: np.ndarray) -> np.ndarray:
+    """Each pixel's value as the reference sees it, as float64 (H, W), of an (H, W, 3)
+    or (H, W, 4) array of :func:`reference_mode`'s image."""
     values = channel_sum(arr)
-    if im.mode == "RGBA":
+    if arr.shape[2] == 4:
         values[arr[:, :, 3] == 0] = 765.0
     return values
 
@@ -80,8 +93,24 @@ def value_sums(values: np.ndarray, blocks: int = GRID) -> tuple[np.ndarray, floa
     """Sums of pixel values per block (row-major) and the number of pixels per block."""
     height, width = values.shape
     # The narrow product first: (H×W)·(W×16) then (16×H)·(H×16).
-    sums = axis_weights(height, blocks) @ (values @ axis_weights(width, blocks).T)
-    return sums.ravel(), (width / blocks) * (height / blocks)
+    return _sums_of_rows(values @ axis_weights(width, blocks).T, width, blocks)
+
+
+def _sums_of_rows(row_sums: np.ndarray, width: int, blocks: int) -> tuple[np.ndarray, float]:
+    height = len(row_sums)
+    return (axis_weights(height, blocks) @ row_sums).ravel(), (width / blocks) * (height / blocks)
+
+
+def image_sums(im: Image.Image, blocks: int = GRID) -> tuple[np.ndarray, float]:
+    """:func:`value_sums` of the pixel values of :func:`reference_mode`'s image, read a
+    strip of rows at a time (not even a uint8 array of the whole image is made)."""
+    im = reference_mode(im)
+    width, height = im.size
+    across = axis_weights(width, blocks).T
+    step = max(1, STRIP_PIXELS // max(width, 1))
+    row_sums = np.concatenate([pixel_values(np.asarray(im.crop((0, top, width, min(top + step, height))))) @ across
+                               for top in range(0, height, step)])
+    return _sums_of_rows(row_sums, width, blocks)
 
 
 def blockhash_bits(rgb: np.ndarray, blocks: int = GRID) -> np.ndarray:
@@ -113,4 +142,4 @@ class BlockHasher(BaseHasher):
     input_mode = "native"
 
     def hash_pil(self, im: Image.Image) -> Hash:
-        return self.make_hash(bits_from_sums(*value_sums(pixel_values(im))))
+        return self.make_hash(bits_from_sums(*image_sums(im)))

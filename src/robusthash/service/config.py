@@ -30,10 +30,13 @@ class ServiceConfig:
     default_k / max_k: nearest images a query returns unless it asks, and the most it may ask.
     thumbnail_dir: where thumbnails of uploaded originals are kept (default for SQLite:
         ``<db>.thumbnails/``; for PostgreSQL none, so only local source files have one).
+    source_roots: folders holding the files registered with ``robusthash db add``; a
+        registered source is opened (for a thumbnail or the comparator's copy) only
+        if it lies inside one of them. Default none: no path a client named is opened.
     thumbnail_size: longest side of a thumbnail, in pixels.
     comparison_size: longest side of the copy of each original kept (beside the
         thumbnails) for the image comparator (``/v1/images/{id}/explain``).
-    max_decodes: uploads decoded and hashed at once (each up to about 0.5 GB at the pixel
+    max_decodes: uploads decoded and hashed at once (each up to about 0.3 GB at the pixel
         limit); decode_wait: seconds a request waits for its turn before a 503.
     """
 
@@ -47,6 +50,7 @@ class ServiceConfig:
     default_k: int = DEFAULT_K
     max_k: int = MAX_K
     thumbnail_dir: Path | None = None
+    source_roots: tuple[Path, ...] = ()
     thumbnail_size: int = 256
     comparison_size: int = 512
     max_decodes: int = 2

@@ -33,13 +33,13 @@ class Service:
         self.writer = ReferenceDB(config.store, methods=self.ref.methods, limits=self.limits)
         self.write_lock = threading.Lock()
         folder = config.thumbnails_folder()
-        self.thumbnails = Thumbnails(folder, config.thumbnail_size, self.limits)
+        self.thumbnails = Thumbnails(folder, config.thumbnail_size, self.limits, config.source_roots)
         # The comparator needs more pixels than a thumbnail; kept the same way, beside them.
         self.comparison_copies = Thumbnails(folder / "compare" if folder else None, config.comparison_size,
-                                            self.limits)
+                                            self.limits, config.source_roots)
         self._comparator = None
         self._comparator_lock = threading.Lock()
-        # Decoding and hashing hold the most memory a request takes (about 0.5 GB for a
+        # Decoding and hashing hold the most memory a request takes (about 0.3 GB for a
         # 50-megapixel upload, docs/service.md): at most max_decodes at once, whatever
         # the number of threads; a request that waits longer than decode_wait gets 503.
         self.decoding = threading.BoundedSemaphore(config.max_decodes)

@@ -3,9 +3,10 @@
 An image registered through the service has no file the server can read later, so
 its thumbnail is made from the upload and kept in a folder, named by the image's
 digest. An image registered from local files (``robusthash db add``) gets one made
-from its source file, but only if that file still has the registered digest: a
-source is whatever text the registering client sent, and checking the bytes keeps a
-client from having the server preview arbitrary local files by naming them.
+from its source file, but only if that file lies inside a folder the operator named
+(``source_roots``) and still has the registered digest: a source is whatever text the
+registering client sent, so no other path is ever opened, and checking the bytes keeps
+a client from having the server preview other files by naming them.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ class ThumbnailMissing(LookupError):
 
 
 class Thumbnails:
-    def __init__(self, folder: Path | None, size: int, limits: LoadLimits):
+    def __init__(self, folder: Path | None, size: int, limits: LoadLimits, source_roots: tuple[Path, ...] = ()):
         self.folder = folder
         self.size = size
         self.limits = limits
+        self.source_roots = tuple(Path(os.path.realpath(root)) for root in source_roots)
 
     def render(self, source: object) -> bytes:
         """A JPEG at most ``size`` pixels on its longest side, from anything the loader
@@ -65,13 +67,17 @@ class Thumbnails:
         return thumbnail
 
     def _verified_source(self, record: ImageRecord) -> bytes:
-        """The source file's bytes if they are the registered ones. Every other case
-        gets one and the same answer: a missing file, an unreadable one, one over the
-        limit and one with other bytes must not be told apart, or naming a path as the
-        source would tell a client what exists on the server."""
-        source = Path(record.source)
+        """The source file's bytes if it lies inside a source root and its bytes are the
+        registered ones. Every other case gets one and the same answer: a path outside
+        the roots (never opened), a missing file, an unreadable one, one over the limit
+        and one with other bytes must not be told apart, or naming a path as the source
+        would tell a client what exists on the server."""
         missing = ThumbnailMissing(f"image {record.id}: no thumbnail kept, and no file on the server with its "
                                    "registered bytes")
+        # realpath: a symbolic link or ".." inside a root must not lead out of it.
+        source = Path(os.path.realpath(record.source))
+        if not any(source.is_relative_to(root) for root in self.source_roots):
+            raise missing
         try:
             if not source.is_file() or source.stat().st_size > self.limits.max_bytes:
                 raise missing
