@@ -49,7 +49,8 @@ def test_a_resumed_run_equals_an_uninterrupted_one(data, tmp_path):
     photos, cutouts = data
     straight = train(photos, cutouts, tmp_path / "straight", CONFIG)
     with pytest.raises(Interrupted):
-        train(photos, cutouts, tmp_path / "resumed", CONFIG, progress=stop_after(2))
+        # Interrupted in step 3, after the step-2 checkpoint: the run resumes from step 2.
+        train(photos, cutouts, tmp_path / "resumed", CONFIG, progress=stop_after(3))
     resumed = train(photos, cutouts, tmp_path / "resumed", CONFIG)
     a, b = load_file(straight), load_file(resumed)
     assert a.keys() == b.keys()
@@ -57,6 +58,19 @@ def test_a_resumed_run_equals_an_uninterrupted_one(data, tmp_path):
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
     log = (tmp_path / "straight" / "log.jsonl").read_text().splitlines()
     assert len(log) == 4 and '"contrastive"' in log[0]
+
+
+def test_a_run_stopped_at_a_step_resumes_on_its_schedule(data, tmp_path):
+    photos, cutouts = data
+    straight = train(photos, cutouts, tmp_path / "straight", CONFIG)
+    train(photos, cutouts, tmp_path / "stopped", CONFIG, stop_at=3)
+    assert "\"step\": 3" in (tmp_path / "stopped" / "checkpoint.json").read_text()
+    train(photos, cutouts, tmp_path / "stopped", CONFIG, stop_at=3)  # run again: already there
+    assert "\"step\": 3" in (tmp_path / "stopped" / "checkpoint.json").read_text()
+    resumed = train(photos, cutouts, tmp_path / "stopped", CONFIG)
+    a, b = load_file(straight), load_file(resumed)
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
 
 
 def test_another_configuration_does_not_resume_silently(data, tmp_path):

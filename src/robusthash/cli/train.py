@@ -33,6 +33,9 @@ def train_cmaa(
     seed: int = typer.Option(0, "--seed"),
     loader_workers: int = typer.Option(1, "--loader-workers", min=0, help="processes making views"),
     checkpoint_every: int = typer.Option(250, "--checkpoint-every", min=1),
+    stop_at: Optional[int] = typer.Option(None, "--stop-at", min=1,
+                                          help="end after this step, checkpointed, on --steps' schedule (a later "
+                                               "run resumes); e.g. to cut a run short and export it"),
     augment: str = typer.Option("table1", "--augment",
                                 help="training views: table1 (one CMAA Table 1 attack per view, the shipped "
                                      "model's) or wide (v2: chains of colour, geometry, filter, overlay and "
@@ -56,7 +59,8 @@ def train_cmaa(
     err.print(f"{len(photos)} photos, {len(cutouts)} train cut-outs, model {model}, ablation {ablation}, "
               f"{augment} views, {steps} steps" + (f", from {init}" if init else ""))
     weights = _with_training_progress(steps, "total",
-                                      lambda report: run_training(photos, cutouts, run_dir, config, progress=report))
+                                      lambda report: run_training(photos, cutouts, run_dir, config, progress=report,
+                                                                  stop_at=stop_at))
     out.print(f"wrote {weights}", markup=False)
 
 

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..io import ImageError, load_pil
@@ -131,8 +132,10 @@ Progress = Callable[[int, int, dict], None]
 
 
 def train(photos: list[Path], cutouts: list[Path], out: Path, config: TrainConfig,
-          progress: Progress | None = None, device: str | None = None) -> Path:
-    """Train (or resume) into ``out``; returns the final checkpoint's weights file."""
+          progress: Progress | None = None, device: str | None = None, stop_at: int | None = None) -> Path:
+    """Train (or resume) into ``out``; returns the final checkpoint's weights file.
+    ``stop_at``: end this call after that step, checkpointed (the schedule is still
+    ``config.steps``'; a later call resumes), as a run cut short by its budget is."""
     out.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(config.seed)
@@ -140,6 +143,8 @@ def train(photos: list[Path], cutouts: list[Path], out: Path, config: TrainConfi
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                 momentum=config.momentum, weight_decay=config.weight_decay)
     step = load_checkpoint(out, model, optimizer, config)
+    if stop_at is not None and step >= stop_at:
+        return out / "checkpoint.safetensors"  # stopped there already: nothing to do
     if step == 0 and config.init:
         start_from(model, Path(config.init))
     samples = TrainingSamples(photos, cutouts, model.config.img_size, config)
@@ -151,7 +156,10 @@ def train(photos: list[Path], cutouts: list[Path], out: Path, config: TrainConfi
     model.train()
     log = (out / "log.jsonl").open("a")
     started, seen = time.perf_counter(), 0
-    for views in loader:
+    batches = iter(loader)  # takes a seed from the stream, as it did when the run began
+    if step > 0 and (state := checkpoint_random_state(out)) is not None:
+        torch.set_rng_state(state)
+    for views in batches:
         lr = cosine_schedule(step, config.steps, config.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -172,8 +180,10 @@ def train(photos: list[Path], cutouts: list[Path], out: Path, config: TrainConfi
             log.flush()
         if progress:
             progress(step, config.steps, record)
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if step % config.checkpoint_every == 0 or step == config.steps or step == stop_at:
             save_checkpoint(out, model, optimizer, config, step)
+        if step == stop_at:
+            break
     log.close()
     return out / "checkpoint.safetensors"
 
@@ -195,6 +205,9 @@ def save_checkpoint(out: Path, model: CMAA, optimizer: torch.optim.Optimizer, co
         buffer = optimizer.state.get(p, {}).get("momentum_buffer")
         if buffer is not None:
             tensors[f"optimizer.{i}.momentum_buffer"] = buffer.detach().cpu().contiguous()
+    # The random stream (masks, the bank's start) goes on where it stopped: a resumed
+    # run is the uninterrupted one.
+    tensors["rng.cpu"] = torch.get_rng_state()
     meta = {"step": step, "train": _jsonable(config), "model": asdict(model.config)}
     save_file(tensors, out / "checkpoint.safetensors.tmp")
     (out / "checkpoint.json.tmp").write_text(json.dumps(meta, indent=1))
@@ -220,6 +233,16 @@ def load_checkpoint(out: Path, model: CMAA, optimizer: torch.optim.Optimizer, co
         if buffer is not None:
             optimizer.state[p]["momentum_buffer"] = buffer.to(device)
     return int(meta["step"])
+
+
+def checkpoint_random_state(out: Path) -> torch.Tensor | None:
+    """The random state a checkpoint was saved with (None: none saved, a checkpoint
+    from before it was kept; such a run resumes on the seed's stream)."""
+    weights = out / "checkpoint.safetensors"
+    if not weights.exists():
+        return None
+    with safe_open(weights, framework="pt") as stored:
+        return stored.get_tensor("rng.cpu") if "rng.cpu" in stored.keys() else None
 
 
 def _jsonable(config: TrainConfig) -> dict:
