@@ -15,8 +15,6 @@ the first answer and matched), and false matches per query.
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -25,10 +23,9 @@ from PIL import Image
 
 from robusthash.attacks import parse
 from robusthash.db import ReferenceDB
-from robusthash.files import evenly_spaced
 from robusthash.hashing.base import BaseHasher
 from robusthash.io import load_pil
-from robusthash.synth.corpus import Corpus
+from variant_report import arguments, print_table, tally
 
 PADDED = ("PAD(0.05)", "PAD(0.1)", "PAD(0.2)", "PAD(0.1,white)", "PAD(0.1,grey)")
 NO_BORDER = ("JC(50)", "RS(0.5)", "CROP(0.7)")
@@ -63,15 +60,7 @@ def queries_of(photo: Path, seed: int) -> dict[str, Image.Image]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, required=True)
-    parser.add_argument("--photos", type=int, default=200)
-    parser.add_argument("--methods", default="forbild,pdq,cmaa")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    methods = args.methods.split(",")
-    train = evenly_spaced(Corpus(args.corpus).train(), 2 * args.photos)
-    registered, kept_out = train[0::2], train[1::2]
+    args, methods, registered, kept_out = arguments(__doc__, 200, "forbild,pdq,cmaa")
     counts: dict = {}
     trim_variant = BaseHasher.border_trimmed
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,33 +77,12 @@ def main() -> None:
                         for trimmed in (True, False):
                             BaseHasher.border_trimmed = trim_variant if trimmed else (lambda self, im: [])
                             for result in ref.query(im, methods):
-                                row = counts.setdefault((result.method, f"{label}: {kind}", trimmed),
-                                                        {"queries": 0, "recall@1": 0, "false": 0})
-                                row["queries"] += 1
-                                matched = [m for m in result.matches if m.matched]
-                                first = result.matches[0] if result.matches else None
-                                if label == "registered" and first and first.matched and first.image.source == str(photo):
-                                    row["recall@1"] += 1
-                                row["false"] += sum(m.image.source != str(photo) for m in matched)
+                                tally(counts, result, f"{label}: {kind}", trimmed, photo, label == "registered")
                                 assert all(m.image.source in sources for m in result.matches)
         BaseHasher.border_trimmed = trim_variant
-        seconds = time.perf_counter() - started
-    print(f"{len(registered)} registered train photos, {len(kept_out)} kept out; {seconds:.0f} s\n")
-    print("| method | queries | n | recall@1 trimmed variant | without | false matches / query trimmed | without |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    rows = []
-    for (method, kind, trimmed), row in sorted(counts.items()):
-        if not trimmed:
-            continue
-        other = counts[(method, kind, False)]
-        n = row["queries"]
-        rows.append({"method": method, "queries": kind, "n": n, "recall@1": row["recall@1"] / n,
-                     "recall@1_without": other["recall@1"] / n, "false_per_query": row["false"] / n,
-                     "false_per_query_without": other["false"] / n})
-        recall = f"{row['recall@1'] / n:.3f} | {other['recall@1'] / n:.3f}" if kind.startswith("registered") else "— | —"
-        print(f"| {method} | {kind} | {n} | {recall} | {row['false'] / n:.3f} | {other['false'] / n:.3f} |")
-    if args.out:
-        args.out.write_text(json.dumps(rows, indent=1) + "\n")
+        print(f"{len(registered)} registered train photos, {len(kept_out)} kept out; "
+              f"{time.perf_counter() - started:.0f} s\n")
+    print_table(counts, "the trimmed variant", args.out)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def test_a_pdq_query_is_hashed_once_for_its_hash_and_its_variants(photos):
 
 
 def test_pdq_on_a_huge_image_stays_close_to_the_unreduced_hash(photos):
-    """Above 16 MP pdq box-reduces first (memory: pdqhash holds ~30 bytes a pixel)."""
+    """Above 4 MP pdq box-reduces first (memory: pdqhash holds ~30 bytes a pixel)."""
     import numpy as np
     import pdqhash
 

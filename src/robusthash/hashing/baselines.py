@@ -26,6 +26,7 @@ import numpy as np
 import pdqhash
 from PIL import Image
 
+from ..imaging import box_reduced
 from ..io import ImageSource
 from .base import TRAIN_SPLIT_TAU, BaseHasher, Comparison, load_for
 from .value import Hash, MultiHash
@@ -45,14 +46,15 @@ DIHEDRAL = ("original", "rotate-90", "rotate-180", "rotate-270", "flip-x", "flip
 # pixels the image is first box-reduced by an integer factor to at most REDUCED_SIDE a
 # side, as ThreatExchange's C++ tool (pdqio.cpp) downsamples every image above 512.
 # PDQ itself box-filters down to 64×64, so the bits barely move (benchmarks/README.md).
-FULL_SIZE_PIXELS = 16_000_000
-REDUCED_SIDE = 4096
+# At 2,048 a side a 50 MP upload costs pdq about 0.1 GB, not 0.4 (docs/service.md).
+FULL_SIZE_PIXELS = 4_000_000
+REDUCED_SIDE = 2048
 
 
 def pdq_input(im: Image.Image) -> np.ndarray:
     """The (H, W, 3) uint8 array pdqhash is given, by the rule of the module docstring."""
     if im.width * im.height > FULL_SIZE_PIXELS:
-        im = im.reduce(-(-max(im.size) // REDUCED_SIDE))
+        im = box_reduced(im, -(-max(im.size) // REDUCED_SIDE))
     return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
 
@@ -61,8 +63,9 @@ class PdqHasher(BaseHasher):
     bits = 256
     # "+te": the file's own mode converted as ThreatExchange's pipeline does (before, our
     # loader's rule: alpha composited on white, 16-bit scaled; 60 and 118 bits off on
-    # ThreatExchange's LA.png and I16.png).
-    version = f"pdqhash-{pdqhash.__version__}+te"
+    # ThreatExchange's LA.png and I16.png). "+r2048": reduced above 4 MP to 2,048 a side
+    # (before, above 16 MP to 4,096).
+    version = f"pdqhash-{pdqhash.__version__}+te+r2048"
     input_mode = "native"
     description = "Meta's PDQ (pdqhash bindings of the reference implementation)"
     # Meta's recommended match threshold for PDQ: Hamming distance ≤ 31 of 256.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
@@ -60,19 +61,33 @@ class OnnxHasher(BaseHasher):
             self.threshold_source = calibration.get("source", "calibrated when exported")
 
     def features(self, images: list[Image.Image]) -> np.ndarray:
-        batch = np.stack([preprocess(im, self.image_size) for im in images])
-        return self.session.run(None, {"images": batch})[0]
+        # The int8 models quantise their activations with one scale per tensor, found when
+        # they run, over the whole batch: in a batch, an image's hash depended on the other
+        # images (2-8 of 128 bits on 8 train photos). Each image runs alone, so that a hash
+        # is a function of its own file, whoever hashes it with what.
+        return np.concatenate([self.session.run(None, {"images": preprocess(im, self.image_size)[None]})[0]
+                               for im in images])
 
     def hash_pil(self, im: Image.Image) -> Hash:
         return self._hashes(self.features([im]))[0]
+
+    def query_hashes(self, im: Image.Image) -> tuple[Hash, list[Hash]]:
+        """A query's hash, and as variants its half turn and its uniform borders trimmed.
+        The models learned rotations up to ±90° (CMAA's grid); a copy turned further
+        (100°–260°) is, half a turn back, within them (benchmarks/turned_variants.py)."""
+        value, turned = self._hashes(self.features([im, im.transpose(Image.Transpose.ROTATE_180)]))
+        return value, [replace(turned, extra={**turned.extra, "variant": "turned 180°"}), *self.border_trimmed(im)]
+
+    def query_variants(self, im: Image.Image) -> list[Hash]:
+        return self.query_hashes(im)[1]
 
     def hash_pils(self, images: list[Image.Image]) -> list[Hash]:
         return [h for start in range(0, len(images), BATCH)
                 for h in self._hashes(self.features(images[start:start + BATCH]))]
 
     def hash_many(self, images: Iterable) -> list[Hash]:
-        """Decode each image, then run the model on batches of ``BATCH``. A bad image
-        raises :class:`~robusthash.io.ImageError` naming it."""
+        """Decode each image and hash it, ``BATCH`` decoded images held at a time. A bad
+        image raises :class:`~robusthash.io.ImageError` naming it."""
         out: list[Hash] = []
         pending: list[Image.Image] = []
         for image in images:

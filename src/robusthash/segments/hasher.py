@@ -50,7 +50,9 @@ class SegmentsHasher(BaseHasher):
     name = "segments"
     bits = 136
     multi = True
-    version = "4"
+    # 5: its parts hashed one at a time by the learned model (4 ran them in one batch, and
+    # the int8 model's activation scale, one per batch, moved each part's bits with the others).
+    version = "5"
     description = ("whole image + each object (plain background, ObjectNet, colour segments; rotated upright), "
                    "hashed with cmaa; closest pair of the same kind decides")
     # Objects' distances are stretched so that one threshold decides both: 16 bits for
