@@ -232,3 +232,22 @@ def test_cli_checks_the_augment_option(tmp_path):
                               str(tmp_path / "none.safetensors")], capture_output=True, text=True, timeout=120,
                              env={**os.environ, "COLUMNS": "300"})
     assert missing.returncode == 2 and "none.safetensors: no such weights file" in missing.stderr
+
+
+def test_the_koleo_term_spreads_features_and_fine_tunes_from_weights_without_it(data, tmp_path):
+    import json
+
+    from robusthash.models.cmaa import CMAA, CONFIGS
+    from robusthash.models.export import save_weights
+
+    model = CMAA(CONFIGS["tiny"])
+    together = torch.zeros(6, 16) + torch.randn(6, 16) * 0.01  # nearly one point
+    apart = torch.eye(16)[:6]
+    assert model.entropy_loss(together) > model.entropy_loss(apart)
+    photos, cutouts = data
+    start = save_weights(CMAA(CONFIGS["tiny"]), tmp_path / "start.safetensors")  # trained without it
+    config = TrainConfig(**{**CONFIG.__dict__, "init": str(start), "koleo": 2.0})
+    train(photos, cutouts, tmp_path / "run", config)
+    first = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert first["total"] == pytest.approx(first["contrastive"] + first["alignment"] + first["reconstruction"]
+                                           + first["quantization"] + 2.0 * first["entropy"], rel=1e-4)

@@ -33,6 +33,9 @@ def train_cmaa(
     seed: int = typer.Option(0, "--seed"),
     loader_workers: int = typer.Option(1, "--loader-workers", min=0, help="processes making views"),
     checkpoint_every: int = typer.Option(250, "--checkpoint-every", min=1),
+    koleo: float = typer.Option(0.0, "--koleo", min=0.0,
+                                help="weight of SSCD's KoLeo entropy term on the hash features (spreads them; "
+                                     "0: CMAA's four losses only)"),
     stop_at: Optional[int] = typer.Option(None, "--stop-at", min=1,
                                           help="end after this step, checkpointed, on --steps' schedule (a later "
                                                "run resumes); e.g. to cut a run short and export it"),
@@ -51,7 +54,7 @@ def train_cmaa(
     try:
         config = TrainConfig(model=model, ablation=ablation, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                              loader_workers=loader_workers, checkpoint_every=checkpoint_every,
-                             views=ViewConfig(augment=augment), init=str(init) if init else None)
+                             views=ViewConfig(augment=augment), init=str(init) if init else None, koleo=koleo)
         config.model_config()
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -50,6 +50,9 @@ class CMAAConfig:
     use_alignment: bool = True  # L_D
     use_reconstruction: bool = True  # L_R
     use_quantization: bool = True  # L_Q
+    # Weight of SSCD's KoLeo entropy term on the hash features (not in the paper; 0: off):
+    # it spreads a batch's features apart, against the collapse of v2's first run.
+    koleo: float = 0.0
 
     @property
     def num_patches(self) -> int:
@@ -246,6 +249,17 @@ class CMAA(nn.Module):
         through a straight-through estimator; summed over the views given."""
         return sum((1 - F.cosine_similarity(u, binarize(u), dim=1)).mean() for u in features)
 
+    def entropy_loss(self, *features: torch.Tensor) -> torch.Tensor:
+        """KoLeo (Sablayrolles et al. 2019, as SSCD uses it): −mean log of each feature's
+        distance to its nearest neighbour in the batch, on the unit sphere; averaged over
+        the views given."""
+        total = 0.0
+        for u in features:
+            x = F.normalize(u, dim=1)
+            distances = torch.cdist(x, x) + torch.eye(len(x), device=x.device) * 1e3
+            total = total - torch.log(distances.min(dim=1).values + 1e-8).mean()
+        return total / len(features)
+
     def forward_loss(self, view1_strong: torch.Tensor, view2: torch.Tensor, view3: torch.Tensor) -> dict:
         """All losses of one batch (Eq. 7); ``total`` is what training minimises."""
         u1, _, _, _ = self.forward_encoder(view1_strong)
@@ -261,6 +275,9 @@ class CMAA(nn.Module):
         if self.config.use_quantization:
             losses["quantization"] = self.quantization_loss(u1, u2)
         losses["total"] = sum(losses.values())
+        if self.config.koleo:
+            losses["entropy"] = self.entropy_loss(u1, u2)
+            losses["total"] = losses["total"] + self.config.koleo * losses["entropy"]
         self._enqueue(u3)
         return losses
 

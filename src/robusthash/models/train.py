@@ -57,13 +57,15 @@ class TrainConfig:
     init: str | None = None
     # ARIA: the inner maximisation over ℓ∞-bounded perturbations (models.aria); None trains plain CMAA.
     adversarial: AriaConfig | None = None
+    # Weight of the KoLeo entropy term (CMAAConfig.koleo); 0: the paper's losses only.
+    koleo: float = 0.0
 
     def model_config(self) -> CMAAConfig:
         if self.model not in CONFIGS:
             raise ValueError(f"unknown model config {self.model!r}; choose from {', '.join(CONFIGS)}")
         if self.ablation not in ABLATIONS:
             raise ValueError(f"unknown ablation {self.ablation!r}; choose from {', '.join(ABLATIONS)}")
-        return with_losses(CONFIGS[self.model], *ABLATIONS[self.ablation])
+        return replace(with_losses(CONFIGS[self.model], *ABLATIONS[self.ablation]), koleo=self.koleo)
 
 
 def read_training_list(path: Path) -> list[Path]:
@@ -192,7 +194,10 @@ def start_from(model: CMAA, weights: Path) -> None:
     """Load ``export.save_weights``' file into ``model`` (same configuration), the
     momentum encoder as a copy of the encoder: the start of a fine-tuning run."""
     trained = load_weights(weights)
-    if trained.config != model.config:
+    # The losses a run trains with are its own; the network must be the same.
+    losses = {name: getattr(model.config, name) for name in ("use_alignment", "use_reconstruction",
+                                                             "use_quantization", "koleo")}
+    if replace(trained.config, **losses) != model.config:
         raise ValueError(f"{weights} holds a model of another configuration than this run's")
     model.load_state_dict(trained.state_dict())
 
