@@ -224,5 +224,5 @@ def stored_form(hashes: dict[str, Hash | MultiHash]) -> dict[tuple[str, str, int
             for method, value in hashes.items() for segment, h in enumerate(segments(value))}
 
 
-__all__ = ["Admission", "Admitted", "DEFAULT_ADMISSION", "Examined", "admit", "examine", "file_digest", "ingest", "ingest_batch",
-           "read_file"]
+__all__ = ["Admission", "Admitted", "DEFAULT_ADMISSION", "Examined", "admit", "examine", "file_digest", "ingest",
+           "ingest_batch", "read_file"]

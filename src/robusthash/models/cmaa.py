@@ -54,6 +54,9 @@ class CMAAConfig:
     # it spreads a batch's features apart, against the collapse of v2's first run.
     koleo: float = 0.0
 
+    # The fields above that choose what a run trains, not what the network is.
+    LOSSES = ("use_alignment", "use_reconstruction", "use_quantization", "koleo")
+
     @property
     def num_patches(self) -> int:
         return (self.img_size // self.patch_size) ** 2

@@ -18,7 +18,6 @@ from typing import Callable
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..io import ImageError, load_pil
@@ -144,7 +143,7 @@ def train(photos: list[Path], cutouts: list[Path], out: Path, config: TrainConfi
     model = CMAA(config.model_config()).to(device)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                 momentum=config.momentum, weight_decay=config.weight_decay)
-    step = load_checkpoint(out, model, optimizer, config)
+    step, random_state = load_checkpoint(out, model, optimizer, config)
     if stop_at is not None and step >= stop_at:
         return out / "checkpoint.safetensors"  # stopped there already: nothing to do
     if step == 0 and config.init:
@@ -159,8 +158,8 @@ def train(photos: list[Path], cutouts: list[Path], out: Path, config: TrainConfi
     log = (out / "log.jsonl").open("a")
     started, seen = time.perf_counter(), 0
     batches = iter(loader)  # takes a seed from the stream, as it did when the run began
-    if step > 0 and (state := checkpoint_random_state(out)) is not None:
-        torch.set_rng_state(state)
+    if random_state is not None:
+        torch.set_rng_state(random_state)
     for views in batches:
         lr = cosine_schedule(step, config.steps, config.lr)
         for group in optimizer.param_groups:
@@ -195,8 +194,7 @@ def start_from(model: CMAA, weights: Path) -> None:
     momentum encoder as a copy of the encoder: the start of a fine-tuning run."""
     trained = load_weights(weights)
     # The losses a run trains with are its own; the network must be the same.
-    losses = {name: getattr(model.config, name) for name in ("use_alignment", "use_reconstruction",
-                                                             "use_quantization", "koleo")}
+    losses = {name: getattr(model.config, name) for name in CMAAConfig.LOSSES}
     if replace(trained.config, **losses) != model.config:
         raise ValueError(f"{weights} holds a model of another configuration than this run's")
     model.load_state_dict(trained.state_dict())
@@ -220,11 +218,14 @@ def save_checkpoint(out: Path, model: CMAA, optimizer: torch.optim.Optimizer, co
     (out / "checkpoint.json.tmp").replace(out / "checkpoint.json")
 
 
-def load_checkpoint(out: Path, model: CMAA, optimizer: torch.optim.Optimizer, config: TrainConfig) -> int:
-    """Resume from ``out`` if it holds a checkpoint of the same configuration; the step."""
+def load_checkpoint(out: Path, model: CMAA, optimizer: torch.optim.Optimizer,
+                    config: TrainConfig) -> tuple[int, torch.Tensor | None]:
+    """Resume from ``out`` if it holds a checkpoint of the same configuration: the step,
+    and the random state it was saved with (None from a checkpoint made before that was
+    kept: such a run resumes on the seed's stream)."""
     weights, meta_path = out / "checkpoint.safetensors", out / "checkpoint.json"
     if not weights.exists() or not meta_path.exists():
-        return 0
+        return 0, None
     meta = json.loads(meta_path.read_text())
     stored = _with_defaults(meta["train"], _jsonable(TrainConfig()))
     if stored != _jsonable(replace(config, loader_workers=stored["loader_workers"])):
@@ -237,17 +238,7 @@ def load_checkpoint(out: Path, model: CMAA, optimizer: torch.optim.Optimizer, co
         buffer = tensors.get(f"optimizer.{i}.momentum_buffer")
         if buffer is not None:
             optimizer.state[p]["momentum_buffer"] = buffer.to(device)
-    return int(meta["step"])
-
-
-def checkpoint_random_state(out: Path) -> torch.Tensor | None:
-    """The random state a checkpoint was saved with (None: none saved, a checkpoint
-    from before it was kept; such a run resumes on the seed's stream)."""
-    weights = out / "checkpoint.safetensors"
-    if not weights.exists():
-        return None
-    with safe_open(weights, framework="pt") as stored:
-        return stored.get_tensor("rng.cpu") if "rng.cpu" in stored.keys() else None
+    return int(meta["step"]), tensors.get("rng.cpu")
 
 
 def _jsonable(config: TrainConfig) -> dict:
