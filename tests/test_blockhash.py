@@ -50,6 +50,7 @@ def test_axis_weights_conserve_every_pixel(n):
 def test_valued_in_strips_the_sums_are_the_whole_images(photos, monkeypatch, mode):
     """A large upload is valued a strip of rows at a time (memory); the block sums must
     be exactly those of the whole image at once, whatever the strip size."""
+    from robusthash import imaging
     from robusthash.hashing import blockhash
 
     im = photos["astronaut"].resize((523, 389), Image.Resampling.BILINEAR)
@@ -61,7 +62,7 @@ def test_valued_in_strips_the_sums_are_the_whole_images(photos, monkeypatch, mod
         im = im.convert(mode)
     whole = blockhash.value_sums(blockhash.pixel_values(np.asarray(blockhash.reference_mode(im))))
     for strip in (1, 523 * 10, 523 * 97 + 5):
-        monkeypatch.setattr(blockhash, "STRIP_PIXELS", strip)
+        monkeypatch.setattr(imaging, "STRIP_PIXELS", strip)
         strips = blockhash.image_sums(im)
         assert np.array_equal(strips[0], whole[0]) and strips[1] == whole[1], strip
     if mode != "P":  # the reference's core refuses palette images (its CLI converts them)

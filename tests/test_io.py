@@ -202,6 +202,7 @@ def test_strip_conversion_equals_one_pass(monkeypatch):
     """Conversions run strip by strip (to keep only the output full size); the result is
     that of converting the whole image at once."""
     import robusthash.io as rio
+    from robusthash import imaging
 
     rng = np.random.default_rng(2)
     rgba = Image.fromarray(rng.integers(0, 256, (130, 70, 4), dtype=np.uint8), "RGBA")
@@ -210,9 +211,9 @@ def test_strip_conversion_equals_one_pass(monkeypatch):
     palette.info["transparency"] = 3
     for im in (rgba, grey16, palette, rgba.convert("LA"), rgba.convert("RGB").convert("CMYK")):
         for mode in ("RGB", "L"):
-            monkeypatch.setattr(rio, "STRIP_PIXELS", 1 << 30)
+            monkeypatch.setattr(imaging, "STRIP_PIXELS", 1 << 30)
             whole = np.asarray(rio.convert(im, mode))
-            monkeypatch.setattr(rio, "STRIP_PIXELS", 7 * 70)  # 7 rows a strip, and a ragged last one
+            monkeypatch.setattr(imaging, "STRIP_PIXELS", 7 * 70)  # 7 rows a strip, and a ragged last one
             assert np.array_equal(whole, np.asarray(rio.convert(im, mode))), (im.mode, mode)
 
 
@@ -318,7 +319,7 @@ def test_box_reduced_is_pillows_reduce_strip_by_strip(monkeypatch, mode):
     box_reduced does it a strip of whole blocks at a time, to the same pixels."""
     from robusthash import imaging
 
-    monkeypatch.setattr(imaging, "PREMULTIPLIED_STRIP_PIXELS", 3000)  # many strips
+    monkeypatch.setattr(imaging, "STRIP_PIXELS", 3000)  # many strips
     rng = np.random.default_rng(7)
     for width, height, factor in [(301, 257, 3), (100, 100, 7), (64, 33, 2)]:
         pixels = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)

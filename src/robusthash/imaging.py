@@ -85,9 +85,18 @@ def uniform_borders(image: Image.Image, tolerance: int = 20, min_border: float =
     return box if box[2] > box[0] and box[3] > box[1] else None
 
 
-# Pillow reduces RGBA and LA by converting the whole image to premultiplied alpha first:
-# a second full-size copy (0.2 GB at 50 MP). Strips of about this many pixels avoid it.
-PREMULTIPLIED_STRIP_PIXELS = 1 << 20
+# Work that Pillow or numpy would do on a whole large image through a full-size copy
+# (premultiplied alpha, float64 values, a conversion of several passes) is done this
+# many pixels at a time instead.
+STRIP_PIXELS = 1 << 20
+
+
+def row_strips(width: int, top: int, bottom: int, multiple: int = 1) -> Iterator[tuple[int, int]]:
+    """Rows ``top`` to ``bottom`` of a ``width``-pixel-wide image as (first, end) strips of
+    about :data:`STRIP_PIXELS`, each a ``multiple`` of rows tall (the last may be shorter)."""
+    rows = multiple * max(1, STRIP_PIXELS // (multiple * max(1, width)))
+    for first in range(top, bottom, rows):
+        yield first, min(bottom, first + rows)
 
 
 def box_reduced(image: Image.Image, factor: int, box: tuple[int, int, int, int] | None = None) -> Image.Image:
@@ -100,9 +109,8 @@ def box_reduced(image: Image.Image, factor: int, box: tuple[int, int, int, int] 
     if image.mode not in ("RGBA", "LA"):
         return image.reduce(factor, (x0, y0, x1, y1))
     out = Image.new(image.mode, (-(-(x1 - x0) // factor), -(-(y1 - y0) // factor)))
-    rows = factor * max(1, PREMULTIPLIED_STRIP_PIXELS // (factor * factor * max(1, x1 - x0)))
-    for top in range(y0, y1, rows):
-        out.paste(image.crop((x0, top, x1, min(y1, top + rows))).reduce(factor), (0, (top - y0) // factor))
+    for first, end in row_strips(x1 - x0, y0, y1, factor):
+        out.paste(image.crop((x0, first, x1, end)).reduce(factor), (0, (first - y0) // factor))
     return out
 
 

@@ -50,7 +50,7 @@ from typing import BinaryIO, Iterator, Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError, features
 
-from .imaging import box_reduced
+from .imaging import box_reduced, row_strips
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
 
@@ -398,9 +398,6 @@ TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 
-# Conversions that need more than Pillow's one pass are done this many pixels at a time,
-# so that only the output is ever full size (alpha compositing, 16-bit scaling).
-STRIP_PIXELS = 1 << 20
 # Modes Pillow's Image.reduce averages correctly (RGBA and LA with premultiplied alpha).
 REDUCIBLE = frozenset({"L", "RGB", "RGBA", "LA", "I", "F", "CMYK"})
 # Modes whose conversion to RGB is Pillow's own single pass (see the conversion rule).
@@ -441,9 +438,10 @@ def convert(im: Image.Image, mode: str, name: str = "<image>") -> Image.Image:
         except Exception as exc:  # noqa: BLE001
             raise ImageError(name, f"cannot convert mode {im.mode} to {mode} ({exc})") from None
     out = Image.new(mode, im.size)
-    rows = max(1, STRIP_PIXELS // max(1, im.width))
-    for top in range(0, im.height, rows):
-        strip = im.crop((0, top, im.width, min(im.height, top + rows)))
+    # Strip by strip (imaging.row_strips): only the output is ever full size (alpha
+    # compositing, 16-bit scaling).
+    for top, bottom in row_strips(im.width, 0, im.height):
+        strip = im.crop((0, top, im.width, bottom))
         out.paste(_as_mode(_strip_to_rgb(strip, name), mode), (0, top))
     return out
 

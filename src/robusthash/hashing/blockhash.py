@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ..imaging import row_strips
 from ..io import to_rgb
 from .base import TRAIN_SPLIT_TAU, BaseHasher
 from .value import Hash
@@ -48,13 +49,6 @@ def axis_weights(n: int, blocks: int) -> np.ndarray:
     np.add.at(weights, (first, np.arange(n)), 1.0 - frac)
     np.add.at(weights, (second, np.arange(n)), frac)
     return weights
-
-
-# Pixels are valued in strips of about this many, so that a 50-megapixel upload never
-# holds a float64 copy of itself (0.4 GB, the largest share of a query's memory). Each
-# strip's row sums are the rows of the whole image's product, so the bits do not depend
-# on the strip size; images up to this size are one strip.
-STRIP_PIXELS = 1 << 20
 
 
 def reference_mode(im: Image.Image) -> Image.Image:
@@ -103,13 +97,14 @@ def _sums_of_rows(row_sums: np.ndarray, width: int, blocks: int) -> tuple[np.nda
 
 def image_sums(im: Image.Image, blocks: int = GRID) -> tuple[np.ndarray, float]:
     """:func:`value_sums` of the pixel values of :func:`reference_mode`'s image, read a
-    strip of rows at a time (not even a uint8 array of the whole image is made)."""
+    strip of rows at a time (``imaging.row_strips``), so that a 50-megapixel upload never
+    holds a float64 copy of itself (0.4 GB). Each strip's row sums are the rows of the
+    whole image's product, so the bits do not depend on the strip size."""
     im = reference_mode(im)
     width, height = im.size
     across = axis_weights(width, blocks).T
-    step = max(1, STRIP_PIXELS // max(width, 1))
-    row_sums = np.concatenate([pixel_values(np.asarray(im.crop((0, top, width, min(top + step, height))))) @ across
-                               for top in range(0, height, step)])
+    row_sums = np.concatenate([pixel_values(np.asarray(im.crop((0, top, width, bottom)))) @ across
+                               for top, bottom in row_strips(width, 0, height)])
     return _sums_of_rows(row_sums, width, blocks)
 
 
