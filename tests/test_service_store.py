@@ -56,7 +56,8 @@ def test_a_locked_database_answers_503_with_retry_after(tmp_path):
 def test_a_connection_the_server_cut_is_opened_again(fresh_postgres):
     with ReferenceDB(fresh_postgres) as ref:
         ref.set_methods(["dhash"])
-    app = create_app(ServiceConfig(db=fresh_postgres, allow_anonymous=True))
+    # One reader, so that the requests below go through the connection that was cut.
+    app = create_app(ServiceConfig(db=fresh_postgres, allow_anonymous=True, readers=1))
     store = app.state.service.ref.store
     pid = store.execute("SELECT pg_backend_pid()").fetchone()[0]
     admin = Store(fresh_postgres)
@@ -113,6 +114,25 @@ def test_a_write_waiting_for_the_lock_never_holds_up_a_query(tmp_path, photos):
         assert done["answer"].status_code == 201, done["answer"].text
         assert client.post("/v1/query", files={"file": ("q.png", upload.getvalue())}).json()["verdict"] == "match"
     holder.close()
+
+
+def test_a_query_is_judged_while_another_is(tmp_path, photos):
+    """Queries are judged by several readers at once: while one query holds a reader, the
+    next is answered by another (before, one lock made every query wait for the last)."""
+    import io
+
+    url = str(tmp_path / "ref.sqlite")
+    with ReferenceDB(url) as ref:
+        ref.set_methods(["dhash"])
+    app = create_app(ServiceConfig(db=url, allow_anonymous=True, readers=2))
+    upload = io.BytesIO()
+    photos["astronaut"].resize((128, 128)).save(upload, format="PNG")
+    with TestClient(app) as client:
+        assert client.post("/v1/images", files={"file": ("a.png", upload.getvalue())}).status_code == 201
+        with app.state.service.reading() as held:  # a long query holds this reader meanwhile
+            answer = client.post("/v1/query", files={"file": ("q.png", upload.getvalue())})
+            assert answer.status_code == 200 and answer.json()["verdict"] == "match"
+            assert held.stats()["images"] == 1  # each reader sees the committed register
 
 
 def test_queries_recover_after_a_postgresql_restart(fresh_postgres, restart_postgres, photos):

@@ -48,6 +48,9 @@ def serve(
                                          "limit; others wait their turn (--decode-wait), then 503"),
     decode_wait: float = typer.Option(10.0, "--decode-wait", min=0.0,
                                       help="seconds an upload waits for its turn to be decoded before a 503"),
+    readers: int = typer.Option(2, "--readers", min=1,
+                                help="queries judged at once, each with a database connection and a copy of the "
+                                     "indexes of its own (memory: the indexes once per reader)"),
     head_timeout: float = typer.Option(10.0, "--head-timeout", min=0.1,
                                        help="seconds a connection has to send a complete request head (after "
                                             "opening, or after a response) before it is closed"),
@@ -81,7 +84,7 @@ def serve(
             api_keys=keys, allow_anonymous=no_auth, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
             max_pixels=int(max_megapixels * 1_000_000), rate_limit=rate_limit, thumbnail_dir=thumbnails,
             source_roots=tuple(source_roots),
-            max_decodes=max_decodes, decode_wait=decode_wait,
+            max_decodes=max_decodes, decode_wait=decode_wait, readers=readers,
         )
         service = create_app(config)
     except ValueError as exc:

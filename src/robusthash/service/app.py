@@ -1,9 +1,9 @@
 """``robusthash serve``: the reference database over HTTP (FastAPI), and a small page.
 
-One :class:`~robusthash.db.ReferenceDB` per app (:class:`~robusthash.service.state.Service`).
-Its SQLite or PostgreSQL connection and its in-memory indexes are shared by FastAPI's
-worker threads, so every use of it holds one lock; decoding and hashing, which take
-most of a request's time, run outside the lock and in parallel. The routes are in
+A :class:`~robusthash.db.ReferenceDB` is used by one thread at a time: the app
+(:class:`~robusthash.service.state.Service`) lends each query one of ``--readers`` of them
+(each with its own connection and indexes), and writes go through a writer of their own;
+decoding and hashing, which take most of a request's time, need none and run in parallel. The routes are in
 :mod:`robusthash.service.routes`, one module per resource. Authentication, the rate
 limit and the body size limit are enforced in front of the app
 (:mod:`robusthash.service.gate`). Every error answers ``{"detail": "..."}`` naming the

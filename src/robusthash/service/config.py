@@ -38,6 +38,8 @@ class ServiceConfig:
         thumbnails) for the image comparator (``/v1/images/{id}/explain``).
     max_decodes: uploads decoded and hashed at once (each up to about 0.3 GB at the pixel
         limit); decode_wait: seconds a request waits for its turn before a 503.
+    readers: queries judged at once, each through a database connection and indexes of
+        its own (the indexes' memory is held once per reader).
     """
 
     db: str
@@ -55,6 +57,7 @@ class ServiceConfig:
     comparison_size: int = 512
     max_decodes: int = 2
     decode_wait: float = 10.0
+    readers: int = 2
 
     def __post_init__(self) -> None:
         if not self.api_keys and not self.allow_anonymous:
@@ -62,7 +65,7 @@ class ServiceConfig:
         if any(not key or not key.isascii() or not key.isprintable() for key in self.api_keys):
             raise ValueError("API keys must be non-empty printable ASCII (they travel in an HTTP header)")
         for name in ("max_upload_bytes", "max_pixels", "default_k", "max_k", "thumbnail_size", "comparison_size",
-                     "max_decodes"):
+                     "max_decodes", "readers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.decode_wait < 0:

@@ -1,9 +1,12 @@
-"""The state one app holds: the database (behind a lock), its hashers, the thumbnails
-and the comparator. Routes (:mod:`robusthash.service.routes`) take a :class:`Service`."""
+"""The state one app holds: the database (readers for queries, a writer), its hashers,
+the thumbnails and the comparator. Routes (:mod:`robusthash.service.routes`) take a
+:class:`Service`."""
 
 import logging
+import queue
 import threading
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 from fastapi import HTTPException
 
@@ -19,13 +22,19 @@ log = logging.getLogger("robusthash.service")
 
 
 class Service:
-    """The database (behind a lock), its hashers and the thumbnails."""
+    """The database (readers and a writer), its hashers and the thumbnails."""
 
     def __init__(self, config: ServiceConfig):
         self.config = config
         self.limits = config.load_limits
         self.ref = ReferenceDB(config.db, methods=list(config.methods) if config.methods else None, limits=self.limits)
-        self.lock = threading.Lock()
+        # A ReferenceDB is used by one thread at a time. Queries are judged by
+        # ``config.readers`` of them at once, each with its own connection and indexes
+        # (each catches up with committed writes by itself), so a query waits for a free
+        # reader, not for every other query; ``self.ref`` is the first of them.
+        self._readers = [self.ref] + [ReferenceDB(config.db, methods=self.ref.methods, limits=self.limits)
+                                      for _ in range(config.readers - 1)]
+        self._free: queue.LifoQueue[ReferenceDB] = queue.LifoQueue()
         # Writes (register, delete) go through a connection and a lock of their own: a
         # write that waits for another process's write lock (SQLite's busy timeout, 30 s)
         # must not hold the lock every query takes. Queries see committed writes at once
@@ -43,16 +52,27 @@ class Service:
         # 50-megapixel upload, docs/service.md): at most max_decodes at once, whatever
         # the number of threads; a request that waits longer than decode_wait gets 503.
         self.decoding = threading.BoundedSemaphore(config.max_decodes)
-        with self.lock:
-            self.ref.refresh()  # build the indexes now, not during the first query
+        for reader in self._readers:
+            reader.refresh()  # build the indexes now, not during the first query
+            self._free.put(reader)
+
+    @contextmanager
+    def reading(self) -> Iterator[ReferenceDB]:
+        """A reader of the database for this thread alone, until the block ends."""
+        reader = self._free.get()
+        try:
+            yield reader
+        finally:
+            self._free.put(reader)
 
     def close(self) -> None:
-        with self.lock:
-            try:
-                self.ref.save_indexes()  # the next start loads them and catches up instead of rebuilding
-            except OSError as exc:
-                log.warning("could not save the indexes: %s", exc)
-            self.ref.close()
+        readers = [self._free.get() for _ in self._readers]  # each, once its query is done
+        try:
+            self.ref.save_indexes()  # the next start loads them and catches up instead of rebuilding
+        except OSError as exc:
+            log.warning("could not save the indexes: %s", exc)
+        for reader in readers:
+            reader.close()
         with self.write_lock:
             self.writer.close()
 
@@ -60,8 +80,8 @@ class Service:
         """The hashers a query asked for (comma-separated), else the database's."""
         if not methods or not methods.strip():
             return [self.ref.hashers[m] for m in self.ref.methods]
-        with self.lock:
-            known = set(self.ref.methods) | {m for m, _ in self.ref.store.methods()}
+        with self.reading() as reader:
+            known = set(reader.methods) | {m for m, _ in reader.store.methods()}
         names = [m.strip() for m in methods.split(",") if m.strip()]
         if not names:  # ",,,": something was asked for, but no method named
             raise HTTPException(422, f"methods: {methods!r} names no method; leave it out for the database's "
@@ -112,8 +132,8 @@ class Service:
             return self._comparator
 
     def record(self, image_id: int) -> ImageRecord:
-        with self.lock:
-            record = self.ref.store.image(image_id)
+        with self.reading() as reader:
+            record = reader.store.image(image_id)
         if record is None:
             raise HTTPException(404, f"no registered image with id {image_id}")
         return record

@@ -18,8 +18,8 @@ def router(service: Service) -> APIRouter:
 
     @protected.get("/stats", tags=["service"], summary="Images, hashes per method, calibrations, limits")
     def stats() -> dict[str, Any]:
-        with service.lock:
-            stats = service.ref.stats()
+        with service.reading() as reader:
+            stats = reader.stats()
         return {**stats, "limits": {"max_upload_bytes": config.max_upload_bytes, "max_pixels": config.max_pixels,
                                     "rate_limit_per_minute": config.rate_limit, "max_k": config.max_k}}
 
@@ -30,8 +30,8 @@ def router(service: Service) -> APIRouter:
                 summary="Liveness (no API key needed)", responses={503: {"model": ErrorOut}})
     def health() -> dict[str, Any]:
         try:
-            with service.lock:
-                service.ref.store.ping()
+            with service.reading() as reader:
+                reader.store.ping()
         except StoreUnavailable as exc:  # an unreachable database is the answer, not a crash
             # Health answers anyone: the driver's words (hosts, users) go to the log only.
             logging.getLogger("robusthash.service").warning("health: database unavailable: %s", exc)

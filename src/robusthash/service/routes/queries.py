@@ -41,8 +41,8 @@ def router(service: Service) -> APIRouter:
         hashers = service.hashers(methods)
         examined = service.examine_upload(data, name, hashers)
         label = file.filename or "upload"
-        with service.lock:
-            verdict = Identifier(service.ref).identify_examined(examined, label, [h.name for h in hashers],
+        with service.reading() as reader:
+            verdict = Identifier(reader).identify_examined(examined, label, [h.name for h in hashers],
                                                                 k or config.default_k)
         record = verdict.to_dict(details=True)
         named = [m.image.id for m in verdict.matches]
