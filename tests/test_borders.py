@@ -44,12 +44,17 @@ def coffee(photos):
     return photos["coffee"]
 
 
-def test_a_padded_copy_is_found_through_its_trimmed_variant(tmp_path, photos):
-    ref = ReferenceDB(tmp_path / "refs.sqlite", methods=["forbild", "pdq"])
+def three_registered(tmp_path, photos, methods: list[str]) -> tuple[ReferenceDB, dict]:
+    ref = ReferenceDB(tmp_path / "refs.sqlite", methods=methods)
     originals = {name: tmp_path / f"{name}.png" for name in ("coffee", "chelsea", "rocket")}
     for name, path in originals.items():
         photos[name].save(path)
     ref.add(list(originals.values()))
+    return ref, originals
+
+
+def test_a_padded_copy_is_found_through_its_trimmed_variant(tmp_path, photos):
+    ref, originals = three_registered(tmp_path, photos, ["forbild", "pdq"])
     padded = transforms.pad(photos["coffee"], 0.15, 255)
     for result in ref.query(padded):
         first = result.matches[0]
@@ -57,4 +62,54 @@ def test_a_padded_copy_is_found_through_its_trimmed_variant(tmp_path, photos):
         assert "borders trimmed" in first.rule
     # Without the variant neither method finds it: the test has teeth.
     plain = ref.examine(padded, variants=False)
+    assert not any(m.matched for r in ref.query_examined(plain) for m in r.matches if m.image.source.endswith("coffee.png"))
+
+
+def on_ground(im: Image.Image, degrees: float, fill) -> Image.Image:
+    """``im`` turned by ``degrees`` on a canvas grown to hold it, the corners ``fill``."""
+    return im.convert("RGB").rotate(degrees, expand=True, resample=Image.Resampling.BICUBIC, fillcolor=fill)
+
+
+@pytest.mark.parametrize("degrees,fill", [(30, (255, 255, 255)), (-125, (0, 0, 0)), (60, (30, 144, 255))])
+def test_a_turned_picture_on_its_ground_is_found_and_straightened(coffee, degrees, fill):
+    import numpy as np
+
+    from robusthash.imaging import picture_quad, straightened
+
+    turned = on_ground(coffee, degrees, fill)
+    corners = picture_quad(turned)
+    assert corners is not None
+    # The corners lie where the original's corners went, within 4% of the canvas (on
+    # black, the picture's own dark corner merges into the ground: 3.5% off).
+    w, h = coffee.size
+    centre = np.array([w, h]) / 2
+    angle = np.radians(degrees)
+    turn = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])  # counter-clockwise, y down
+    expected = (np.array([[0, 0], [w, 0], [w, h], [0, h]]) - centre) @ turn.T + np.array(turned.size) / 2
+    found = np.array(corners) * np.array(turned.size)
+    nearest = np.linalg.norm(expected[:, None] - found[None], axis=2).min(axis=1)
+    assert nearest.max() < 0.04 * max(turned.size), (expected, found)
+    upright = straightened(turned, corners)
+    # Upright, of the original's size (turned by a multiple of 90° at most), within 5%.
+    assert np.allclose(sorted(upright.size), sorted(coffee.size), rtol=0.05), upright.size
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "rocket"])
+def test_photos_and_upright_padding_have_no_picture_quad(photos, name):
+    from robusthash.imaging import picture_quad
+
+    assert picture_quad(photos[name]) is None
+    assert picture_quad(transforms.pad(photos[name], 0.15, 255)) is None  # upright: uniform_borders' case
+    assert picture_quad(Image.new("RGB", (300, 200), (40, 40, 40))) is None
+
+
+def test_a_turned_copy_on_a_ground_is_found_through_its_straightened_variant(tmp_path, photos):
+    ref, originals = three_registered(tmp_path, photos, ["forbild", "cmaa"])
+    turned = on_ground(photos["coffee"], 35, (255, 255, 255))
+    for result in ref.query(turned):
+        first = result.matches[0]
+        assert first.matched and first.image.source == str(originals["coffee"]), result.method
+        assert "picture straightened" in first.rule, first.rule
+    # Without the variant neither method finds it: the test has teeth.
+    plain = ref.examine(turned, variants=False)
     assert not any(m.matched for r in ref.query_examined(plain) for m in r.matches if m.image.source.endswith("coffee.png"))
