@@ -1,4 +1,4 @@
-"""Image geometry helpers of the ground floor: resizing, borders, halves, a turned picture."""
+"""Image geometry helpers of the ground floor: resizing, borders, halves, the picture within a query."""
 
 from __future__ import annotations
 
@@ -211,3 +211,125 @@ def straightened(image: Image.Image, corners: tuple[tuple[float, float], ...]) -
     # QUAD takes the source corners upper-left, lower-left, lower-right, upper-right.
     data = tuple(float(v) for v in (*tl, *bl, *br, *tr))
     return image.transform(size, Image.Transform.QUAD, data, Image.Resampling.BILINEAR)
+
+
+def frame_colour(pixels) -> "np.ndarray":
+    """The commonest colour of an RGB array's outermost pixels (the median of those in the
+    most frequent of 8 × 8 × 8 colour bins): where only one side has surroundings (a
+    caption above a photo), the median of the whole frame would be the photo's."""
+    import numpy as np
+
+    frame = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    bins = (frame[:, 0] // 32).astype(np.int32) * 64 + (frame[:, 1] // 32) * 8 + frame[:, 2] // 32
+    return np.median(frame[bins == np.bincount(bins).argmax()], axis=0)
+
+
+def content_box(image: Image.Image, tolerance: int = 24, plain: float = 0.75, min_content: float = 0.15,
+                max_content: float = 0.92, gap: float = 0.03, detail: float = 0.05,
+                page: float = 0.65) -> tuple[float, float, float, float] | None:
+    """The box of the picture within surroundings of mostly one colour that hold other
+    things (a screenshot's bars and page with text and icons, a caption's band of text,
+    letterboxing with a logo), as fractions (left, top, right, bottom) of ``image``'s
+    sides; None when there is none, or when it covers more than ``max_content`` or less
+    than ``min_content`` of the image.
+
+    The surroundings' colour is the commonest of the image's outermost pixels. A row (a
+    column) belongs to them when ``plain`` of its pixels lie within ``tolerance`` (per
+    channel) of that colour: a line of text on the page does, a line through the picture
+    does not. The picture spans the longest run of the other rows, then of the other
+    columns within it, across runs of surroundings shorter than ``gap`` of the side.
+    Found on a copy reduced to 256 px. :func:`uniform_borders` trims borders of one
+    colour exactly; this finds the picture where the surroundings hold more.
+    """
+    import cv2
+    import numpy as np
+
+    small = np.ascontiguousarray(reduced(image, 256).convert("RGB"))
+    height, width = small.shape[:2]
+    if min(height, width) < 16:
+        return None
+    ground = frame_colour(small)
+    other = cv2.inRange(small, tuple(np.ceil(ground - tolerance)), tuple(np.floor(ground + tolerance))) == 0
+    # Text and icons are thin at this size: an opening removes them and keeps the picture.
+    solid = cv2.morphologyEx(other.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0
+
+    def longest_run(busy: np.ndarray) -> tuple[int, int]:
+        bridge = max(1, round(gap * len(busy)))
+        filled = busy.copy()
+        idx = np.flatnonzero(busy)
+        for a, b in zip(idx[:-1], idx[1:]):
+            if 1 < b - a <= bridge + 1:
+                filled[a:b] = True
+        edges = np.diff(np.concatenate([[0], filled.astype(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        if not len(starts):
+            return 0, 0
+        longest = int(np.argmax(ends - starts))
+        return int(starts[longest]), int(ends[longest])
+
+    top, bottom = longest_run(solid.mean(axis=1) > 1 - plain)
+    if bottom - top < min_content * height:
+        return None
+    left, right = longest_run(solid[top:bottom].mean(axis=0) > 1 - plain)
+    if right - left < min_content * width:
+        return None
+    share = (bottom - top) * (right - left) / (height * width)
+    if not min_content <= share <= max_content:
+        return None
+    # Surroundings of one flat colour are uniform_borders' case (or a photo's own sky):
+    # these must hold something, text or icons, that the opening took away.
+    outside = np.ones_like(other)
+    outside[top:bottom, left:right] = False
+    around = np.count_nonzero(outside)
+    if np.count_nonzero(other & ~solid & outside) < detail * around:
+        return None
+    # ... on a ground of mostly one colour (a page), not a texture's fine detail (fur, grass).
+    if np.count_nonzero(~other & outside) < page * around:
+        return None
+    return refined_box(image, (left / width, top / height, right / width, bottom / height), ground, tolerance, plain)
+
+
+def refined_box(image: Image.Image, box: tuple[float, float, float, float], ground, tolerance: int,
+                plain: float) -> tuple[float, float, float, float]:
+    """``box`` (fractions, found on a reduced copy) with each side moved to the exact
+    line of ``image`` where the surroundings end: the outermost line, within a few
+    reduced pixels of the side, after which no line is at least ``plain`` of
+    ``ground``'s colour (within ``tolerance``)."""
+    import cv2
+    import numpy as np
+
+    w, h = image.size
+    reach = math.ceil(2 * max(image.size) / 256) + 2
+    low, high = tuple(np.ceil(ground - tolerance)), tuple(np.floor(ground + tolerance))
+    x0, y0, x1, y1 = fraction_box(image.size, box)
+
+    def edge(at: int, size: int, cut, inward: int) -> int:
+        first, end = max(0, at - reach), min(size, at + reach)
+        lines = np.asarray(cut(first, end).convert("RGB"))
+        if cut is columns:
+            lines = lines.transpose(1, 0, 2)
+        ground_line = (cv2.inRange(np.ascontiguousarray(lines), low, high) > 0).mean(axis=1) >= plain
+        index = np.flatnonzero(ground_line)
+        if inward > 0:  # the side's outermost picture line follows the last ground line
+            return first + int(index[-1]) + 1 if len(index) else at
+        return first + int(index[0]) if len(index) else at
+
+    def rows(first: int, end: int) -> Image.Image:
+        return image.crop((x0, first, x1, end))
+
+    def columns(first: int, end: int) -> Image.Image:
+        return image.crop((first, y0, end, y1))
+
+    top, bottom = edge(y0, h, rows, 1), edge(y1, h, rows, -1)
+    left, right = edge(x0, w, columns, 1), edge(x1, w, columns, -1)
+    if bottom - top < (y1 - y0) / 2 or right - left < (x1 - x0) / 2:  # no clear line: keep the coarse box
+        return box
+    return left / w, top / h, right / w, bottom / h
+
+
+def fraction_box(size: tuple[int, int], box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """A box given as fractions of the sides, in the pixels of an image of ``size``
+    (outward to whole pixels, at least one pixel)."""
+    w, h = size
+    x0, y0 = int(box[0] * w + 1e-9), int(box[1] * h + 1e-9)  # a fraction of a whole line stays that line
+    return x0, y0, max(x0 + 1, math.ceil(box[2] * w - 1e-9)), max(y0 + 1, math.ceil(box[3] * h - 1e-9))

@@ -10,15 +10,16 @@ stored alike: same digest, size, hashes, refusals and reasons.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+from PIL import Image
 
 from ..compare.features import KIND, VERSION, FeatureConfig, LocalFeatures, local_features, region_features
 from ..hashing import BaseHasher, Hash, MultiHash
 from ..hashing.base import DecodedImage, DecodeSpec, shared_hasher
-from ..imaging import halves, picture_quad, straightened
+from ..imaging import content_box, fraction_box, halves, picture_quad, straightened
 from ..information import DEFAULT_RULE, Information, InformationRule, information
 from ..io import DEFAULT_LIMITS, ImageError, ImageSource, LoadLimits, header_size, read_bytes
 from .store import NewImage
@@ -87,7 +88,7 @@ def examine(image: ImageSource | DecodedImage, hashers: Sequence[BaseHasher], li
         found = {h.name: h.query_hashes(decoded.for_hasher(h)) for h in hashers}
         hashes = {name: value for name, (value, _) in found.items()}
         extra = {name: more for name, (_, more) in found.items() if more}
-        for name, more in straightened_variants(decoded, hashers).items():
+        for name, more in picture_variants(decoded, hashers).items():
             extra[name] = extra.get(name, []) + more
     else:
         hashes, extra = {h.name: h.hash_pil(decoded.for_hasher(h)) for h in hashers}, {}
@@ -103,23 +104,37 @@ def examine(image: ImageSource | DecodedImage, hashers: Sequence[BaseHasher], li
     return Examined(hashes, info, extra, digest, size, local, decoded if variants else None)
 
 
-def straightened_variants(decoded: DecodedImage, hashers: Sequence[BaseHasher]) -> dict[str, list[Hash]]:
-    """A query whose picture lies turned or in perspective on a plain ground
+# The decoding a query's picture is looked for on (picture_quad, content_box): both look
+# at a copy of 256 px, so a JPEG is drafted to at least that.
+PICTURE_DECODE = DecodeSpec(256, "RGB")
+
+
+def picture_variants(decoded: DecodedImage, hashers: Sequence[BaseHasher]) -> dict[str, list[Hash]]:
+    """A query whose picture is only part of it is also searched with that picture alone:
+    each single-hash method's hash and query variants of it, labelled with how it was
+    found. ``picture straightened``: a picture turned or in perspective on a plain ground
     (:func:`~robusthash.imaging.picture_quad`: a rotation with fill, a print on a scanner's
-    bed) is also searched with that picture straightened: each single-hash method's hash
-    and query variants of it, labelled ``picture straightened``. Found on the small colour
-    decoding the information rule measures (about 1 ms a query)."""
-    corners = picture_quad(decoded.decoded(INFORMATION_DECODE))
-    if corners is None:
-        return {}
+    bed), mapped upright. ``picture cut out``: a picture among surroundings of mostly one
+    colour that hold text or icons (:func:`~robusthash.imaging.content_box`: a
+    screenshot, a caption). About 1-2 ms a query to look."""
+    small = decoded.decoded(PICTURE_DECODE)
+    views: list[tuple[str, Callable[[Image.Image], Image.Image]]] = []
+    corners = picture_quad(small)
+    if corners is not None:
+        views.append(("picture straightened", lambda im: straightened(im, corners)))
+    box = content_box(small)
+    if box is not None:
+        views.append(("picture cut out", lambda im: im.crop(fraction_box(im.size, box))))
     out: dict[str, list[Hash]] = {}
     for hasher in hashers:
         if hasher.multi:  # several parts per image: they find the picture among their parts
             continue
-        value, more = hasher.query_hashes(straightened(decoded.for_hasher(hasher), corners))
-        out[hasher.name] = [replace(v, extra={**v.extra, "variant": ", ".join(
-            ["picture straightened", *([v.extra["variant"]] if "variant" in v.extra else [])])})
-            for v in (value, *more) if isinstance(v, Hash)]
+        for label, view in views:
+            value, more = hasher.query_hashes(view(decoded.for_hasher(hasher)))
+            out.setdefault(hasher.name, []).extend(
+                replace(v, extra={**v.extra, "variant": ", ".join([label, *([v.extra["variant"]] if "variant" in v.extra
+                                                                             else [])])})
+                for v in (value, *more) if isinstance(v, Hash))
     return out
 
 
@@ -145,10 +160,7 @@ def examine_region(examined: Examined, hashers: Sequence[BaseHasher], box: tuple
     hashes = {}
     for hasher in hashers:
         im = examined.decoded.for_hasher(hasher)
-        w, h = im.size
-        x0, y0 = int(share[0] * w), int(share[1] * h)
-        cut = (x0, y0, max(x0 + 1, math.ceil(share[2] * w)), max(y0 + 1, math.ceil(share[3] * h)))
-        hashes[hasher.name] = hasher.hash_pil(im.crop(cut))
+        hashes[hasher.name] = hasher.hash_pil(im.crop(fraction_box(im.size, share)))
     local = region_features(grey, box, features) if features is not None else None
     return ExaminedRegion(box, hashes, local)
 
