@@ -141,3 +141,21 @@ def test_a_copy_is_found_through_its_query_variant(tmp_path, photos, methods, ma
     # Without the variant neither method finds it: the test has teeth.
     plain = ref.examine(query, variants=False)
     assert not any(m.matched for r in ref.query_examined(plain) for m in r.matches if m.image.source.endswith("coffee.png"))
+
+
+def test_a_montage_is_cut_where_its_pictures_meet(photos):
+    from robusthash.imaging import halves, montage_cut
+
+    a, b = photos["astronaut"], photos["coffee"].resize((768, 512))
+    gutter = Image.new("RGB", (512 + 16 + 768, 512), (255, 255, 255))
+    gutter.paste(a, (0, 0))
+    gutter.paste(b, (528, 0))
+    assert 512 <= montage_cut(gutter) * gutter.width <= 528
+    abutting = Image.new("RGB", (512 + 768, 512))
+    abutting.paste(a, (0, 0))
+    abutting.paste(b, (512, 0))
+    assert abs(montage_cut(abutting) * abutting.width - 512) <= 6
+    left, right = halves(abutting, at=512 / abutting.width)
+    assert left.size == (512, 512) and right.size == (768, 512)
+    for name in ("astronaut", "coffee", "chelsea"):  # one picture: the middle
+        assert montage_cut(photos[name]) == 0.5

@@ -19,7 +19,7 @@ from PIL import Image
 from ..compare.features import KIND, VERSION, FeatureConfig, LocalFeatures, local_features, region_features
 from ..hashing import BaseHasher, Hash, MultiHash
 from ..hashing.base import DecodedImage, DecodeSpec, shared_hasher
-from ..imaging import content_box, fraction_box, halves, picture_quad, straightened
+from ..imaging import content_box, fraction_box, halves, montage_cut, picture_quad, straightened
 from ..information import DEFAULT_RULE, Information, InformationRule, information
 from ..io import DEFAULT_LIMITS, ImageError, ImageSource, LoadLimits, header_size, read_bytes
 from .store import NewImage
@@ -171,12 +171,15 @@ HALF_PIXELS = 2_000_000
 
 
 def examine_halves(examined: Examined, hashers: Sequence[BaseHasher]) -> dict[str, list[Hash | MultiHash]]:
-    """Each of ``hashers``' hashes of the two halves of an examined query
-    (:func:`~robusthash.imaging.halves`), whose nearest references are candidates for a
+    """Each of ``hashers``' hashes of the two halves of an examined query, cut where two
+    pictures side by side meet if it is clear where (:func:`~robusthash.imaging.halves`,
+    :func:`~robusthash.imaging.montage_cut`), whose nearest references are candidates for a
     montage's parts."""
     if examined.decoded is None:
         raise ValueError("only a query's examination keeps its pixels to look at its halves")
-    return {h.name: [h.hash_pil(half) for half in halves(examined.decoded.for_hasher(h), HALF_PIXELS)] for h in hashers}
+    at = montage_cut(examined.decoded.decoded(PICTURE_DECODE))
+    return {h.name: [h.hash_pil(half) for half in halves(examined.decoded.for_hasher(h), HALF_PIXELS, at)]
+            for h in hashers}
 
 
 @dataclass(frozen=True)
