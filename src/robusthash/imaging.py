@@ -114,6 +114,14 @@ def box_reduced(image: Image.Image, factor: int, box: tuple[int, int, int, int] 
     return out
 
 
+def cut_out(image: Image.Image, box: tuple[int, int, int, int], most_pixels: int | None = None) -> Image.Image:
+    """``image``'s ``box``, box-reduced by an integer factor as it is cut when it holds more
+    than ``most_pixels`` (no full-size copy of it is made)."""
+    pixels = (box[2] - box[0]) * (box[3] - box[1])
+    factor = math.ceil(math.sqrt(pixels / most_pixels)) if most_pixels and pixels > most_pixels else 1
+    return box_reduced(image, factor, box)
+
+
 def halves(image: Image.Image, most_pixels: int | None = None, at: float = 0.5) -> Iterator[Image.Image]:
     """``image`` cut in two across its longer side, at the fraction ``at`` of it (the
     middle, or :func:`montage_cut`'s): where two pictures stand side by side (a montage,
@@ -124,9 +132,7 @@ def halves(image: Image.Image, most_pixels: int | None = None, at: float = 0.5) 
     cut = min(max(1, round(at * (w if w >= h else h))), (w if w >= h else h) - 1)
     boxes = ((0, 0, cut, h), (cut, 0, w, h)) if w >= h else ((0, 0, w, cut), (0, cut, w, h))
     for box in boxes:
-        pixels = (box[2] - box[0]) * (box[3] - box[1])
-        factor = math.ceil(math.sqrt(pixels / most_pixels)) if most_pixels and pixels > most_pixels else 1
-        yield box_reduced(image, factor, box)
+        yield cut_out(image, box, most_pixels)
 
 
 def picture_quad(image: Image.Image, tolerance: int = 24, min_fill: float = 0.6, min_area: float = 0.1,
@@ -200,15 +206,20 @@ def picture_quad(image: Image.Image, tolerance: int = 24, min_fill: float = 0.6,
     return tuple((float(x), float(y)) for x, y in np.clip(fractions, 0.0, 1.0))
 
 
-def straightened(image: Image.Image, corners: tuple[tuple[float, float], ...]) -> Image.Image:
+def straightened(image: Image.Image, corners: tuple[tuple[float, float], ...],
+                 most_pixels: int | None = None) -> Image.Image:
     """The picture within ``corners`` (:func:`picture_quad`'s fractions) mapped onto an
-    upright rectangle of its mean side lengths (Pillow's QUAD transform, bilinear)."""
+    upright rectangle of its mean side lengths (Pillow's QUAD transform, bilinear),
+    scaled down to at most ``most_pixels``."""
     import numpy as np
 
     points = np.array(corners) * np.array(image.size)
     tl, tr, br, bl = points
     width = (np.linalg.norm(tr - tl) + np.linalg.norm(br - bl)) / 2
     height = (np.linalg.norm(bl - tl) + np.linalg.norm(br - tr)) / 2
+    if most_pixels and width * height > most_pixels:
+        shrink = math.sqrt(most_pixels / (width * height))
+        width, height = width * shrink, height * shrink
     size = (max(1, round(width)), max(1, round(height)))
     # QUAD takes the source corners upper-left, lower-left, lower-right, upper-right.
     data = tuple(float(v) for v in (*tl, *bl, *br, *tr))
