@@ -209,3 +209,26 @@ def png_16bit_rgba(width: int, height: int) -> bytes:
     data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
     header = struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def png_page_with_picture(width: int, height: int) -> bytes:
+    """A PNG of a striped picture on a white page of dash "text" with a wide right margin:
+    an upload with content (not refused as flat) whose margin is a uniform border and
+    whose picture is found among text, so every query variant of it is worked out. A few
+    hundred KB for tens of megapixels."""
+    import numpy as np
+
+    page = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(page)
+    for y in range(40, height, 90):
+        for x in range(40, width - 460, 260):
+            draw.rectangle((x, y, x + 180, y + 14), fill=(20, 20, 20))
+    pw, ph = width * 4 // 5, height * 2 // 3
+    stripes = np.zeros((ph, pw, 3), np.uint8)
+    for i in range(0, ph, 300):
+        stripes[i:i + 150] = ((i * 37) % 255, (i * 91) % 255, (i * 53) % 255)
+    stripes[:, ::700] = 0
+    page.paste(Image.fromarray(stripes), (width // 10, height // 6))
+    buffer = io.BytesIO()
+    page.save(buffer, format="PNG")
+    return buffer.getvalue()

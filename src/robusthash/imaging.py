@@ -114,6 +114,13 @@ def box_reduced(image: Image.Image, factor: int, box: tuple[int, int, int, int] 
     return out
 
 
+# A query's part (a half, its picture cut out or straightened, its borders trimmed) is
+# searched for but never stored: a large one is hashed reduced to at most this many
+# pixels, cut without a full-size copy (memory: pdq holds 30 bytes a pixel, and a crop of
+# most of a 50 MP upload is as large as its decoding). Photos up to 2 MP are cut whole.
+PART_PIXELS = 2_000_000
+
+
 def cut_out(image: Image.Image, box: tuple[int, int, int, int], most_pixels: int | None = None) -> Image.Image:
     """``image``'s ``box``, box-reduced by an integer factor as it is cut when it holds more
     than ``most_pixels`` (no full-size copy of it is made)."""

@@ -19,7 +19,7 @@ from PIL import Image
 from ..compare.features import KIND, VERSION, FeatureConfig, LocalFeatures, local_features, region_features
 from ..hashing import BaseHasher, Hash, MultiHash
 from ..hashing.base import DecodedImage, DecodeSpec, shared_hasher
-from ..imaging import content_box, cut_out, fraction_box, halves, montage_cut, picture_quad, straightened
+from ..imaging import PART_PIXELS, content_box, cut_out, fraction_box, halves, montage_cut, picture_quad, straightened
 from ..information import DEFAULT_RULE, Information, InformationRule, information
 from ..io import DEFAULT_LIMITS, ImageError, ImageSource, LoadLimits, header_size, read_bytes
 from .store import NewImage
@@ -119,14 +119,14 @@ def picture_variants(decoded: DecodedImage, hashers: Sequence[BaseHasher]) -> di
     screenshot, a caption). About 1-2 ms a query to look."""
     small = decoded.decoded(PICTURE_DECODE)
     views: list[tuple[str, Callable[[Image.Image], Image.Image]]] = []
-    # Like a half, the picture is taken at most HALF_PIXELS large: a copy of most of a
+    # Like a half, the picture is taken at most PART_PIXELS large: a copy of most of a
     # 50 MP upload would double what its query holds.
     corners = picture_quad(small)
     if corners is not None:
-        views.append(("picture straightened", lambda im: straightened(im, corners, HALF_PIXELS)))
+        views.append(("picture straightened", lambda im: straightened(im, corners, PART_PIXELS)))
     box = content_box(small)
     if box is not None:
-        views.append(("picture cut out", lambda im: cut_out(im, fraction_box(im.size, box), HALF_PIXELS)))
+        views.append(("picture cut out", lambda im: cut_out(im, fraction_box(im.size, box), PART_PIXELS)))
     out: dict[str, list[Hash]] = {}
     for hasher in hashers:
         if hasher.multi:  # several parts per image: they find the picture among their parts
@@ -167,9 +167,6 @@ def examine_region(examined: Examined, hashers: Sequence[BaseHasher], box: tuple
     return ExaminedRegion(box, hashes, local)
 
 
-# A half is a query's part, searched for but never stored: a large one is hashed reduced
-# (memory: pdq holds 30 bytes a pixel). Ordinary photos, up to 4 MP, are cut at full size.
-HALF_PIXELS = 2_000_000
 
 
 def examine_halves(examined: Examined, hashers: Sequence[BaseHasher]) -> dict[str, list[Hash | MultiHash]]:
@@ -187,7 +184,7 @@ def examine_halves(examined: Examined, hashers: Sequence[BaseHasher]) -> dict[st
     if abs(at - 0.5) > 0.02:
         cuts.append(at)
     return {h.name: [h.hash_pil(part) for cut in cuts
-                     for part in halves(examined.decoded.for_hasher(h), HALF_PIXELS, cut)] for h in hashers}
+                     for part in halves(examined.decoded.for_hasher(h), PART_PIXELS, cut)] for h in hashers}
 
 
 @dataclass(frozen=True)

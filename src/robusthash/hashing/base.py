@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkabl
 import numpy as np
 from PIL import Image
 
-from ..imaging import uniform_borders
+from ..imaging import PART_PIXELS, cut_out, uniform_borders
 from ..io import (DEFAULT_LIMITS, DecodedFrame, ImageSource, LoadLimits, decode_frame, describe_source, finish_decode,
                   load_pil, read_bytes)
 from .value import Hash, MultiHash
@@ -148,7 +148,7 @@ class BaseHasher(ABC):
         box = None if self.multi else uniform_borders(im)
         if box is None:
             return []
-        value = self.hash_pil(im.crop(box))
+        value = self.hash_pil(cut_out(im, box, PART_PIXELS))
         return [replace(value, extra={**value.extra, "variant": "borders trimmed"})] if isinstance(value, Hash) else []
 
     def weakness(self, value: Hash | MultiHash, min_quality: int | None = None) -> str | None:
