@@ -16,6 +16,17 @@ def reduced(image: Image.Image, side: int, resample: Image.Resampling = Image.Re
     return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), resample)
 
 
+def near_colour(pixels: "np.ndarray", colour, tolerance: float) -> "np.ndarray":
+    """Which of an RGB uint8 array's pixels lie within ``tolerance`` of ``colour`` in every
+    channel (bool, the array's shape less the channels): OpenCV's inRange, 10x numpy's
+    max over the channel axis."""
+    import cv2
+    import numpy as np
+
+    low, high = tuple(np.ceil(np.asarray(colour) - tolerance)), tuple(np.floor(np.asarray(colour) + tolerance))
+    return cv2.inRange(np.ascontiguousarray(pixels), low, high) > 0
+
+
 def uniform_borders(image: Image.Image, tolerance: int = 20, min_border: float = 0.02,
                     min_content: float = 0.3) -> tuple[int, int, int, int] | None:
     """The box ``(left, top, right, bottom)`` of ``image`` inside its uniform borders
@@ -30,20 +41,16 @@ def uniform_borders(image: Image.Image, tolerance: int = 20, min_border: float =
     ``min_border`` × that dimension (≥ 2 px), so a thin dark edge is no border; an image
     that would keep less than ``min_content`` of a side (a flat picture) has none.
     """
-    import cv2
     import numpy as np
 
     def depth(lines: np.ndarray, least: float) -> int:  # lines[0] is the outermost
         # A line's pixel is uniform when each channel lies within ``tolerance`` of the
-        # edge's median: OpenCV's inRange on uint8 is 10x numpy's max over the channel
-        # axis. The lines a border needs at least are tried first, and most pictures
-        # have none: their sides are done after a few lines.
+        # edge's median. The lines a border needs at least are tried first, and most
+        # pictures have none: their sides are done after a few lines.
         median = np.median(lines[0], axis=0)
-        low, high = tuple(np.ceil(median - tolerance)), tuple(np.floor(median + tolerance))
 
         def uniform(part: np.ndarray) -> np.ndarray:
-            inside = cv2.inRange(np.ascontiguousarray(part), low, high)
-            return np.count_nonzero(inside, axis=1) / inside.shape[1] >= 0.98
+            return near_colour(part, median, tolerance).mean(axis=1) >= 0.98
 
         if not uniform(lines[: math.ceil(least)]).all():
             return 0
@@ -164,8 +171,8 @@ def picture_quad(image: Image.Image, tolerance: int = 24, min_fill: float = 0.6,
     height, width = small.shape[:2]
     if min(height, width) < 16:
         return None
-    ground = np.median(np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]]), axis=0)
-    near = cv2.inRange(small, tuple(np.ceil(ground - tolerance)), tuple(np.floor(ground + tolerance))) > 0
+    near = near_colour(small, np.median(np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]]), axis=0),
+                       tolerance)
     frame = np.concatenate([near[0], near[-1], near[:, 0], near[:, -1]])
     if frame.mean() < min_fill:
         return None
@@ -269,7 +276,7 @@ def content_box(image: Image.Image, tolerance: int = 24, plain: float = 0.75, mi
     if min(height, width) < 16:
         return None
     ground = frame_colour(small)
-    other = cv2.inRange(small, tuple(np.ceil(ground - tolerance)), tuple(np.floor(ground + tolerance))) == 0
+    other = ~near_colour(small, ground, tolerance)
     # Text and icons are thin at this size: an opening removes them and keeps the picture.
     solid = cv2.morphologyEx(other.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0
 
@@ -315,33 +322,26 @@ def refined_box(image: Image.Image, box: tuple[float, float, float, float], grou
     line of ``image`` where the surroundings end: the outermost line, within a few
     reduced pixels of the side, after which no line is at least ``plain`` of
     ``ground``'s colour (within ``tolerance``)."""
-    import cv2
     import numpy as np
 
     w, h = image.size
     reach = math.ceil(2 * max(image.size) / 256) + 2
-    low, high = tuple(np.ceil(ground - tolerance)), tuple(np.floor(ground + tolerance))
     x0, y0, x1, y1 = fraction_box(image.size, box)
 
-    def edge(at: int, size: int, cut, inward: int) -> int:
+    def edge(at: int, size: int, across_rows: bool, inward: bool) -> int:
         first, end = max(0, at - reach), min(size, at + reach)
-        lines = np.asarray(cut(first, end).convert("RGB"))
-        if cut is columns:
-            lines = lines.transpose(1, 0, 2)
-        ground_line = (cv2.inRange(np.ascontiguousarray(lines), low, high) > 0).mean(axis=1) >= plain
+        strip = image.crop((x0, first, x1, end) if across_rows else (first, y0, end, y1))
+        lines = np.asarray(strip.convert("RGB"))
+        ground_line = near_colour(lines if across_rows else lines.transpose(1, 0, 2), ground, tolerance).mean(
+            axis=1) >= plain
         index = np.flatnonzero(ground_line)
-        if inward > 0:  # the side's outermost picture line follows the last ground line
-            return first + int(index[-1]) + 1 if len(index) else at
-        return first + int(index[0]) if len(index) else at
+        if not len(index):
+            return at
+        # Inward: the side's outermost picture line follows the last ground line.
+        return first + (int(index[-1]) + 1 if inward else int(index[0]))
 
-    def rows(first: int, end: int) -> Image.Image:
-        return image.crop((x0, first, x1, end))
-
-    def columns(first: int, end: int) -> Image.Image:
-        return image.crop((first, y0, end, y1))
-
-    top, bottom = edge(y0, h, rows, 1), edge(y1, h, rows, -1)
-    left, right = edge(x0, w, columns, 1), edge(x1, w, columns, -1)
+    top, bottom = edge(y0, h, True, True), edge(y1, h, True, False)
+    left, right = edge(x0, w, False, True), edge(x1, w, False, False)
     if bottom - top < (y1 - y0) / 2 or right - left < (x1 - x0) / 2:  # no clear line: keep the coarse box
         return box
     return left / w, top / h, right / w, bottom / h

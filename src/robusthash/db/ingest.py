@@ -162,11 +162,9 @@ def examine_region(examined: Examined, hashers: Sequence[BaseHasher], box: tuple
     hashes = {}
     for hasher in hashers:
         im = examined.decoded.for_hasher(hasher)
-        hashes[hasher.name] = hasher.hash_pil(im.crop(fraction_box(im.size, share)))
+        hashes[hasher.name] = hasher.hash_pil(cut_out(im, fraction_box(im.size, share), PART_PIXELS))
     local = region_features(grey, box, features) if features is not None else None
     return ExaminedRegion(box, hashes, local)
-
-
 
 
 def examine_halves(examined: Examined, hashers: Sequence[BaseHasher]) -> dict[str, list[Hash | MultiHash]]:
