@@ -25,7 +25,7 @@ from robusthash.attacks import parse
 from robusthash.db import ReferenceDB
 from robusthash.hashing.base import BaseHasher
 from robusthash.io import load_pil
-from variant_report import arguments, print_table, tally
+from variant_report import arguments, both_ways, print_table, tally
 
 PADDED = ("PAD(0.05)", "PAD(0.1)", "PAD(0.2)", "PAD(0.1,white)", "PAD(0.1,grey)")
 NO_BORDER = ("JC(50)", "RS(0.5)", "CROP(0.7)")
@@ -68,18 +68,18 @@ def main() -> None:
         ref.add(registered)
         sources = {str(p) for p in registered}
         started = time.perf_counter()
-        for label, photos in (("registered", registered), ("unregistered", kept_out)):
-            for seed, photo in enumerate(photos):
-                for kind, images in queries_of(photo, seed).items():
-                    if label == "unregistered" and kind not in ("pad", "no border"):
-                        continue
-                    for im in images:
-                        for trimmed in (True, False):
-                            BaseHasher.border_trimmed = trim_variant if trimmed else (lambda self, im: [])
-                            for result in ref.query(im, methods):
-                                tally(counts, result, f"{label}: {kind}", trimmed, photo, label == "registered")
-                                assert all(m.image.source in sources for m in result.matches)
-        BaseHasher.border_trimmed = trim_variant
+
+        def queries(photo: Path, seed: int, registered: bool) -> dict[str, list]:
+            return {kind: images for kind, images in queries_of(photo, seed).items()
+                    if registered or kind in ("pad", "no border")}
+
+        def switch(on: bool) -> None:
+            BaseHasher.border_trimmed = trim_variant if on else (lambda self, im: [])
+
+        for label, photo, kind, query, on in both_ways(registered, kept_out, queries, switch):
+            for result in ref.query(query, methods):
+                tally(counts, result, f"{label}: {kind}", on, photo, label == "registered")
+                assert all(m.image.source in sources for m in result.matches)
         print(f"{len(registered)} registered train photos, {len(kept_out)} kept out; "
               f"{time.perf_counter() - started:.0f} s\n")
     print_table(counts, "the trimmed variant", args.out)

@@ -46,7 +46,7 @@ from robusthash.db.ingest import PICTURE_DECODE
 from robusthash.hashing.base import DecodedImage
 from robusthash.imaging import content_box, picture_quad
 from robusthash.io import load_pil
-from variant_report import arguments, print_table, tally
+from variant_report import arguments, both_ways, print_table, tally_verdict
 
 GROUNDS = ((255, 255, 255), (0, 0, 0), (128, 128, 128), (30, 144, 255), (250, 240, 200))
 
@@ -158,29 +158,24 @@ def main() -> None:
         ref.add(registered)
         engine = Identifier(ref)
         started = time.perf_counter()
-        for label, photos in (("registered", registered), ("unregistered", kept_out)):
-            for seed, photo in enumerate(photos):
-                im = load_pil(photo).convert("RGB")
-                for kind, placements in KINDS.items():
-                    for placement in placements:
-                        query = jpeg(placement(im, random.Random(seed)))
-                        small = DecodedImage(query).decoded(PICTURE_DECODE)
-                        hit = found.setdefault(kind, [0, 0, 0])
-                        hit[0] += picture_quad(small) is not None
-                        hit[1] += content_box(small) is not None
-                        hit[2] += 1
-                        for alone in (True, False):
-                            ingest.picture_variants = with_variant if alone else (lambda *_: {})
-                            verdict = engine.identify(query, methods=methods)
-                            for result in verdict.results:
-                                tally(counts, result, f"{label}: {kind}", alone, photo, label == "registered")
-                            names = [m.image.source for m in verdict.matches]
-                            row = counts.setdefault(("engine", f"{label}: {kind}", alone),
-                                                    {"queries": 0, "recall@1": 0, "false": 0})
-                            row["queries"] += 1
-                            row["recall@1"] += label == "registered" and bool(names) and names[0] == str(photo)
-                            row["false"] += sum(name != str(photo) for name in names)
-        ingest.picture_variants = with_variant
+
+        def queries(photo: Path, seed: int, _: bool) -> dict[str, list[bytes]]:
+            im = load_pil(photo).convert("RGB")
+            return {kind: [jpeg(placement(im, random.Random(seed))) for placement in placements]
+                    for kind, placements in KINDS.items()}
+
+        def switch(on: bool) -> None:
+            ingest.picture_variants = with_variant if on else (lambda *_: {})
+
+        for label, photo, kind, query, on in both_ways(registered, kept_out, queries, switch):
+            if on:
+                small = DecodedImage(query).decoded(PICTURE_DECODE)
+                hit = found.setdefault(kind, [0, 0, 0])
+                hit[0] += picture_quad(small) is not None
+                hit[1] += content_box(small) is not None
+                hit[2] += 1
+            tally_verdict(counts, engine.identify(query, methods=methods), f"{label}: {kind}", on, photo,
+                          label == "registered")
         print(f"{len(registered)} registered train photos, {len(kept_out)} kept out; "
               f"{time.perf_counter() - started:.0f} s\n")
     print("| query kind | a picture found on a ground (straightened) | among text (cut out) |\n|---|---:|---:|")

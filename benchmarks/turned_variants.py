@@ -23,7 +23,7 @@ from robusthash.attacks import parse
 from robusthash.db import ReferenceDB
 from robusthash.hashing.learned import OnnxHasher
 from robusthash.io import load_pil
-from variant_report import arguments, print_table, tally
+from variant_report import arguments, both_ways, print_table, tally
 
 KINDS = {"beyond the grid": ("RT(110)", "RT(145)", "RT(180)", "RT(-115)", "RT(-150)", "RT(-170)"),
          "within the grid": ("RT(30)", "RT(-70)"), "no turn": ("JC(50)", "RS(0.5)")}
@@ -42,17 +42,17 @@ def main() -> None:
         ref = ReferenceDB(Path(tmp) / "refs.sqlite", methods=methods)
         ref.add(registered)
         started = time.perf_counter()
-        for label, photos in (("registered", registered), ("unregistered", kept_out)):
-            for seed, photo in enumerate(photos):
-                im = load_pil(photo)
-                for kind, specs in KINDS.items():
-                    for spec in specs:
-                        query = parse(spec)(im, seed=seed)
-                        for turned in (True, False):
-                            OnnxHasher.query_hashes = with_variant if turned else without_variant
-                            for result in ref.query(query, methods):
-                                tally(counts, result, f"{label}: {kind}", turned, photo, label == "registered")
-        OnnxHasher.query_hashes = with_variant
+
+        def queries(photo: Path, seed: int, _: bool) -> dict[str, list]:
+            im = load_pil(photo)
+            return {kind: [parse(spec)(im, seed=seed) for spec in specs] for kind, specs in KINDS.items()}
+
+        def switch(on: bool) -> None:
+            OnnxHasher.query_hashes = with_variant if on else without_variant
+
+        for label, photo, kind, query, on in both_ways(registered, kept_out, queries, switch):
+            for result in ref.query(query, methods):
+                tally(counts, result, f"{label}: {kind}", on, photo, label == "registered")
         print(f"{len(registered)} registered train photos, {len(kept_out)} kept out; "
               f"{time.perf_counter() - started:.0f} s\n")
     print_table(counts, "the half turn", args.out)

@@ -1,12 +1,13 @@
-"""The tally and table shared by the query-variant benchmarks (border_variants.py,
-turned_variants.py): each query searched with a variant and without it, per method and
-query kind, recall@1 and false matches per query."""
+"""The loop, tally and table shared by the query-variant benchmarks (border_variants.py,
+turned_variants.py, picture_variants.py): each query searched with a variant and without
+it, per method and query kind, recall@1 and false matches per query."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from robusthash.files import evenly_spaced
 from robusthash.synth.corpus import Corpus
@@ -26,16 +27,50 @@ def arguments(doc: str, photos: int, methods: str) -> tuple[argparse.Namespace, 
     return args, args.methods.split(","), train[0::2], train[1::2]
 
 
+def both_ways(registered: list[Path], kept_out: list[Path],
+              queries: Callable[[Path, int, bool], dict[str, list[Any]]],
+              switch: Callable[[bool], None]) -> Iterator[tuple[str, Path, str, Any, bool]]:
+    """Every query of every registered and kept-out photo (``queries(photo, seed,
+    registered)``: kind → queries) twice, with the variant switched on and off
+    (``switch``): (label, photo, kind, query, on). The variant is left on."""
+    try:
+        for label, photos in (("registered", registered), ("unregistered", kept_out)):
+            for seed, photo in enumerate(photos):
+                for kind, asked in queries(photo, seed, label == "registered").items():
+                    for query in asked:
+                        for on in (True, False):
+                            switch(on)
+                            yield label, photo, kind, query, on
+    finally:
+        switch(True)
+
+
+def count(counts: Counts, method: str, kind: str, with_variant: bool, found: bool, false: int) -> None:
+    row = counts.setdefault((method, kind, with_variant), {"queries": 0, "recall@1": 0, "false": 0})
+    row["queries"] += 1
+    row["recall@1"] += found
+    row["false"] += false
+
+
 def tally(counts: Counts, result, kind: str, with_variant: bool, photo: Path, registered: bool) -> None:
     """Count one method's result for a query made from ``photo`` (its original when
     ``registered``): recall@1 is the original first and matched; a false match is any
     other matched reference."""
-    row = counts.setdefault((result.method, kind, with_variant), {"queries": 0, "recall@1": 0, "false": 0})
-    row["queries"] += 1
     first = result.matches[0] if result.matches else None
-    if registered and first and first.matched and first.image.source == str(photo):
-        row["recall@1"] += 1
-    row["false"] += sum(m.matched and m.image.source != str(photo) for m in result.matches)
+    count(counts, result.method, kind, with_variant,
+          bool(registered and first and first.matched and first.image.source == str(photo)),
+          sum(m.matched and m.image.source != str(photo) for m in result.matches))
+
+
+def tally_verdict(counts: Counts, verdict, kind: str, with_variant: bool, photo: Path, registered: bool) -> None:
+    """:func:`tally` for each method's own result of an engine's verdict, and for the
+    engine as method ``engine``: recall@1 is the original named first; a false match is
+    any other reference named."""
+    for result in verdict.results:
+        tally(counts, result, kind, with_variant, photo, registered)
+    names = [m.image.source for m in verdict.matches]
+    count(counts, "engine", kind, with_variant, registered and bool(names) and names[0] == str(photo),
+          sum(name != str(photo) for name in names))
 
 
 def print_table(counts: Counts, variant: str, out: Path | None = None) -> None:
