@@ -705,9 +705,9 @@ def write_all(result: dict, out: Path, command: str) -> list[Path]:
     records = result.get("records", [])
     summary = {k: v for k, v in result.items() if k != "records"} | {"command": command}
     (out / "results.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    with open(out / "queries.jsonl", "w") as f:
+    with open(out / "queries.jsonl", "w") as f:  # compact: it is the report's largest file
         for record in records:
-            f.write(json.dumps(record, default=str) + "\n")
+            f.write(json.dumps(record, default=str, separators=(",", ":")) + "\n")
     write_markdown(result, out, command)
     return [out / "report.md", out / "results.json", out / "queries.jsonl"]
 
