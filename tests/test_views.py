@@ -187,3 +187,23 @@ def test_wide_views_never_use_the_held_out_transforms(astronaut, monkeypatch):
         monkeypatch.setattr(T, name, forbidden)
     for seed in range(300):
         wide_sample(astronaut, seed)
+
+
+def test_blend_draws_table1_views_for_most_samples_and_mild_wide_ones_for_the_rest(astronaut):
+    config = ViewConfig(work_size=48, augment="blend")
+    assert config.wide_share == 0.3 and config.wide.weak_ops == (1, 1)
+    assert all(name != "mix" for name, _ in config.wide.families)
+    original = training_original(astronaut, np.random.default_rng(0), ViewConfig(work_size=48))
+    wide = 0
+    for seed in range(60):
+        blended = three_views(original, np.random.default_rng(seed), config, GREEN, red_donor)
+        rng = np.random.default_rng(seed)
+        drawn_wide = rng.random() < config.wide_share  # the sample's first draw picks the recipe
+        table1 = three_views(original, rng, ViewConfig(work_size=48))
+        same = all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(blended, table1))
+        assert same != drawn_wide
+        assert not drawn_wide or all(view.size == (48, 48) and view.mode == "RGB" for view in blended)
+        wide += drawn_wide
+    assert 8 <= wide <= 30
+    with pytest.raises(ValueError, match="wide_share"):
+        ViewConfig(augment="blend", wide_share=1.5)

@@ -42,7 +42,8 @@ def train_cmaa(
     augment: str = typer.Option("table1", "--augment",
                                 help="training views: table1 (one CMAA Table 1 attack per view, the shipped "
                                      "model's) or wide (v2: chains of colour, geometry, filter, overlay and "
-                                     "cutmix operations over continuous ranges; docs/models/cmaa.md)"),
+                                     "cutmix operations over continuous ranges; docs/models/cmaa.md) or blend (table1 views, and "
+                                     "milder wide ones for 30% of samples: fine-tuning the shipped model)"),
 ):
     """Train CMAA (docs/models/cmaa.md); resumes from --out if it holds a checkpoint."""
     needs_extra("train", "torch", "safetensors", what="robusthash train cmaa")

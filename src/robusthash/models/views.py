@@ -15,6 +15,11 @@ recipes (``ViewConfig.augment``):
   cut-outs, drawn shapes) and mixing in another training photo (cutmix, mixup). View 1
   gets 2–4 more such operations on top (SSCD-style strong view). A Table 1 attack is
   only one of the filter operations, so a model sees its grid and far more besides.
+* ``"blend"`` (v2 fine-tuning from the shipped weights): a sample's views are the
+  table1 recipe's, or with probability ``wide_share`` a milder wide recipe's (one
+  operation per weak view, 1–2 more for view 1, no mixing in of other photos), so the
+  grid the shipped model learned stays most of what it sees while the wide ranges
+  widen it (the wide recipe alone collapsed the hashes, docs/models/cmaa.md).
 
 Held out of the wide recipe on purpose: perspective warps, text captions, screenshot
 framing, WebP/AVIF re-encoding and hue shifts. docs/attacks.md's evaluation-only suite
@@ -42,7 +47,7 @@ from ..attacks import transforms as T
 from ..attacks.suites import strong_attack
 from ..synth.montage import object_size, paste
 
-AUGMENTS = ("table1", "wide")
+AUGMENTS = ("table1", "wide", "blend")
 
 Op = Callable[[Image.Image], Image.Image]
 Donor = Callable[[np.random.Generator], Image.Image]  # another training photo, picked by the generator
@@ -82,6 +87,11 @@ class WideAugment:
     mixup: tuple[float, float] = (0.1, 0.3)  # weight of another photo blended over the view
 
 
+# The blend recipe's wide share: one operation per weak view, no photos mixed in.
+BLEND_WIDE = WideAugment(weak_ops=(1, 1), strong_ops=(1, 2),
+                         families=(("colour", 0.35), ("geometry", 0.4), ("filter", 0.15), ("overlay", 0.1)))
+
+
 @dataclass(frozen=True)
 class ViewConfig:
     work_size: int = 192  # side of the training original the attacks work on (2× small's input)
@@ -89,16 +99,24 @@ class ViewConfig:
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # width / height of a crop
     composite_probability: float = 0.3
     object_scale: tuple[float, float] = (0.25, 0.6)  # object's longer side / photo's shorter side
-    augment: str = "table1"  # the views' recipe: "table1" (shipped model) or "wide" (v2)
+    augment: str = "table1"  # the views' recipe: "table1" (shipped model), "wide" or "blend" (v2)
     # The wide recipe's ranges: None for table1 (so its checkpoints do not depend on them),
-    # WideAugment() by default for wide (so a wide run's checkpoint records them).
+    # by default WideAugment() for wide and BLEND_WIDE for blend (so a run's checkpoint records them).
     wide: WideAugment | None = None
+    wide_share: float | None = None  # blend: share of samples whose views are wide (0.3 by default)
 
     def __post_init__(self):
         if self.augment not in AUGMENTS:
             raise ValueError(f"unknown augment {self.augment!r}; choose from {', '.join(AUGMENTS)}")
         if self.augment == "wide" and self.wide is None:
             object.__setattr__(self, "wide", WideAugment())
+        if self.augment == "blend":
+            if self.wide is None:
+                object.__setattr__(self, "wide", BLEND_WIDE)
+            if self.wide_share is None:
+                object.__setattr__(self, "wide_share", 0.3)
+        if self.wide_share is not None and not 0.0 <= self.wide_share <= 1.0:
+            raise ValueError(f"wide_share must be within 0..1, not {self.wide_share}")
 
 
 def random_crop(im: Image.Image, rng: np.random.Generator, area: tuple[float, float],
@@ -148,7 +166,7 @@ def three_views(original: Image.Image, rng: np.random.Generator, config: ViewCon
     ``cutouts`` (objects to overlay) and ``donor`` (another training photo, for cutmix and
     mixup) are used by the wide recipe only; the table1 recipe draws exactly what it did
     before the wide one existed, so the shipped model's views stay reproducible."""
-    if config.augment == "table1":
+    if config.augment == "table1" or (config.augment == "blend" and rng.random() >= config.wide_share):
         view1 = strong_attack(weak_view(original, rng), rng)
         return view1, weak_view(original, rng), weak_view(original, rng)
     w, sources = config.wide, Sources(cutouts or [], donor)
