@@ -12,6 +12,10 @@ suite's attacks), each saved as a JPEG at quality 80 and asked as its bytes:
 
 * **turned on a ground**: the photo turned by a random angle on a canvas grown to hold
   it, the corners one of five ground colours;
+* **turned, corners cut**: turned by 15-165° either way on a canvas of its own size, so
+  the frame cuts the picture's corners off, the uncovered corners one of the grounds;
+* **an affine warp, corners cut**: turned by up to 50°, scaled by 0.75-1.15, sheared by
+  up to 15° and moved by up to 10% of a side, on a canvas of its own size;
 * **in perspective on a ground**: each corner moved inward by up to 35% of the side;
 * **a scanned print**: turned by up to 8° and laid anywhere on a bed 1.5× its size;
 * **a phone screenshot**: the photo across the width of a 720 or 1,080 px screen, a
@@ -19,8 +23,8 @@ suite's attacks), each saved as a JPEG at quality 80 and asked as its bytes:
 * **a web page**: the photo at 30-50% of a 1,600 px page's width, anywhere below a
   browser's bar, paragraphs of text beside it;
 * **a caption**: a band of text above the photo, 15-35% of its height;
-* **no ground**, where there is nothing to find: a JPEG at 50, CMAA's grid rotation by
-  30° (canvas kept, corners filled), a crop to 70%.
+* **no ground**, where there is nothing to find: a JPEG at 50, Gaussian noise (σ 0.05), a
+  crop to 70%.
 
 Each query runs through the identification engine (and so each method's own result), with
 the variants and without them. Reported per method (and the engine) and query kind:
@@ -66,6 +70,23 @@ def perspective(im: Image.Image, rng: random.Random) -> Image.Image:
     warp = cv2.getPerspectiveTransform(corners, corners + inward)
     return Image.fromarray(cv2.warpPerspective(np.asarray(im), warp, (w, h), flags=cv2.INTER_LINEAR,
                                                borderValue=rng.choice(GROUNDS)))
+
+
+def turned_in_frame(im: Image.Image, rng: random.Random) -> Image.Image:
+    angle = rng.choice([-1, 1]) * rng.uniform(15, 165)
+    return im.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=rng.choice(GROUNDS))
+
+
+def affine_in_frame(im: Image.Image, rng: random.Random) -> Image.Image:
+    import cv2
+
+    w, h = im.size
+    turn, scale, shear = rng.uniform(-50, 50), rng.uniform(0.75, 1.15), np.radians(rng.uniform(-15, 15))
+    warp = cv2.getRotationMatrix2D((w / 2, h / 2), turn, scale)
+    warp = warp @ np.array([[1, np.tan(shear), -np.tan(shear) * h / 2], [0, 1, 0], [0, 0, 1]])
+    warp[:, 2] += [rng.uniform(-0.1, 0.1) * w, rng.uniform(-0.1, 0.1) * h]
+    return Image.fromarray(cv2.warpAffine(np.asarray(im), warp, (w, h), flags=cv2.INTER_LINEAR,
+                                          borderValue=rng.choice(GROUNDS)))
 
 
 def scanned(im: Image.Image, rng: random.Random) -> Image.Image:
@@ -137,9 +158,11 @@ def attacked(spec: str):
     return lambda im, rng: parse(spec)(im, seed=rng.randrange(1 << 30))
 
 
-KINDS = {"turned on a ground": (turned,), "in perspective on a ground": (perspective,), "a scanned print": (scanned,),
+KINDS = {"turned on a ground": (turned,), "turned, corners cut": (turned_in_frame,),
+         "an affine warp, corners cut": (affine_in_frame,),
+         "in perspective on a ground": (perspective,), "a scanned print": (scanned,),
          "a phone screenshot": (phone,), "a web page": (web_page,), "a caption": (captioned,),
-         "no ground": (attacked("JC(50)"), attacked("RT(30)"), attacked("CROP(0.7)"))}
+         "no ground": (attacked("JC(50)"), attacked("GN(0.05)"), attacked("CROP(0.7)"))}
 
 
 def jpeg(im: Image.Image) -> bytes:

@@ -82,6 +82,35 @@ def test_a_turned_picture_on_its_ground_is_found_and_straightened(coffee, degree
     assert np.allclose(sorted(upright.size), sorted(coffee.size), rtol=0.05), upright.size
 
 
+@pytest.mark.parametrize("degrees,fill", [(40, (255, 255, 255)), (-135, (255, 255, 255)), (150, (128, 128, 128))])
+def test_a_picture_turned_within_its_own_frame_is_found_from_its_cut_corners(coffee, degrees, fill):
+    import numpy as np
+
+    from robusthash.imaging import picture_quad, straightened
+
+    turned = coffee.rotate(degrees, resample=Image.Resampling.BICUBIC, fillcolor=fill)  # the frame cuts its corners
+    corners = picture_quad(turned)
+    assert corners is not None
+    w, h = coffee.size
+    angle = np.radians(degrees)
+    turn = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
+    expected = (np.array([[0, 0], [w, 0], [w, h], [0, h]]) - [w / 2, h / 2]) @ turn.T + [w / 2, h / 2]
+    found = np.array(corners) * np.array([w, h])
+    assert (found < 0).any() or (found > [w, h]).any()  # corners off the image, where the sides meet
+    nearest = np.linalg.norm(expected[:, None] - found[None], axis=2).min(axis=1)
+    assert nearest.max() < 0.04 * max(w, h), (expected, found)
+    upright = straightened(turned, corners)
+    assert np.allclose(sorted(upright.size), sorted(coffee.size), rtol=0.05), upright.size
+
+
+def test_a_band_of_a_turned_picture_that_the_frame_cuts_through_is_not_a_picture(coffee):
+    from robusthash.imaging import picture_quad
+
+    # Turned by 100° on its own landscape canvas: only a slanted band shows, two of its
+    # sides along the frame; straightening that band would distort it.
+    assert picture_quad(coffee.rotate(100, resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))) is None
+
+
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "rocket"])
 def test_photos_and_upright_padding_have_no_picture_quad(photos, name):
     from robusthash.imaging import picture_quad

@@ -149,8 +149,9 @@ def halves(image: Image.Image, most_pixels: int | None = None, at: float = 0.5) 
         yield cut_out(image, box, most_pixels)
 
 
-def picture_quad(image: Image.Image, tolerance: int = 24, min_fill: float = 0.6, min_area: float = 0.1,
-                 min_tilt: float = 2.0, min_fit: float = 0.9) -> tuple[tuple[float, float], ...] | None:
+def picture_quad(image: Image.Image, tolerance: int = 24, min_fill: float = 0.35, min_area: float = 0.1,
+                 min_tilt: float = 2.0, min_fit: float = 0.9,
+                 min_shown: float = 0.5) -> tuple[tuple[float, float], ...] | None:
     """The corners of a picture lying turned or in perspective on a plain ground (a
     rotated copy on its fill colour, a print on a scanner's bed, an affine or perspective
     warp with fill), as fractions of ``image``'s width and height, in the order top-left,
@@ -159,8 +160,12 @@ def picture_quad(image: Image.Image, tolerance: int = 24, min_fill: float = 0.6,
     The ground is the median colour of the image's outermost pixels, and must make up
     ``min_fill`` of them. The picture is everything not connected to the frame through
     pixels within ``tolerance`` of it (so the ground's colour inside the picture stays
-    picture); its largest part must cover ``min_area`` of the image and its convex hull
-    be a quadrilateral, filling ``min_fit`` of the four-cornered polygon fitted to it.
+    picture); its largest part must cover ``min_area`` of the image. Its convex hull is
+    either a quadrilateral, filling ``min_fit`` of the four-cornered polygon fitted to it,
+    or, where the frame cut the picture's corners off (a copy turned on a canvas of its
+    own size, an affine warp), a polygon whose sides off the frame lie on four lines: the
+    corners are then where those lines meet, outside the image (fractions below 0 or
+    above 1), and at least ``min_shown`` of the picture must be within the frame.
     An upright rectangle (sides within ``min_tilt`` degrees of the axes) is left to
     :func:`uniform_borders`. Found on a copy reduced to 256 px.
     """
@@ -188,36 +193,101 @@ def picture_quad(image: Image.Image, tolerance: int = 24, min_fill: float = 0.6,
     hull_area = cv2.contourArea(hull)
     if hull_area < min_area * height * width:
         return None
-    perimeter = cv2.arcLength(hull, True)
-    quad = None
-    for share in (0.01, 0.02, 0.03, 0.05, 0.08):
-        approx = cv2.approxPolyDP(hull, share * perimeter, True)
-        if len(approx) == 4:
-            quad = approx.reshape(4, 2).astype(np.float64)
-            break
-        if len(approx) < 4:
-            break
-    if quad is None or not cv2.isContourConvex(quad.astype(np.float32).reshape(-1, 1, 2)):
+    quad = _fitted_quad(hull, hull_area, (width, height), min_fit)
+    if quad is None:
+        quad = _clipped_quad(hull, hull_area, (width, height), min_fit, min_shown)
+    if quad is None:
         return None
-    quad_area = cv2.contourArea(quad.astype(np.float32))
-    if quad_area <= 0 or min(hull_area, quad_area) / max(hull_area, quad_area) < min_fit:
-        return None
-    # Corners in order: the top-left has the smallest x + y, the bottom-right the largest;
-    # of the other two, the top-right has the larger x - y.
-    sums, diffs = quad.sum(axis=1), quad[:, 0] - quad[:, 1]
-    tl, br = quad[np.argmin(sums)], quad[np.argmax(sums)]
-    rest = [i for i in range(4) if not np.array_equal(quad[i], tl) and not np.array_equal(quad[i], br)]
-    if len(rest) != 2:
-        return None
-    tr, bl = (quad[rest[0]], quad[rest[1]]) if diffs[rest[0]] > diffs[rest[1]] else (quad[rest[1]], quad[rest[0]])
-    corners = np.array([tl, tr, br, bl])
+    # Corners clockwise (as seen, y down) from the one with the smallest x + y: a picture
+    # turned by 45° has two such candidates, and either start straightens it, turned by
+    # a multiple of 90°, which the searches undo.
+    x, y = quad[:, 0], quad[:, 1]
+    if np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y) < 0:
+        quad = quad[::-1]
+    corners = np.roll(quad, -int(np.argmin(quad.sum(axis=1))), axis=0)
     edges = np.roll(corners, -1, axis=0) - corners
     angles = np.degrees(np.arctan2(edges[:, 1], edges[:, 0])) % 90
     if np.all(np.minimum(angles, 90 - angles) < min_tilt):
         return None
     # Pixel corners (the contour runs through pixel centres) as fractions of the sides.
     fractions = (corners + 0.5) / np.array([width, height])
-    return tuple((float(x), float(y)) for x, y in np.clip(fractions, 0.0, 1.0))
+    return tuple((float(x), float(y)) for x, y in fractions)
+
+
+def _fitted_quad(hull, hull_area: float, size: tuple[int, int], min_fit: float):
+    """The four-cornered polygon a whole picture's hull simplifies to, or None (also when
+    a side runs along the frame: a band of a picture cut by the frame is not all of it)."""
+    import cv2
+    import numpy as np
+
+    perimeter = cv2.arcLength(hull, True)
+    for share in (0.01, 0.02, 0.03, 0.05, 0.08):
+        approx = cv2.approxPolyDP(hull, share * perimeter, True)
+        if len(approx) == 4:
+            quad = approx.reshape(4, 2).astype(np.float64)
+            if not cv2.isContourConvex(quad.astype(np.float32).reshape(-1, 1, 2)):
+                return None
+            quad_area = cv2.contourArea(quad.astype(np.float32))
+            if quad_area <= 0 or min(hull_area, quad_area) / max(hull_area, quad_area) < min_fit:
+                return None
+            if any(_along_frame(a, b, size) for a, b in zip(quad, np.roll(quad, -1, axis=0))):
+                return None
+            return quad
+        if len(approx) < 4:
+            return None
+    return None
+
+
+def _along_frame(a, b, size: tuple[int, int]) -> bool:
+    """Whether the segment from ``a`` to ``b`` (pixel centres) runs along one side of the frame."""
+    width, height = size
+
+    def sides(point) -> set[str]:
+        x, y = point
+        return {name for name, on in (("left", x <= 1), ("right", x >= width - 2), ("top", y <= 1),
+                                      ("bottom", y >= height - 2)) if on}
+
+    return bool(sides(a) & sides(b))
+
+
+def _clipped_quad(hull, hull_area: float, size: tuple[int, int], min_fit: float, min_shown: float,
+                  least_side: float = 0.04):
+    """The four corners of a picture whose corners the frame cut off: the hull's sides
+    that do not run along the frame (each at least ``least_side`` of its perimeter) must
+    be four, and consecutive ones meet at the picture's corners; the quadrilateral they
+    make, cut to the frame, must match the hull as :func:`picture_quad` asks."""
+    import cv2
+    import numpy as np
+
+    width, height = size
+    perimeter = cv2.arcLength(hull, True)
+    polygon = cv2.approxPolyDP(hull, 0.01 * perimeter, True).reshape(-1, 2).astype(np.float64)
+
+    lines = []
+    for a, b in zip(polygon, np.roll(polygon, -1, axis=0)):
+        if _along_frame(a, b, size):
+            continue  # along the frame: where the picture was cut, not one of its sides
+        if np.linalg.norm(b - a) >= least_side * perimeter:
+            lines.append((a, b))
+    if len(lines) != 4:
+        return None
+    corners = []
+    for (a, b), (c, d) in zip(lines, lines[1:] + lines[:1]):
+        u, v = b - a, d - c
+        cross = u[0] * v[1] - u[1] * v[0]
+        if abs(cross) < 0.3 * np.linalg.norm(u) * np.linalg.norm(v):  # nearly parallel: not adjacent sides
+            return None
+        t = ((c - a)[0] * v[1] - (c - a)[1] * v[0]) / cross
+        corners.append(a + t * u)
+    quad = np.array(corners)
+    if not cv2.isContourConvex(quad.astype(np.float32).reshape(-1, 1, 2)):
+        return None
+    quad_area = cv2.contourArea(quad.astype(np.float32))
+    frame = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], np.float32)
+    shown, _ = cv2.intersectConvexConvex(quad.astype(np.float32), frame)
+    if quad_area <= 0 or shown < min_shown * quad_area or min(hull_area, shown) / max(hull_area, shown) < min_fit:
+        return None
+    return quad
 
 
 def straightened(image: Image.Image, corners: tuple[tuple[float, float], ...],
@@ -252,7 +322,7 @@ def frame_colour(pixels) -> "np.ndarray":
 
 
 def content_box(image: Image.Image, tolerance: int = 24, plain: float = 0.75, min_content: float = 0.15,
-                max_content: float = 0.92, gap: float = 0.03, detail: float = 0.05,
+                max_content: float = 0.92, gap: float = 0.03, detail: float = 0.1,
                 page: float = 0.65) -> tuple[float, float, float, float] | None:
     """The box of the picture within surroundings of mostly one colour that hold other
     things (a screenshot's bars and page with text and icons, a caption's band of text,
@@ -304,11 +374,18 @@ def content_box(image: Image.Image, tolerance: int = 24, plain: float = 0.75, mi
     if not min_content <= share <= max_content:
         return None
     # Surroundings of one flat colour are uniform_borders' case (or a photo's own sky):
-    # these must hold something, text or icons, that the opening took away.
+    # these must hold something, text or icons, that the opening took away: ``detail`` of
+    # their rows that hold anything at all (a short post above a blank page is as much a
+    # page as a long one).
     outside = np.ones_like(other)
     outside[top:bottom, left:right] = False
     around = np.count_nonzero(outside)
-    if np.count_nonzero(other & ~solid & outside) < detail * around:
+    # (Away from the box's edge, where the picture's own edge pixels lie.)
+    away = np.ones_like(other)
+    away[max(0, top - 3):bottom + 3, max(0, left - 3):right + 3] = False
+    busy_rows = (other & away).any(axis=1)
+    thin = np.count_nonzero(other & ~solid & away)
+    if not thin or thin < detail * np.count_nonzero(away & busy_rows[:, None]):
         return None
     # ... on a ground of mostly one colour (a page), not a texture's fine detail (fur, grass).
     if np.count_nonzero(~other & outside) < page * around:
