@@ -138,7 +138,7 @@ def test_a_montage_found_through_the_halves_or_a_second_look(registered, photos)
     canvas = Image.new("RGB", (astronaut.width + coffee.width, astronaut.height), (255, 255, 255))
     canvas.paste(astronaut, (0, 0))
     canvas.paste(coffee, (astronaut.width, 96))
-    config = IdentifyConfig(per_method=1, per_part=0, residual_rounds=0)
+    config = IdentifyConfig(per_method=1, per_part=0, residual_rounds=0, per_variant=0)
     whole = Identifier(ref, config).identify(canvas, methods=["pdq"], k=1)
     assert whole.verdict == MATCH and len(whole.candidates) == 1
     # A copy the first reference explains whole: its halves are not searched.
@@ -160,7 +160,7 @@ def test_each_method_offers_at_most_its_nearest(registered, photos):
     # thousands, and each candidate costs a verification.
     ref, sources = registered
     query = parse("JC(40)")(photos["astronaut"], seed=0)
-    config = IdentifyConfig(per_method=3, most_per_method=2, per_part=0, residual_rounds=0)
+    config = IdentifyConfig(per_method=3, most_per_method=2, per_part=0, residual_rounds=0, per_variant=0)
     verdict = Identifier(ref, config).identify(query, methods=["pdq"], k=3)
     (result,) = verdict.results
     assert len(result.matches) >= 3
@@ -266,3 +266,25 @@ def test_db_calibrate_engine_reports_and_warns(tmp_path, photos):
     # Windows of a few photos overlap: "distinct" pairs that verify, so a heavy, cautious tail.
     assert re.search(r"engine calibrated on this collection: 12 queries against 3\d references", done.stdout)
     assert "warning: this collection is too small to measure a false-match rate of 1e-06" in done.stderr
+
+
+def test_a_variant_that_brings_nearer_references_does_not_push_out_the_querys_own_nearest(registered, photos):
+    # A query variant (here one as near to coffee as coffee's own file) outranks what the
+    # query itself found; with one candidate per method, the query's own nearest must
+    # still be checked: a cut-out variant's flat surroundings once pushed a crop's
+    # original out of cmaa's 20 nearest.
+    from robusthash.compare.features import DEFAULT_FEATURES
+
+    ref, sources = registered
+    examined = ref.examine(parse("JC(40)")(photos["astronaut"], seed=0), ["pdq"], features=DEFAULT_FEATURES)
+    coffee = Identifier(ref).identify(sources["coffee"], methods=["pdq"])
+    decoy = replace(ref.examine(sources["coffee"], ["pdq"]).hashes["pdq"], extra={"variant": "a decoy"})
+    examined = replace(examined, variants={"pdq": [decoy]})
+    alone = IdentifyConfig(per_method=1, most_per_method=1, per_part=0, residual_rounds=0, per_variant=0)
+    led = replace(alone, per_variant=1)
+    without = Identifier(ref, alone).identify_examined(examined, methods=["pdq"], k=1)
+    with_lead = Identifier(ref, led).identify_examined(examined, methods=["pdq"], k=1)
+    assert coffee.matches[0].image.source == sources["coffee"]
+    assert [c.image.source for c in without.candidates] == [sources["coffee"]]
+    assert {c.image.source for c in with_lead.candidates} == {sources["coffee"], sources["astronaut"]}
+    assert with_lead.matches[0].image.source == sources["astronaut"]

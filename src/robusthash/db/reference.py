@@ -86,6 +86,9 @@ class QueryResult:
     # quality floor); its nearest images are still listed, none as a match.
     refused: str | None = None
     quality: int | None = None  # the query hash's quality, where the method has one
+    # Images the query's hash, or one of its variants' (borders trimmed, a half turn, the
+    # picture cut out), ranked among its own nearest (``query_examined``'s ``lead``).
+    leading: frozenset[int] = frozenset()
 
     @property
     def matched(self) -> list[Match]:
@@ -343,18 +346,21 @@ class ReferenceDB:
         return examine_halves(examined, [self._hasher(m) for m in methods])
 
     def query_examined(self, examined: Examined, methods: Sequence[str] | None = None, k: int = 5,
-                       source: str = "<image>", most: int = MOST_DECIDED) -> list[QueryResult]:
-        """Search each method's hash of an examined image (:meth:`query_hash`); an image
-        with too little information (unless the admission rule allows it) matches nothing."""
+                       source: str = "<image>", most: int = MOST_DECIDED, lead: int = 0) -> list[QueryResult]:
+        """Search each method's hash of an examined image (:meth:`query_hash`), and its
+        variants' (each image at its nearest); an image with too little information
+        (unless the admission rule allows it) matches nothing. The query's and each
+        variant's own ``lead`` nearest are kept whatever the others bring, and named in
+        the result's ``leading``."""
         refused = self.refusal(examined)
         results = []
         for name, value in examined.hashes.items():
             if methods is not None and name not in methods:
                 continue
-            result = self.query_hash(value, k=k, source=source, refused=refused, most=most)
+            result = _led(self.query_hash(value, k=k, source=source, refused=refused, most=most), lead)
             for variant in examined.variants.get(name, []):
-                result = _best_of(result, self.query_hash(variant, k=k, source=source, refused=refused, most=most),
-                                  variant.extra.get("variant", "a variant"), k)
+                found = _led(self.query_hash(variant, k=k, source=source, refused=refused, most=most), lead)
+                result = _best_of(result, found, variant.extra.get("variant", "a variant"), k)
             results.append(result)
         return results
 
@@ -543,16 +549,25 @@ class ReferenceDB:
         return stats
 
 
+def _led(result: QueryResult, lead: int) -> QueryResult:
+    """``result`` with its ``lead`` nearest images named as leading."""
+    nearest = sorted(result.matches, key=lambda m: (m.distance, m.image.id))[:lead]
+    return replace(result, leading=frozenset(m.image.id for m in nearest))
+
+
 def _best_of(result: QueryResult, variant: QueryResult, label: str, k: int) -> QueryResult:
     """Each image's better match of a query and one of its variants (the variant's is
-    marked so), as one result of the query."""
+    marked so), as one result of the query; the leading images of both stay."""
     best = {m.image.id: m for m in result.matches}
     for m in variant.matches:
         kept = best.get(m.image.id)
         if kept is None or (m.matched, -m.distance) > (kept.matched, -kept.distance):
             best[m.image.id] = replace(m, rule=f"{m.rule} (the query's {label})")
     matches = sorted(best.values(), key=lambda m: (not m.matched, m.distance, m.image.id))
-    return replace(result, matches=matches[: max(k, sum(m.matched for m in matches))])
+    leading = result.leading | variant.leading
+    shown = max(k, sum(m.matched for m in matches))
+    return replace(result, matches=matches[:shown] + [m for m in matches[shown:] if m.image.id in leading],
+                   leading=leading)
 
 
 def _unpack(row: HashRow, nbits: int) -> Hash:

@@ -40,7 +40,7 @@ import numpy as np
 from ..compare.features import (CHECK_VERSION, DEFAULT_FEATURES, KIND, VERSION, FeatureConfig, LocalFeatures,
                                 Verification, verify)
 from ..db.ingest import Examined, ExaminedRegion
-from ..db.reference import MOST_DECIDED, QueryResult, ReferenceDB
+from ..db.reference import MOST_DECIDED, Match, QueryResult, ReferenceDB
 from ..db.store import ImageRecord
 from ..hashing import Hash, MultiHash
 from ..io import ImageSource
@@ -59,6 +59,11 @@ class IdentifyConfig:
     # costs a verification. 20 lost no copy on 1,480 train queries among 2,748
     # references (10 lost 2 of them, crops).
     most_per_method: int = 20
+    # ... and besides them, each query variant's (borders trimmed, the picture cut out, a
+    # half turn: db.ingest) own nearest this many: a variant that brings many near
+    # references (a cut-out's flat surroundings) must not push out those the query
+    # itself ranks first.
+    per_variant: int = 3
     # Whether the database decides every match of each method (up to 1,000 a hash: what a
     # report counting a single method's false matches needs), or only the
     # ``most_per_method`` nearest the engine can use: then the cost beyond the index
@@ -187,12 +192,12 @@ class Identifier:
                           k: int = 5) -> Verdict:
         most = MOST_DECIDED if self.config.every_match else max(k, self.config.most_per_method)
         results = self.ref.query_examined(examined, methods, k=max(k, self.config.per_method), source=source,
-                                          most=most)
+                                          most=most, lead=self.config.per_variant)
         refused = self.ref.refusal(examined)
         offered: dict[int, dict[str, tuple[float, bool]]] = {}
         records: dict[int, ImageRecord] = {}
         for result in results:
-            for m in sorted(result.matches, key=lambda m: m.distance)[: self.config.most_per_method]:
+            for m in _offered(result, self.config.most_per_method):
                 offered.setdefault(m.image.id, {})[result.method] = (m.distance, m.matched)
                 records[m.image.id] = m.image
         versions = {r.method: examined.hashes[r.method].version for r in results}
@@ -392,6 +397,13 @@ def unexplained_region(query: LocalFeatures, identified: Sequence[Identified], c
     if box[2] - box[0] < 16 or box[3] - box[1] < 16 or (box[2] - box[0]) * (box[3] - box[1]) > most_area * w * h:
         return None
     return box
+
+
+def _offered(result: QueryResult, most: int) -> list[Match]:
+    """A method's ``most`` nearest references, and those its query or a variant of it
+    ranked among its own nearest besides."""
+    ranked = sorted(result.matches, key=lambda m: (m.distance, m.image.id))
+    return ranked[:most] + [m for m in ranked[most:] if m.image.id in result.leading]
 
 
 def _mostly_explained(candidates: Sequence[Identified], examined: Examined, share: float) -> bool:
