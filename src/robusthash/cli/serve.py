@@ -67,6 +67,7 @@ def serve(
     from ..service import ServiceConfig, create_app
     from ..service.access_log import log_config
     from ..service.connections import with_deadlines
+    from ..service.memory import keep_large_blocks_mapped
 
     keys = tuple(k for entry in api_keys for k in entry.split() if k)
     if not keys and not no_auth:
@@ -89,6 +90,7 @@ def serve(
         service = create_app(config)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    keep_large_blocks_mapped()
     err.print(f"serving {db} on http://{host}:{port}/ (API docs at /docs)", markup=False)
     # Proxy headers are believed only from the proxies named: otherwise any client could
     # claim another address in X-Forwarded-For and escape the per-address limits.
