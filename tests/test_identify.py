@@ -288,3 +288,45 @@ def test_a_variant_that_brings_nearer_references_does_not_push_out_the_querys_ow
     assert [c.image.source for c in without.candidates] == [sources["coffee"]]
     assert {c.image.source for c in with_lead.candidates} == {sources["coffee"], sources["astronaut"]}
     assert with_lead.matches[0].image.source == sources["astronaut"]
+
+
+def test_a_crop_is_found_through_the_crops_stored_beside_a_learned_hash(registered, photos):
+    # cmaa ranks a crop to 40% of the area far from its whole picture (here behind
+    # another photo); the five crops registered beside each cmaa hash bring it first.
+    ref, sources = registered
+    version = ref.hashers["cmaa"].version
+    assert len(ref.store.image_hashes(1, "cmaa", version)) == 1
+    crops = ref.store.image_hashes(1, "cmaa:crops", version)  # their own rows and index
+    assert [r.segment for r in crops] == list(range(ref.hashers["cmaa"].reference_crop_count))
+    query = parse("CROP(0.4,0,1)")(photos["astronaut"])
+    config = IdentifyConfig(per_method=1, most_per_method=1, per_variant=0, per_part=0, residual_rounds=0, per_crop=0)
+    without = Identifier(ref, config).identify(query, methods=["cmaa"], k=1)
+    verdict = Identifier(ref, replace(config, per_crop=1)).identify(query, methods=["cmaa"], k=1)
+    (result,) = verdict.results
+    found = {m.image.source: m for m in result.matches}[sources["astronaut"]]
+    assert found.crop_distance is not None and found.crop_distance < found.distance
+    assert min(m.distance for m in result.matches if m is not found) < found.distance  # not first as a whole
+    assert sources["astronaut"] not in {c.image.source for c in without.candidates}
+    assert sources["astronaut"] in {c.image.source for c in verdict.candidates}
+    assert verdict.verdict == MATCH and verdict.matches[0].image.source == sources["astronaut"]
+
+
+def test_an_image_registered_without_crops_gets_them_when_added_again(tmp_path, photos, monkeypatch):
+    from robusthash.hashing.learned import OnnxHasher
+
+    path = tmp_path / "astronaut.jpg"
+    photos["astronaut"].save(path, quality=92)
+    with monkeypatch.context() as before:  # as a robusthash that stored no crops did
+        before.setattr(OnnxHasher, "reference_crop_count", 0)
+        ref = ReferenceDB(tmp_path / "refs.sqlite", methods=["cmaa"])
+        assert len(ref.add([path]).added) == 1
+        ref.close()
+    ref = ReferenceDB(tmp_path / "refs.sqlite", methods=["cmaa"])
+    version = ref.hashers["cmaa"].version
+    assert not ref.store.image_hashes(1, "cmaa:crops", version)
+    again = ref.add([path])
+    assert len(again.updated) == 1 and not again.added
+    assert len(ref.store.image_hashes(1, "cmaa", version)) == 1
+    assert len(ref.store.image_hashes(1, "cmaa:crops", version)) == 5
+    assert len(ref.add([path]).existing) == 1  # complete now: nothing to redo
+    ref.close()

@@ -68,16 +68,20 @@ class Examined:
     # A query's decodings, kept to look at a region of it again (examine_region); None for an
     # image to register.
     decoded: DecodedImage | None = field(default=None, repr=False)
+    # Per method, the hashes of crops of an image to register, stored beside its hash
+    # (BaseHasher.reference_crops); empty unless asked for.
+    crops: dict[str, list[Hash]] = field(default_factory=dict)
 
 
 def examine(image: ImageSource | DecodedImage, hashers: Sequence[BaseHasher], limits: LoadLimits = DEFAULT_LIMITS,
             name: str | None = None, rule: InformationRule = DEFAULT_RULE, variants: bool = False,
-            features: FeatureConfig | None = None, digest: str | None = None) -> Examined:
+            features: FeatureConfig | None = None, digest: str | None = None, crops: bool = False) -> Examined:
     """Read ``image`` once, hash it with each of ``hashers`` (each decoding it as it would on
     its own) and measure its information; ``variants``: also each hasher's query variants
     (a query); ``features``: also its local features (with ``variants``, its mirror
     image's too); ``digest``: the SHA-256 of ``image``'s bytes where the caller has it
-    already. Raises :class:`~robusthash.io.ImageError`."""
+    already; ``crops``: also the hashes of crops each hasher stores for an image to
+    register. Raises :class:`~robusthash.io.ImageError`."""
     # A caller that decodes the image again afterwards (the service's thumbnails) passes
     # its DecodedImage, so the file is decoded once for all of it.
     decoded = image if isinstance(image, DecodedImage) else DecodedImage(image, limits, name)
@@ -92,6 +96,7 @@ def examine(image: ImageSource | DecodedImage, hashers: Sequence[BaseHasher], li
             extra[name] = extra.get(name, []) + more
     else:
         hashes, extra = {h.name: h.hash_pil(decoded.for_hasher(h)) for h in hashers}, {}
+    cropped = {h.name: h.reference_crops(decoded.for_hasher(h)) for h in hashers if crops and h.reference_crop_count}
     if digest is None and data is not None:
         digest = file_digest(data)
     local = None
@@ -101,7 +106,7 @@ def examine(image: ImageSource | DecodedImage, hashers: Sequence[BaseHasher], li
             local = (local_features(grey, features, query=True), local_features(grey, features, True, query=True))
         else:
             local = (local_features(decoded.decoded(FEATURES_DECODE), features), None)
-    return Examined(hashes, info, extra, digest, size, local, decoded if variants else None)
+    return Examined(hashes, info, extra, digest, size, local, decoded if variants else None, cropped)
 
 
 # The decoding a query's picture is looked for on (picture_quad, content_box): both look
@@ -210,7 +215,8 @@ def admit(examined: Examined, source: str, metadata: dict[str, Any], admission: 
     qualities = {key: value.extra["quality"] for m, value in kept.items() if isinstance(value, Hash)
                  and "quality" in value.extra for key in stored_form({m: value})}
     stored_features = {(KIND, VERSION): examined.local_features[0].to_bytes()} if examined.local_features else {}
-    image = NewImage(examined.digest, source, metadata, width, height, stored_form(kept), qualities, stored_features)
+    image = NewImage(examined.digest, source, metadata, width, height, stored_form(kept, examined.crops), qualities,
+                     stored_features)
     return Admitted(image, [f"{source}: registered without {m}: {why}" for m, why in weak.items()])
 
 
@@ -235,7 +241,7 @@ def ingest(data: bytes, source: str, methods: Sequence[str], limits: LoadLimits,
     hashers = {m: shared_hasher(m) for m in methods}
     try:
         examined = examine(data, list(hashers.values()), limits, source, admission.information or DEFAULT_RULE,
-                           features=features, digest=digest)
+                           features=features, digest=digest, crops=True)
     except (ImageError, OSError) as exc:
         return failure(source, exc)
     return admit(examined, source, metadata, admission, hashers)
@@ -258,11 +264,26 @@ def segments(value: Hash | MultiHash) -> tuple[Hash, ...]:
     return value.hashes if isinstance(value, MultiHash) else (value,)
 
 
-def stored_form(hashes: dict[str, Hash | MultiHash]) -> dict[tuple[str, str, int], bytes]:
-    """(method, version, segment) → packed bits, as the store keeps them."""
-    return {(method, value.version, segment): h.data
-            for method, value in hashes.items() for segment, h in enumerate(segments(value))}
+CROPS = ":crops"
 
 
-__all__ = ["Admission", "Admitted", "DEFAULT_ADMISSION", "Examined", "admit", "examine", "file_digest", "ingest",
-           "ingest_batch", "read_file"]
+def crops_of(method: str) -> str:
+    """The name the crops stored beside a method's hashes are kept under (their own rows
+    and index: BaseHasher.reference_crops)."""
+    return f"{method}{CROPS}"
+
+
+def stored_form(hashes: dict[str, Hash | MultiHash],
+                crops: dict[str, list[Hash]] | None = None) -> dict[tuple[str, str, int], bytes]:
+    """(method, version, segment) → packed bits, as the store keeps them: each method's
+    hash or parts, and under :func:`crops_of` it the crops stored beside its hash."""
+    stored = {(method, value.version, segment): h.data
+              for method, value in hashes.items() for segment, h in enumerate(segments(value))}
+    for method, hashes_of_crops in (crops or {}).items():
+        if method in hashes:
+            stored |= {(crops_of(method), h.version, segment): h.data for segment, h in enumerate(hashes_of_crops)}
+    return stored
+
+
+__all__ = ["Admission", "Admitted", "CROPS", "DEFAULT_ADMISSION", "Examined", "admit", "crops_of", "examine", "file_digest",
+           "ingest", "ingest_batch", "read_file"]

@@ -41,8 +41,9 @@ from .index import IndexFiles
 from ..compare.features import DEFAULT_FEATURES, FeatureConfig
 from ..compare.features import KIND as FEATURES_KIND
 from ..compare.features import VERSION as FEATURES_VERSION
-from .ingest import (DEFAULT_ADMISSION, Admission, Admitted, Examined, ExaminedRegion, admit, examine,
-                     examine_halves, examine_region, file_digest, ingest, ingest_batch, read_file, segments)
+from .ingest import (CROPS, DEFAULT_ADMISSION, Admission, Admitted, Examined, ExaminedRegion, admit, crops_of,
+                     examine, examine_halves, examine_region, file_digest, ingest, ingest_batch, read_file,
+                     segments)
 from .metadata import check_metadata
 from .milvus import MilvusCollections, connect, is_milvus_url, parse_milvus_url
 from .search import FollowedIndex, IndexHome
@@ -75,6 +76,14 @@ class Match:
     query_part: int | None = None
     query_box: tuple[int, int, int, int] | None = None
     quality: int | None = None  # the registered hash's quality, where the method has one
+    # Where the method stores crops of each reference (BaseHasher.reference_crops): the
+    # query's distance to the nearest of them, when nearer than to the whole image.
+    crop_distance: float | None = None
+
+    @property
+    def nearest(self) -> float:
+        """The query's distance to the nearest hash stored for the image (itself or a crop)."""
+        return self.distance if self.crop_distance is None else min(self.distance, self.crop_distance)
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,8 @@ def _match_dict(m: Match) -> dict[str, Any]:
         record |= {"query_part": m.query_part, "query_box": m.query_box}
     if m.quality is not None:
         record["quality"] = m.quality
+    if m.crop_distance is not None:
+        record["crop_distance"] = m.crop_distance
     return record
 
 
@@ -284,7 +295,9 @@ class ReferenceDB:
     def _registered(self, digest: str) -> int | None:
         """The id of the image with this digest, if it holds every hash and the local
         features an add would give it (:meth:`Store.complete`)."""
-        wanted = [(m, self._hasher(m).version) for m in self.methods]
+        wanted = [(m, self._hasher(m).version, 1) for m in self.methods]
+        wanted += [(crops_of(m), h.version, h.reference_crop_count) for m, h in self.hashers.items()
+                   if m in self.methods and h.reference_crop_count]
         feature = (FEATURES_KIND, FEATURES_VERSION) if self.features is not None else None
         return self.store.complete(digest, wanted, feature)
 
@@ -330,7 +343,7 @@ class ReferenceDB:
         with each method's query variants unless ``variants`` is False (for registering);
         with local features when ``features`` is given (:attr:`features` to register)."""
         return examine(image, [self._hasher(m) for m in (methods or self.methods)], self.limits, name,
-                       self.admission.information or DEFAULT_RULE, variants, features)
+                       self.admission.information or DEFAULT_RULE, variants, features, crops=not variants)
 
     def examine_region(self, examined: Examined, box: tuple[int, int, int, int], methods: Sequence[str] | None = None,
                        features: FeatureConfig | None = None) -> ExaminedRegion:
@@ -375,8 +388,9 @@ class ReferenceDB:
                    refused: str | None = None, most: int = MOST_DECIDED) -> QueryResult:
         """Registered images nearest to a hash: every one the method matches (its
         ``most`` nearest of them) and at least the ``k`` nearest, each with the method's
-        decision. A hash below its method's quality floor, or a query ``refused`` for
-        another reason, lists its nearest images, none of them as a match."""
+        decision; where the method stores crops of each image, also the ``k`` with the
+        nearest crops. A hash below its method's quality floor, or a query ``refused``
+        for another reason, lists its nearest images, none of them as a match."""
         hasher = self._hasher(value.method)
         refused = refused or hasher.weakness(value, self.admission.min_quality)
         state = self._index(value.method, value.version)
@@ -391,14 +405,35 @@ class ReferenceDB:
                 # scan on any index, so it is only asked for when the matches are too few.
                 ids += list(state.index.search(query, k)[1][0])
             rows.update(self.store.hash_rows(i for i in ids if i >= 0))
-        matches = self._decide(hasher, value, rows, threshold)
+        crops = self._nearest_crops(hasher, value, k)
+        held = {r.image_id for r in rows.values()}
+        rows.update({r.id: r for r in self.store.images_hashes([i for i in crops if i not in held], value.method,
+                                                                value.version).values()})
+        matches = self._decide(hasher, value, rows, threshold, crops)
         if refused:
             matches = [replace(m, matched=False, rule=f"{m.rule}; not a match: the query {refused}") for m in matches]
         matches.sort(key=lambda m: (not m.matched, m.distance, m.image.id))
         quality = value.extra.get("quality") if isinstance(value, Hash) else None
-        return QueryResult(source, value.method, matches[: max(k, sum(m.matched for m in matches))], refused, quality)
+        return QueryResult(source, value.method, _shown(matches, k), refused, quality)
+
+    def _nearest_crops(self, hasher: BaseHasher, value: Hash | MultiHash, k: int) -> dict[int, float]:
+        """The ``k`` images whose stored crops (BaseHasher.reference_crops) are nearest to
+        ``value``: image id → NHD to its nearest crop; none where the method stores none."""
+        if not hasher.reference_crop_count or not isinstance(value, Hash):
+            return {}
+        state = self._index(crops_of(value.method), value.version)
+        query = np.frombuffer(value.data, dtype=np.uint8)[None, :]
+        distances, ids = state.index.search(query, k * hasher.reference_crop_count)
+        found = {int(i): float(d) / hasher.bits for d, i in zip(distances[0], ids[0]) if i >= 0}
+        nearest: dict[int, float] = {}
+        for row in self.store.hash_rows(found).values():
+            nearest[row.image_id] = min(nearest.get(row.image_id, 1.0), found[row.id])
+        return dict(sorted(nearest.items(), key=lambda item: (item[1], item[0]))[:k])
 
     def _hasher(self, method: str) -> BaseHasher:
+        """The hasher of ``method``, or of the method whose crops it names (their index)."""
+        if method.endswith(CROPS):
+            return self._hasher(method[: -len(CROPS)])
         if method not in self.hashers:
             self.hashers[method] = shared_hasher(method)  # type: ignore[assignment]
         return self.hashers[method]
@@ -411,12 +446,13 @@ class ReferenceDB:
         return hasher.threshold, hasher.threshold_source or "the method's default"
 
     def _decide(self, hasher: BaseHasher, value: Hash | MultiHash, rows: dict[int, HashRow],
-                decision: tuple[float, str]) -> list[Match]:
+                decision: tuple[float, str], crops: dict[int, float] | None = None) -> list[Match]:
         by_image: dict[int, list[HashRow]] = {}
         for row in rows.values():
             by_image.setdefault(row.image_id, []).append(row)
         images = self.store.images(by_image)
         threshold, source = decision
+        crops = crops or {}
         matches = []
         for image_id, image_rows in by_image.items():
             if image_id not in images:
@@ -424,9 +460,14 @@ class ReferenceDB:
             stored = self._stored_value(hasher, value, image_id, image_rows)
             comparison, rule = hasher.decide(value, stored, threshold, source)
             box = comparison.details.get("query_box")
+            crop = crops.get(image_id)
+            if crop is not None and crop < comparison.distance:
+                rule = f"{rule}; NHD {crop:.4f} to a stored crop of it"
+            else:
+                crop = None
             matches.append(Match(images[image_id], hasher.name, float(comparison.distance), comparison.hamming,
                                  bool(comparison.matched), rule, comparison.details.get("query_part"),
-                                 tuple(box) if box is not None else None, image_rows[0].quality))
+                                 tuple(box) if box is not None else None, image_rows[0].quality, crop))
         return matches
 
     def _stored_value(self, hasher: BaseHasher, value: Hash | MultiHash, image_id: int,
@@ -549,9 +590,18 @@ class ReferenceDB:
         return stats
 
 
+def _shown(matches: list[Match], k: int) -> list[Match]:
+    """What a result lists of ``matches`` (matched first, then nearest): every match and
+    the ``k`` nearest, and the ``k`` whose stored hashes (crops included) are nearest."""
+    shown = matches[: max(k, sum(m.matched for m in matches))]
+    listed = {m.image.id for m in shown}
+    by_crop = sorted((m for m in matches if m.crop_distance is not None), key=lambda m: (m.nearest, m.image.id))
+    return shown + [m for m in by_crop[:k] if m.image.id not in listed]
+
+
 def _led(result: QueryResult, lead: int) -> QueryResult:
-    """``result`` with its ``lead`` nearest images named as leading."""
-    nearest = sorted(result.matches, key=lambda m: (m.distance, m.image.id))[:lead]
+    """``result`` with its ``lead`` nearest images (through a crop too) named as leading."""
+    nearest = sorted(result.matches, key=lambda m: (m.nearest, m.image.id))[:lead]
     return replace(result, leading=frozenset(m.image.id for m in nearest))
 
 
@@ -561,12 +611,14 @@ def _best_of(result: QueryResult, variant: QueryResult, label: str, k: int) -> Q
     best = {m.image.id: m for m in result.matches}
     for m in variant.matches:
         kept = best.get(m.image.id)
-        if kept is None or (m.matched, -m.distance) > (kept.matched, -kept.distance):
-            best[m.image.id] = replace(m, rule=f"{m.rule} (the query's {label})")
+        crop = min((c for c in (m.crop_distance, kept and kept.crop_distance) if c is not None), default=None)
+        chosen = replace(m, rule=f"{m.rule} (the query's {label})") if kept is None or (
+            (m.matched, -m.distance) > (kept.matched, -kept.distance)) else kept
+        best[m.image.id] = replace(chosen, crop_distance=crop if crop is not None and crop < chosen.distance else None)
     matches = sorted(best.values(), key=lambda m: (not m.matched, m.distance, m.image.id))
     leading = result.leading | variant.leading
-    shown = max(k, sum(m.matched for m in matches))
-    return replace(result, matches=matches[:shown] + [m for m in matches[shown:] if m.image.id in leading],
+    shown = {m.image.id for m in _shown(matches, k)}
+    return replace(result, matches=[m for m in matches if m.image.id in shown or m.image.id in leading],
                    leading=leading)
 
 

@@ -441,17 +441,19 @@ class Store:
                 results.append((image_id, ADDED if row is None else UPDATED if new or gained else EXISTING))
         return results
 
-    def complete(self, digest: str, hashes: Sequence[tuple[str, str]], feature: tuple[str, str] | None) -> int | None:
-        """The id of the image registered with ``digest`` if it holds a hash of every
-        (method, version) of ``hashes`` and, when given, ``feature`` (kind, version): a
-        re-run of an add has nothing to give it. Else None."""
+    def complete(self, digest: str, hashes: Sequence[tuple[str, str, int]],
+                 feature: tuple[str, str] | None) -> int | None:
+        """The id of the image registered with ``digest`` if it holds, for every (method,
+        version, rows) of ``hashes``, at least that many rows of that method and version
+        (a hash and the crops stored beside it) and, when given, ``feature`` (kind,
+        version): a re-run of an add has nothing to give it. Else None."""
         row = self._row("SELECT id FROM images WHERE digest = ?", (digest,))
         if row is None:
             return None
         image_id = int(row[0])
-        held = {(m, v) for m, v in self._rows("SELECT DISTINCT method, version FROM hashes WHERE image_id = ?",
-                                              (image_id,))}
-        if not set(hashes) <= held:
+        held = {(m, v): int(n) for m, v, n in self._rows(
+            "SELECT method, version, COUNT(*) FROM hashes WHERE image_id = ? GROUP BY method, version", (image_id,))}
+        if any(held.get((m, v), 0) < rows for m, v, rows in hashes):
             return None
         if feature is not None and self._row("SELECT 1 FROM features WHERE image_id = ? AND kind = ? AND version = ?",
                                              (image_id, *feature)) is None:
@@ -570,6 +572,12 @@ class Store:
         return [(k, v, int(n), int(size)) for k, v, n, size in self._rows(
             "SELECT kind, version, COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM features "
             "GROUP BY kind, version ORDER BY kind, version")]
+
+    def images_hashes(self, image_ids: Iterable[int], method: str, version: str) -> dict[int, HashRow]:
+        """Each of these images' first hash (segment 0) of one method and version, by image id."""
+        rows = self._rows_by_id(f"SELECT {HASH_COLUMNS} FROM hashes", image_ids, column="image_id",
+                                where="method = ? AND version = ? AND segment = 0", params=(method, version))
+        return {r.image_id: r for r in map(_hash_row, rows)}
 
     def image_hashes(self, image_id: int, method: str, version: str) -> list[HashRow]:
         """Every hash of one image and method, by segment."""

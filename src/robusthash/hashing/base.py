@@ -151,6 +151,17 @@ class BaseHasher(ABC):
         value = self.hash_pil(cut_out(im, box, PART_PIXELS))
         return [replace(value, extra={**value.extra, "variant": "borders trimmed"})] if isinstance(value, Hash) else []
 
+    # How many :meth:`reference_crops` a registered image gets (stored beside its hash).
+    reference_crop_count: int = 0
+
+    def reference_crops(self, im: Image.Image) -> list[Hash]:
+        """More hashes of an image being registered, stored beside its own and searched
+        with it: a method that ranks a crop of a picture far from the whole (the learned
+        ones) finds it through a stored crop instead. A match is still decided by the
+        whole image's hash; a crop only brings the reference nearer in the ranking. None
+        by default."""
+        return []
+
     def weakness(self, value: Hash | MultiHash, min_quality: int | None = None) -> str | None:
         """Why ``value`` is too weak to register or match (None when it is not): its quality
         is below ``min_quality`` (default: the method's own floor; 0: no floor)."""

@@ -64,6 +64,11 @@ class IdentifyConfig:
     # references (a cut-out's flat surroundings) must not push out those the query
     # itself ranks first.
     per_variant: int = 3
+    # ... and its nearest this many through the crops the learned methods store beside
+    # each reference (docs/database.md): a crop of a picture is far from the whole image's
+    # hash, and ranked by their crops alone, others' crops pushed a whole copy's original
+    # out of the 20.
+    per_crop: int = 10
     # Whether the database decides every match of each method (up to 1,000 a hash: what a
     # report counting a single method's false matches needs), or only the
     # ``most_per_method`` nearest the engine can use: then the cost beyond the index
@@ -197,7 +202,7 @@ class Identifier:
         offered: dict[int, dict[str, tuple[float, bool]]] = {}
         records: dict[int, ImageRecord] = {}
         for result in results:
-            for m in _offered(result, self.config.most_per_method):
+            for m in _offered(result, self.config.most_per_method, self.config.per_crop):
                 offered.setdefault(m.image.id, {})[result.method] = (m.distance, m.matched)
                 records[m.image.id] = m.image
         versions = {r.method: examined.hashes[r.method].version for r in results}
@@ -261,7 +266,7 @@ class Identifier:
         k = k or self.config.per_part
         for value in values:
             found = self.ref.query_hash(value, k=k + len(besides), source=source).matches
-            for m in sorted((m for m in found if m.image.id not in besides), key=lambda m: m.distance)[:k]:
+            for m in sorted((m for m in found if m.image.id not in besides), key=lambda m: m.nearest)[:k]:
                 offered.setdefault(m.image.id, {})
                 records[m.image.id] = m.image
 
@@ -399,11 +404,14 @@ def unexplained_region(query: LocalFeatures, identified: Sequence[Identified], c
     return box
 
 
-def _offered(result: QueryResult, most: int) -> list[Match]:
-    """A method's ``most`` nearest references, and those its query or a variant of it
-    ranked among its own nearest besides."""
+def _offered(result: QueryResult, most: int, by_crop: int) -> list[Match]:
+    """A method's ``most`` nearest references, its ``by_crop`` nearest through a crop
+    stored beside them, and those its query or a variant of it ranked among its own
+    nearest besides."""
     ranked = sorted(result.matches, key=lambda m: (m.distance, m.image.id))
-    return ranked[:most] + [m for m in ranked[most:] if m.image.id in result.leading]
+    cropped = sorted((m for m in ranked[most:] if m.crop_distance is not None), key=lambda m: (m.nearest, m.image.id))
+    chosen = {m.image.id for m in ranked[:most]} | {m.image.id for m in cropped[:by_crop]}
+    return [m for m in ranked if m.image.id in chosen or m.image.id in result.leading]
 
 
 def _mostly_explained(candidates: Sequence[Identified], examined: Examined, share: float) -> bool:
