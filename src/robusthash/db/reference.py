@@ -295,9 +295,9 @@ class ReferenceDB:
     def _registered(self, digest: str) -> int | None:
         """The id of the image with this digest, if it holds every hash and the local
         features an add would give it (:meth:`Store.complete`)."""
-        wanted = [(m, self._hasher(m).version, 1) for m in self.methods]
-        wanted += [(crops_of(m), h.version, h.reference_crop_count) for m, h in self.hashers.items()
-                   if m in self.methods and h.reference_crop_count]
+        hashers = [(m, self._hasher(m)) for m in self.methods]
+        wanted = [(m, h.version, 1) for m, h in hashers]
+        wanted += [(crops_of(m), h.version, h.reference_crop_count) for m, h in hashers if h.reference_crop_count]
         feature = (FEATURES_KIND, FEATURES_VERSION) if self.features is not None else None
         return self.store.complete(digest, wanted, feature)
 
@@ -431,9 +431,6 @@ class ReferenceDB:
         return dict(sorted(nearest.items(), key=lambda item: (item[1], item[0]))[:k])
 
     def _hasher(self, method: str) -> BaseHasher:
-        """The hasher of ``method``, or of the method whose crops it names (their index)."""
-        if method.endswith(CROPS):
-            return self._hasher(method[: -len(CROPS)])
         if method not in self.hashers:
             self.hashers[method] = shared_hasher(method)  # type: ignore[assignment]
         return self.hashers[method]
@@ -483,7 +480,7 @@ class ReferenceDB:
     def _index(self, method: str, version: str) -> FollowedIndex:
         key = (method, version)
         if key not in self._indexes:
-            bits = self._hasher(method).bits
+            bits = self._hasher(method.removesuffix(CROPS)).bits  # a method's crops: its codes
             state = self.index_home.open(method, version, bits)
             why = self._disagreement(method, version, state)
             if why:
