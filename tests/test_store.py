@@ -277,3 +277,26 @@ def test_an_older_database_gets_the_features_table(store_url, schema):
         assert store.remove_images([old.id]) == 1 and _feature_rows(store) == []
     finally:
         store.close()
+
+
+def test_images_first_hashes_are_looked_up_by_image_not_by_scanning_the_method(store_url):
+    # The engine reads the first hash of a few candidates; given method and version in
+    # SQL, SQLite's planner scanned every hash of the method (a cost growing with the
+    # collection) instead of looking the images up.
+    store = Store(store_url)
+    hashes = {("pdq", "1", 0): bytes(32), ("pdq", "1", 1): b"\x01" * 32, ("dhash", "1", 0): bytes(8)}
+    ids = [i for i, _ in store.add_images([_image(str(n), hashes=hashes) for n in range(40)])]
+    statements: list[str] = []
+    if not store.is_postgres:
+        store._conn.set_trace_callback(statements.append)
+    first = store.images_hashes(ids[:3], "pdq", "1")
+    assert sorted(first) == sorted(ids[:3])
+    assert all(r.method == "pdq" and r.version == "1" and r.segment == 0 and r.bits == bytes(32)
+               for r in first.values())
+    assert store.images_hashes(ids[:2], "pdq", "2") == {}
+    if not store.is_postgres:
+        store._conn.set_trace_callback(None)
+        (select,) = [s for s in statements if s.lstrip().upper().startswith("SELECT")][:1]
+        plan = " ".join(str(row[-1]) for row in store._conn.execute(f"EXPLAIN QUERY PLAN {select}"))
+        assert "hashes_by_method" not in plan and "image_id" in plan
+    store.close()

@@ -370,10 +370,11 @@ class ReferenceDB:
         for name, value in examined.hashes.items():
             if methods is not None and name not in methods:
                 continue
-            result = _led(self.query_hash(value, k=k, source=source, refused=refused, most=most), lead)
-            for variant in examined.variants.get(name, []):
-                found = _led(self.query_hash(variant, k=k, source=source, refused=refused, most=most), lead)
-                result = _best_of(result, found, variant.extra.get("variant", "a variant"), k)
+            variants = examined.variants.get(name, [])
+            found = self.query_hashes([value, *variants], k=k, source=source, refused=refused, most=most)
+            result = _led(found[0], lead)
+            for variant, of_variant in zip(variants, found[1:]):
+                result = _best_of(result, _led(of_variant, lead), variant.extra.get("variant", "a variant"), k)
             results.append(result)
         return results
 
@@ -391,44 +392,84 @@ class ReferenceDB:
         decision; where the method stores crops of each image, also the ``k`` with the
         nearest crops. A hash below its method's quality floor, or a query ``refused``
         for another reason, lists its nearest images, none of them as a match."""
-        hasher = self._hasher(value.method)
-        refused = refused or hasher.weakness(value, self.admission.min_quality)
-        state = self._index(value.method, value.version)
+        return self.query_hashes([value], k, source, refused, most)[0]
+
+    def query_hashes(self, values: Sequence[Hash | MultiHash], k: int = 5, source: str = "<hash>",
+                     refused: str | None = None, most: int = MOST_DECIDED) -> list[QueryResult]:
+        """:meth:`query_hash` of each of ``values`` (a query's hashes and their variants),
+        in order. The hashes of one method are searched together: its index catches up
+        with the store once, and the store is read once for all of them (a query's
+        twenty-odd hashes each read it four times before)."""
+        results: list[QueryResult | None] = [None] * len(values)
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, value in enumerate(values):
+            groups.setdefault((value.method, value.version), []).append(i)
+        for (method, version), where in groups.items():
+            found = self._search_method(method, version, [values[i] for i in where], k, source, refused, most)
+            for i, result in zip(where, found):
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _search_method(self, method: str, version: str, values: list[Hash | MultiHash], k: int, source: str,
+                       refused: str | None, most: int) -> list[QueryResult]:
+        hasher = self._hasher(method)
+        state = self._index(method, version)
         threshold = self.threshold(hasher)
         radius = hasher.search_radius(threshold[0])
-        rows: dict[int, HashRow] = {}
-        for segment in segments(value):
-            query = np.frombuffer(segment.data, dtype=np.uint8)[None, :]
-            ids = list(state.index.range_search(query, radius)[0][0][:most])  # nearest first
-            if len(ids) < k:
-                # The nearest non-matches too. Exact top-k far from every code is a full
-                # scan on any index, so it is only asked for when the matches are too few.
-                ids += list(state.index.search(query, k)[1][0])
-            rows.update(self.store.hash_rows(i for i in ids if i >= 0))
-        crops = self._nearest_crops(hasher, value, k)
-        held = {r.image_id for r in rows.values()}
-        rows.update({r.id: r for r in self.store.images_hashes([i for i in crops if i not in held], value.method,
-                                                                value.version).values()})
-        matches = self._decide(hasher, value, rows, threshold, crops)
-        if refused:
-            matches = [replace(m, matched=False, rule=f"{m.rule}; not a match: the query {refused}") for m in matches]
-        matches.sort(key=lambda m: (not m.matched, m.distance, m.image.id))
-        quality = value.extra.get("quality") if isinstance(value, Hash) else None
-        return QueryResult(source, value.method, _shown(matches, k), refused, quality)
+        # Every part of every value, searched in one call; the nearest non-matches too
+        # where the matches are too few (exact top-k far from every code is a full scan on
+        # any index, so it is only asked for then).
+        owner = [i for i, value in enumerate(values) for _ in segments(value)]
+        codes = np.stack([np.frombuffer(part.data, dtype=np.uint8) for value in values for part in segments(value)])
+        ids = [list(hits[0][:most]) for hits in state.index.range_search(codes, radius)]  # nearest first
+        short = [j for j, found in enumerate(ids) if len(found) < k]
+        if short:
+            for j, more in zip(short, state.index.search(codes[short], k)[1]):
+                ids[j] += list(more)
+        wanted: list[set[int]] = [set() for _ in values]
+        for j, found in enumerate(ids):
+            wanted[owner[j]].update(int(i) for i in found if i >= 0)
+        rows = self.store.hash_rows(set().union(*wanted))
+        crops = self._nearest_crops(hasher, values, k)
+        first_rows = {r.image_id: r for r in rows.values() if r.segment == 0}
+        lacking = {i for near in crops for i in near} - set(first_rows)
+        first_rows |= self.store.images_hashes(lacking, method, version) if lacking else {}
+        images = self.store.images({r.image_id for r in rows.values()} | set(first_rows))
+        results = []
+        for value, hash_ids, near in zip(values, wanted, crops):
+            own = {i: rows[i] for i in hash_ids if i in rows}
+            held = {r.image_id for r in own.values()}
+            own |= {first_rows[i].id: first_rows[i] for i in near if i not in held and i in first_rows}
+            matches = self._decide(hasher, value, own, threshold, images, near)
+            why = refused or hasher.weakness(value, self.admission.min_quality)
+            if why:
+                matches = [replace(m, matched=False, rule=f"{m.rule}; not a match: the query {why}") for m in matches]
+            matches.sort(key=lambda m: (not m.matched, m.distance, m.image.id))
+            quality = value.extra.get("quality") if isinstance(value, Hash) else None
+            results.append(QueryResult(source, value.method, _shown(matches, k), why, quality))
+        return results
 
-    def _nearest_crops(self, hasher: BaseHasher, value: Hash | MultiHash, k: int) -> dict[int, float]:
-        """The ``k`` images whose stored crops (BaseHasher.reference_crops) are nearest to
-        ``value``: image id → NHD to its nearest crop; none where the method stores none."""
-        if not hasher.reference_crop_count or not isinstance(value, Hash):
-            return {}
-        state = self._index(crops_of(value.method), value.version)
-        query = np.frombuffer(value.data, dtype=np.uint8)[None, :]
-        distances, ids = state.index.search(query, k * hasher.reference_crop_count)
-        found = {int(i): float(d) / hasher.bits for d, i in zip(distances[0], ids[0]) if i >= 0}
-        nearest: dict[int, float] = {}
-        for row in self.store.hash_rows(found).values():
-            nearest[row.image_id] = min(nearest.get(row.image_id, 1.0), found[row.id])
-        return dict(sorted(nearest.items(), key=lambda item: (item[1], item[0]))[:k])
+    def _nearest_crops(self, hasher: BaseHasher, values: Sequence[Hash | MultiHash], k: int) -> list[dict[int, float]]:
+        """Per value, the ``k`` images whose stored crops (BaseHasher.reference_crops) are
+        nearest to it: image id → NHD to its nearest crop; none where the method stores
+        none."""
+        searched = [i for i, value in enumerate(values) if isinstance(value, Hash)]
+        out: list[dict[int, float]] = [{} for _ in values]
+        if not hasher.reference_crop_count or not searched:
+            return out
+        first = values[searched[0]]
+        state = self._index(crops_of(first.method), first.version)
+        codes = np.stack([np.frombuffer(values[i].data, dtype=np.uint8) for i in searched])
+        distances, ids = state.index.search(codes, k * hasher.reference_crop_count)
+        rows = self.store.hash_rows({int(i) for i in ids.ravel() if i >= 0})
+        for i, row_distances, row_ids in zip(searched, distances, ids):
+            nearest: dict[int, float] = {}
+            for d, hash_id in zip(row_distances, row_ids):
+                if hash_id >= 0 and int(hash_id) in rows:
+                    image_id = rows[int(hash_id)].image_id
+                    nearest[image_id] = min(nearest.get(image_id, 1.0), float(d) / hasher.bits)
+            out[i] = dict(sorted(nearest.items(), key=lambda item: (item[1], item[0]))[:k])
+        return out
 
     def _hasher(self, method: str) -> BaseHasher:
         if method not in self.hashers:
@@ -443,11 +484,11 @@ class ReferenceDB:
         return hasher.threshold, hasher.threshold_source or "the method's default"
 
     def _decide(self, hasher: BaseHasher, value: Hash | MultiHash, rows: dict[int, HashRow],
-                decision: tuple[float, str], crops: dict[int, float] | None = None) -> list[Match]:
+                decision: tuple[float, str], images: dict[int, ImageRecord],
+                crops: dict[int, float] | None = None) -> list[Match]:
         by_image: dict[int, list[HashRow]] = {}
         for row in rows.values():
             by_image.setdefault(row.image_id, []).append(row)
-        images = self.store.images(by_image)
         threshold, source = decision
         crops = crops or {}
         matches = []

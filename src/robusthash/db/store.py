@@ -575,9 +575,12 @@ class Store:
 
     def images_hashes(self, image_ids: Iterable[int], method: str, version: str) -> dict[int, HashRow]:
         """Each of these images' first hash (segment 0) of one method and version, by image id."""
+        # Method and version are picked out here, not in SQL: given them, SQLite's planner
+        # scanned every hash of the method (hashes_by_method) instead of looking the
+        # images up, a cost that grew with the collection (2.5 ms a call at 3,000 images).
         rows = self._rows_by_id(f"SELECT {HASH_COLUMNS} FROM hashes", image_ids, column="image_id",
-                                where="method = ? AND version = ? AND segment = 0", params=(method, version))
-        return {r.image_id: r for r in map(_hash_row, rows)}
+                                where="segment = 0")
+        return {r.image_id: r for r in map(_hash_row, rows) if r.method == method and r.version == version}
 
     def image_hashes(self, image_id: int, method: str, version: str) -> list[HashRow]:
         """Every hash of one image and method, by segment."""

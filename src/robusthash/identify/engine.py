@@ -264,8 +264,8 @@ class Identifier:
         those given, as candidates without a method's word for them (a part's distances
         are not calibrated)."""
         k = k or self.config.per_part
-        for value in values:
-            found = self.ref.query_hash(value, k=k + len(besides), source=source).matches
+        for result in self.ref.query_hashes(list(values), k=k + len(besides), source=source):
+            found = result.matches
             for m in sorted((m for m in found if m.image.id not in besides), key=lambda m: m.nearest)[:k]:
                 offered.setdefault(m.image.id, {})
                 records[m.image.id] = m.image
