@@ -15,6 +15,11 @@ of train photos kept out of the database. Each query's time is split into *exami
 (index searches, reading the candidates' features, verification, the verdict), with the
 candidates verified per query.
 
+``--workdir DIR`` keeps the database (and its files) in DIR, and a later run with the
+same DIR times the queries only: run two versions of the code on one database one after
+another (a git worktree on ``PYTHONPATH``), alternately, since runs on separate databases
+and at separate times differ by 20% on this machine.
+
 **First check**: the same queries again through the engine with every candidate matched
 in full (``first_check_every=0``): the judge's time of both, and how many queries
 name the same references.
@@ -100,18 +105,30 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=60)
     parser.add_argument("--methods", default="forbild,pdq,cmaa")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/identify_speed.json"))
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the database and its files here, and reuse them if an earlier run left "
+                             "them: two versions of the code timed on one database, alternately (A/B)")
     args = parser.parse_args()
     corpus = Corpus(args.corpus)
     one_query_at_a_time()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        files, kept = references(corpus, args.references, args.queries // 2, folder)
+        folder = args.workdir or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        kept_list = folder / "registered.json"
         ref = ReferenceDB(folder / "refs.sqlite", methods=args.methods.split(","))
-        start = time.perf_counter()
-        added = ref.add(files)
-        register_s = time.perf_counter() - start
-        failed = {str(source) for source, _ in added.failed}
-        registered = [f for f in files if str(f) not in failed]
+        if kept_list.is_file():  # a database an earlier run left: only the queries are timed
+            listed = json.loads(kept_list.read_text())
+            registered, kept = [Path(p) for p in listed["registered"]], [Path(p) for p in listed["kept"]]
+            files, register_s = registered, float("nan")
+        else:
+            files, kept = references(corpus, args.references, args.queries // 2, folder)
+            start = time.perf_counter()
+            added = ref.add(files)
+            register_s = time.perf_counter() - start
+            failed = {str(source) for source, _ in added.failed}
+            registered = [f for f in files if str(f) not in failed]
+            if args.workdir:
+                kept_list.write_text(json.dumps({"registered": list(map(str, registered)), "kept": list(map(str, kept))}))
         step = max(1, len(registered) // (args.queries - len(kept)))
         asked = [(registered[i], "registered") for i in range(0, len(registered), step)][: args.queries - len(kept)]
         asked += [(path, "unregistered") for path in kept]
