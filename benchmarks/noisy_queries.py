@@ -62,6 +62,11 @@ def blurred(grey: Image.Image, sigma: float, size: int = 0) -> Image.Image:
     return Image.fromarray(cv2.GaussianBlur(np.asarray(grey), (size, size), sigma))
 
 
+def under(inliers_found: np.ndarray, least: int = 20) -> str:
+    """The share of copies that verify with fewer than ``least`` inliers."""
+    return f"{np.mean(inliers_found < least):.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=Path("corpus"))
@@ -84,7 +89,6 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for spec, found in rows.items():
         r = np.array(found, dtype=np.float64)
-        under = lambda x: f"{np.mean(x < 20):.2f}"  # noqa: E731
         print(f"| `{spec}` | {np.median(r[:, 0]):.1f} | {np.median(r[:, 1]):.0f} / {np.median(r[:, 2]):.0f} / "
               f"{np.median(r[:, 3]):.0f} | {under(r[:, 1])} | {under(r[:, 2])} | {under(np.maximum(r[:, 1], r[:, 2]))} | "
               f"{under(r[:, 3])} | {under(np.maximum(r[:, 1], r[:, 3]))} |")
