@@ -430,7 +430,7 @@ class ReferenceDB:
         for j, found in enumerate(ids):
             wanted[owner[j]].update(int(i) for i in found if i >= 0)
         rows = self.store.hash_rows(set().union(*wanted))
-        crops = self._nearest_crops(hasher, values, k)
+        crops = self._nearest_crops(hasher, method, version, values, k)
         first_rows = {r.image_id: r for r in rows.values() if r.segment == 0}
         lacking = {i for near in crops for i in near} - set(first_rows)
         first_rows |= self.store.images_hashes(lacking, method, version) if lacking else {}
@@ -449,16 +449,16 @@ class ReferenceDB:
             results.append(QueryResult(source, value.method, _shown(matches, k), why, quality))
         return results
 
-    def _nearest_crops(self, hasher: BaseHasher, values: Sequence[Hash | MultiHash], k: int) -> list[dict[int, float]]:
-        """Per value, the ``k`` images whose stored crops (BaseHasher.reference_crops) are
-        nearest to it: image id → NHD to its nearest crop; none where the method stores
-        none."""
+    def _nearest_crops(self, hasher: BaseHasher, method: str, version: str, values: Sequence[Hash | MultiHash],
+                       k: int) -> list[dict[int, float]]:
+        """Per value (hashes of ``method`` at ``version``), the ``k`` images whose stored
+        crops (BaseHasher.reference_crops) are nearest to it: image id → NHD to its
+        nearest crop; none where the method stores none."""
         searched = [i for i, value in enumerate(values) if isinstance(value, Hash)]
         out: list[dict[int, float]] = [{} for _ in values]
         if not hasher.reference_crop_count or not searched:
             return out
-        first = values[searched[0]]
-        state = self._index(crops_of(first.method), first.version)
+        state = self._index(crops_of(method), version)
         codes = np.stack([np.frombuffer(values[i].data, dtype=np.uint8) for i in searched])
         distances, ids = state.index.search(codes, k * hasher.reference_crop_count)
         rows = self.store.hash_rows({int(i) for i in ids.ravel() if i >= 0})
