@@ -6,9 +6,12 @@ normalisation), through ReferenceDB.query as `db query` runs it, on train photos
 ``--photos`` train photos are registered; as many other train photos are kept out.
 Queries: each registered photo padded (the PAD suite: 5, 10, 20% black, 10% white,
 10% grey), letterboxed (black bars to 16:9 or 9:16 around it), framed unevenly (a
-border on two sides only), and three attacks with no border, so the variant's effect
+border on two sides only), framed twice (letterboxed on a white page; a cream mat in a
+dark frame; off-centre on a black slide in a grey page: each frame's borders trimmed in
+turn, ``imaging.nested_borders``), and three attacks with no border, so the variant's effect
 where there is nothing to trim shows as well; the kept-out photos padded and plain,
-for false matches. Each query is run twice, with the trimmed variant and without it,
+for false matches. Each query is run twice, with the trimmed variant and without it
+(with ``--one-frame``: with every frame trimmed in turn, and with the outermost only),
 and the table gives, per method and query kind, recall@1 (the registered original is
 the first answer and matched), and false matches per query.
 """
@@ -23,6 +26,7 @@ from PIL import Image
 
 from robusthash.attacks import parse
 from robusthash.db import ReferenceDB
+from robusthash.hashing import base
 from robusthash.hashing.base import BaseHasher
 from robusthash.io import load_pil
 from variant_report import arguments, both_ways, print_table, tally
@@ -51,18 +55,47 @@ def framed_two_sides(im: Image.Image) -> Image.Image:
     return canvas
 
 
+def framed(im: Image.Image, share: float, colour) -> Image.Image:
+    """``im`` in a frame of ``colour``, ``share`` of its longer side wide."""
+    border = round(share * max(im.size))
+    canvas = Image.new("RGB", (im.width + 2 * border, im.height + 2 * border), colour)
+    canvas.paste(im.convert("RGB"), (border, border))
+    return canvas
+
+
+def off_centre(im: Image.Image) -> Image.Image:
+    """``im`` at the left of a black slide a third wider than it (a picture moved within
+    its frame, one side filled)."""
+    canvas = Image.new("RGB", (round(im.width * 4 / 3), im.height), (0, 0, 0))
+    canvas.paste(im.convert("RGB"), (0, 0))
+    return canvas
+
+
+def framed_twice(im: Image.Image) -> list[Image.Image]:
+    """Two frames of borders, one inside the other."""
+    return [framed(letterboxed(im), 0.08, (255, 255, 255)),
+            framed(framed(im, 0.1, (250, 240, 200)), 0.05, (40, 30, 20)),
+            framed(off_centre(im), 0.06, (128, 128, 128))]
+
+
 def queries_of(photo: Path, seed: int) -> dict[str, Image.Image]:
     im = load_pil(photo)
     made = {"pad": [parse(spec)(im, seed=seed) for spec in PADDED],
             "letterbox": [letterboxed(im)], "two sides": [framed_two_sides(im)],
+            "framed twice": framed_twice(im),
             "no border": [parse(spec)(im, seed=seed) for spec in NO_BORDER]}
     return made
 
 
 def main() -> None:
-    args, methods, registered, kept_out = arguments(__doc__, 200, "forbild,pdq,cmaa")
+    def one_frame_option(parser) -> None:
+        parser.add_argument("--one-frame", action="store_true",
+                            help="compare every frame trimmed in turn with the outermost frame only")
+
+    args, methods, registered, kept_out = arguments(__doc__, 200, "forbild,pdq,cmaa", one_frame_option)
     counts: dict = {}
     trim_variant = BaseHasher.border_trimmed
+    every_frame = base.nested_borders
     with tempfile.TemporaryDirectory() as tmp:
         ref = ReferenceDB(Path(tmp) / "refs.sqlite", methods=methods)
         ref.add(registered)
@@ -74,7 +107,10 @@ def main() -> None:
                     if registered or kind in ("pad", "no border")}
 
         def switch(on: bool) -> None:
-            BaseHasher.border_trimmed = trim_variant if on else (lambda self, im: [])
+            if args.one_frame:
+                base.nested_borders = every_frame if on else (lambda im: every_frame(im, most=1))
+            else:
+                BaseHasher.border_trimmed = trim_variant if on else (lambda self, im: [])
 
         for label, photo, kind, query, on in both_ways(registered, kept_out, queries, switch):
             for result in ref.query(query, methods):
@@ -82,7 +118,7 @@ def main() -> None:
                 assert all(m.image.source in sources for m in result.matches)
         print(f"{len(registered)} registered train photos, {len(kept_out)} kept out; "
               f"{time.perf_counter() - started:.0f} s\n")
-    print_table(counts, "the trimmed variant", args.out)
+    print_table(counts, "every frame trimmed" if args.one_frame else "the trimmed variant", args.out)
 
 
 if __name__ == "__main__":

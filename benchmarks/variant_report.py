@@ -15,9 +15,13 @@ from robusthash.synth.corpus import Corpus
 Counts = dict[tuple[str, str, bool], dict[str, int]]
 
 
-def arguments(doc: str, photos: int, methods: str) -> tuple[argparse.Namespace, list[str], list[Path], list[Path]]:
-    """The benchmarks' options; their methods; and the train photos to register and to keep out."""
+def arguments(doc: str, photos: int, methods: str, more: Callable[[argparse.ArgumentParser], None] | None = None
+              ) -> tuple[argparse.Namespace, list[str], list[Path], list[Path]]:
+    """The benchmarks' options (``more`` adds a benchmark's own); their methods; and the
+    train photos to register and to keep out."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if more is not None:
+        more(parser)
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--photos", type=int, default=photos)
     parser.add_argument("--methods", default=methods)

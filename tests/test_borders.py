@@ -8,7 +8,7 @@ from PIL import Image
 
 from robusthash.attacks import transforms
 from robusthash.db import ReferenceDB
-from robusthash.imaging import uniform_borders
+from robusthash.imaging import nested_borders, uniform_borders
 
 
 def test_padding_is_found_on_every_side(astronaut):
@@ -30,6 +30,34 @@ def test_letterbox_trims_only_its_bars(coffee):
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "rocket"])
 def test_photos_without_borders_have_none(photos, name):
     assert uniform_borders(photos[name]) is None
+    assert nested_borders(photos[name]) == []
+
+
+def framed(im: Image.Image, border: int, colour) -> Image.Image:
+    canvas = Image.new("RGB", (im.width + 2 * border, im.height + 2 * border), colour)
+    canvas.paste(im.convert("RGB"), (border, border))
+    return canvas
+
+
+def moved_and_framed(im: Image.Image) -> Image.Image:
+    """``im`` at the left of a black slide 200 px wider, on a grey page 40 px round it."""
+    slide = Image.new("RGB", (im.width + 200, im.height), (0, 0, 0))
+    slide.paste(im.convert("RGB"), (0, 0))
+    return framed(slide, 40, (128, 128, 128))
+
+
+def test_a_frame_within_a_frame_is_trimmed_in_turn(coffee):
+    # Black bars inside a white page: the page first, then the bars.
+    canvas = Image.new("RGB", (600, 520), (0, 0, 0))
+    canvas.paste(coffee, (0, 60))
+    outer, inner = nested_borders(framed(canvas, 50, (255, 255, 255)))
+    assert outer[0] in range(50, 54) and outer[2] in range(646, 651)
+    assert inner[0] == outer[0] and inner[1] in range(110, 117) and inner[3] in range(504, 511)
+    # Moved within a black slide, on a grey page: the page first, then the slide's black.
+    boxes = nested_borders(moved_and_framed(coffee))
+    assert len(boxes) == 2
+    left, top, right, bottom = boxes[-1]
+    assert left in range(40, 44) and top in range(40, 44) and right in range(636, 641) and bottom in range(436, 441)
 
 
 def test_flat_images_and_thin_edges_are_no_borders(coffee):
@@ -157,9 +185,10 @@ def test_photos_and_one_colour_padding_have_no_content_box(photos, name):
 
 @pytest.mark.parametrize("methods,make_query,variant", [
     (["forbild", "pdq"], lambda im: transforms.pad(im, 0.15, 255), "borders trimmed"),
+    (["forbild", "pdq"], moved_and_framed, "borders trimmed twice"),
     (["forbild", "cmaa"], lambda im: on_ground(im, 35, (255, 255, 255)), "picture straightened"),
     (["forbild", "pdq"], screenshot, "picture cut out"),
-], ids=["padded", "turned on a ground", "screenshot"])
+], ids=["padded", "framed twice", "turned on a ground", "screenshot"])
 def test_a_copy_is_found_through_its_query_variant(tmp_path, photos, methods, make_query, variant):
     ref, originals = three_registered(tmp_path, photos, methods)
     query = make_query(photos["coffee"])
@@ -170,6 +199,21 @@ def test_a_copy_is_found_through_its_query_variant(tmp_path, photos, methods, ma
     # Without the variant neither method finds it: the test has teeth.
     plain = ref.examine(query, variants=False)
     assert not any(m.matched for r in ref.query_examined(plain) for m in r.matches if m.image.source.endswith("coffee.png"))
+
+
+def test_a_copy_framed_twice_needs_its_inner_frame_trimmed(tmp_path, photos, monkeypatch):
+    from robusthash.hashing import base
+
+    ref, originals = three_registered(tmp_path, photos, ["forbild", "pdq"])
+    query = moved_and_framed(photos["coffee"])
+    every_frame = base.nested_borders
+    monkeypatch.setattr(base, "nested_borders", lambda im: every_frame(im, most=1))
+    found = [m for r in ref.query(query) for m in r.matches if m.matched]
+    assert not any(m.image.source == str(originals["coffee"]) for m in found)  # the outer frame alone: no
+    monkeypatch.setattr(base, "nested_borders", every_frame)
+    for result in ref.query(query):
+        first = result.matches[0]
+        assert first.matched and first.image.source == str(originals["coffee"]), result.method
 
 
 def test_a_montage_is_cut_where_its_pictures_meet(photos):

@@ -92,6 +92,29 @@ def uniform_borders(image: Image.Image, tolerance: int = 20, min_border: float =
     return box if box[2] > box[0] and box[3] > box[1] else None
 
 
+def nested_borders(image: Image.Image, most: int = 3, min_content: float = 0.3) -> list[tuple[int, int, int, int]]:
+    """The boxes of ``image`` inside each of its frames of uniform borders, outermost
+    first (:func:`uniform_borders`, looked for again inside each box found, ``most``
+    times): a picture framed twice, as a letterboxed video frame on a white page, a mat
+    inside a frame, or a picture moved within its frame (one side filled) and then
+    padded. Each box is in ``image``'s pixels and keeps at least ``min_content`` of each
+    of its sides; an empty list when there is no border."""
+    boxes: list[tuple[int, int, int, int]] = []
+    left, top = 0, 0
+    inner = image
+    for _ in range(most):
+        box = uniform_borders(inner)
+        if box is None:
+            break
+        found = (left + box[0], top + box[1], left + box[2], top + box[3])
+        if found[2] - found[0] < min_content * image.width or found[3] - found[1] < min_content * image.height:
+            break
+        boxes.append(found)
+        left, top = found[:2]
+        inner = image.crop(found)
+    return boxes
+
+
 # Work that Pillow or numpy would do on a whole large image through a full-size copy
 # (premultiplied alpha, float64 values, a conversion of several passes) is done this
 # many pixels at a time instead.

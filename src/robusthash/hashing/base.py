@@ -11,10 +11,13 @@ from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkabl
 import numpy as np
 from PIL import Image
 
-from ..imaging import PART_PIXELS, cut_out, uniform_borders
+from ..imaging import PART_PIXELS, cut_out, nested_borders
 from ..io import (DEFAULT_LIMITS, DecodedFrame, ImageSource, LoadLimits, decode_frame, describe_source, finish_decode,
                   load_pil, read_bytes)
 from .value import Hash, MultiHash
+
+# A query variant's label, by how many frames of uniform borders were trimmed.
+TRIMMED = ("borders trimmed", "borders trimmed twice", "borders trimmed 3 times")
 
 
 @dataclass(frozen=True)
@@ -141,15 +144,17 @@ class BaseHasher(ABC):
 
     def border_trimmed(self, im: Image.Image) -> list[Hash]:
         """The query's hash with its uniform borders trimmed (padding, letterboxing, a
-        one-colour frame: :func:`~robusthash.imaging.uniform_borders`), when it has any.
-        Only a query variant: registered hashes never change, and a trim of a picture's
-        own flat margin costs one more search, not a lost match. Methods of several parts
-        per image find the picture among their parts instead."""
-        box = None if self.multi else uniform_borders(im)
-        if box is None:
-            return []
-        value = self.hash_pil(cut_out(im, box, PART_PIXELS))
-        return [replace(value, extra={**value.extra, "variant": "borders trimmed"})] if isinstance(value, Hash) else []
+        one-colour frame: :func:`~robusthash.imaging.uniform_borders`), when it has any;
+        within a frame of borders, another (a picture framed twice:
+        :func:`~robusthash.imaging.nested_borders`) gives one more hash, each frame's
+        labelled. Only query variants: registered hashes never change, and a trim of a
+        picture's own flat margin costs one more search, not a lost match (the outer
+        frame's hash is still searched). Methods of several parts per image find the
+        picture among their parts instead."""
+        boxes = [] if self.multi else nested_borders(im)
+        values = [(self.hash_pil(cut_out(im, box, PART_PIXELS)), TRIMMED[min(n, len(TRIMMED) - 1)])
+                  for n, box in enumerate(boxes)]
+        return [replace(v, extra={**v.extra, "variant": label}) for v, label in values if isinstance(v, Hash)]
 
     # How many :meth:`reference_crops` a registered image gets (stored beside its hash).
     reference_crop_count: int = 0
