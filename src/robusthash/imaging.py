@@ -100,18 +100,23 @@ def nested_borders(image: Image.Image, most: int = 3, min_content: float = 0.3) 
     padded. Each box is in ``image``'s pixels and keeps at least ``min_content`` of each
     of its sides; an empty list when there is no border."""
     boxes: list[tuple[int, int, int, int]] = []
-    left, top = 0, 0
-    inner = image
+    inner, factor, (left, top, right, bottom) = image, 1, (0, 0, *image.size)
     for _ in range(most):
         box = uniform_borders(inner)
         if box is None:
             break
-        found = (left + box[0], top + box[1], left + box[2], top + box[3])
+        found = (left + box[0] * factor, top + box[1] * factor,
+                 min(right, left + box[2] * factor), min(bottom, top + box[3] * factor))
         if found[2] - found[0] < min_content * image.width or found[3] - found[1] < min_content * image.height:
             break
         boxes.append(found)
-        left, top = found[:2]
-        inner = image.crop(found)
+        left, top, right, bottom = found
+        # The next frame is looked for in the box, reduced as it is cut where it is large
+        # (a crop of most of a 50 MP upload would be as large as its decoding); its
+        # borders are then located to ``factor`` pixels.
+        pixels = (right - left) * (bottom - top)
+        factor = math.ceil(math.sqrt(pixels / PART_PIXELS)) if pixels > PART_PIXELS else 1
+        inner = box_reduced(image, factor, found)
     return boxes
 
 
