@@ -31,8 +31,7 @@ import numpy as np
 from robusthash.attacks import parse
 from robusthash.compare.features import DEFAULT_FEATURES, LocalFeatures, local_features, nearest_two, verify
 from robusthash.db.ingest import FEATURES_DECODE, QUERY_FEATURES_DECODE
-from robusthash.evaluation.identify_calibration import ATTACKS
-from robusthash.files import evenly_spaced
+from robusthash.evaluation.identify_calibration import ATTACKS, train_queries
 from robusthash.hashing import get_hasher
 from robusthash.hashing.base import DecodedImage
 from robusthash.io import load_pil
@@ -92,12 +91,7 @@ def main() -> None:
     parser.add_argument("--random", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    corpus = Corpus(args.corpus)
-    references = corpus.train()
-    artworks = corpus.artworks()
-    art = np.array([artworks.get(p, str(p)) for p in references])
-    chosen = evenly_spaced(list(range(len(references))), args.photos)
-    tasks = [(str(references[i]), spec, i) for i in chosen for spec in (None, *ATTACKS)]
+    references, art, chosen, tasks = train_queries(Corpus(args.corpus), args.photos)
     cmaa = get_hasher("cmaa")
     reference_bits = np.stack([np.unpackbits(np.frombuffer(cmaa.hash(p).data, dtype=np.uint8)) for p in references])
     rng = np.random.default_rng(0)

@@ -90,6 +90,17 @@ def _verify(task: tuple[bytes, bytes, list[bytes]]) -> list[tuple[int, int, floa
     return [(v.inliers, v.matches, v.original_share) for v in found]
 
 
+def train_queries(corpus: Corpus, photos: int) -> tuple[list[Path], np.ndarray, list[int], list[tuple[str, str | None, int]]]:
+    """Every train photo (the references), each one's artwork, the indices of ``photos``
+    of them (evenly spaced) made into queries, and the queries: (path, attack or None
+    for the photo as it is, seed), each chosen photo plain and under every attack."""
+    references = corpus.train()
+    artworks = corpus.artworks()
+    art = np.array([artworks.get(p, str(p)) for p in references])
+    chosen = evenly_spaced(list(range(len(references))), photos)
+    return references, art, chosen, [(str(references[i]), spec, i) for i in chosen for spec in (None, *ATTACKS)]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, required=True)
@@ -108,12 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     methods = args.methods.split(",")
     hashers = {name: get_hasher(name) for name in methods}
-    corpus = Corpus(args.corpus)
-    references = corpus.train()
-    artworks = corpus.artworks()
-    art = np.array([artworks.get(p, str(p)) for p in references])
-    chosen = evenly_spaced(list(range(len(references))), args.queries)
-    tasks = [(str(references[i]), spec, i) for i in chosen for spec in (None, *ATTACKS)]
+    references, art, chosen, tasks = train_queries(Corpus(args.corpus), args.queries)
     owners = np.array([i for i in chosen for _ in (None, *ATTACKS)])
     context = multiprocessing.get_context("fork")
     with context.Pool(args.workers, _init, (methods,)) as pool:
