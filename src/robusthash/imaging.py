@@ -114,8 +114,7 @@ def nested_borders(image: Image.Image, most: int = 3, min_content: float = 0.3) 
         # The next frame is looked for in the box, reduced as it is cut where it is large
         # (a crop of most of a 50 MP upload would be as large as its decoding); its
         # borders are then located to ``factor`` pixels.
-        pixels = (right - left) * (bottom - top)
-        factor = math.ceil(math.sqrt(pixels / PART_PIXELS)) if pixels > PART_PIXELS else 1
+        factor = cut_factor(found, PART_PIXELS)
         inner = box_reduced(image, factor, found)
     return boxes
 
@@ -156,12 +155,17 @@ def box_reduced(image: Image.Image, factor: int, box: tuple[int, int, int, int] 
 PART_PIXELS = 2_000_000
 
 
+def cut_factor(box: tuple[int, int, int, int], most_pixels: int | None) -> int:
+    """The integer factor a ``box`` is box-reduced by as it is cut, so that it holds at
+    most about ``most_pixels`` (1: cut whole)."""
+    pixels = (box[2] - box[0]) * (box[3] - box[1])
+    return math.ceil(math.sqrt(pixels / most_pixels)) if most_pixels and pixels > most_pixels else 1
+
+
 def cut_out(image: Image.Image, box: tuple[int, int, int, int], most_pixels: int | None = None) -> Image.Image:
     """``image``'s ``box``, box-reduced by an integer factor as it is cut when it holds more
     than ``most_pixels`` (no full-size copy of it is made)."""
-    pixels = (box[2] - box[0]) * (box[3] - box[1])
-    factor = math.ceil(math.sqrt(pixels / most_pixels)) if most_pixels and pixels > most_pixels else 1
-    return box_reduced(image, factor, box)
+    return box_reduced(image, cut_factor(box, most_pixels), box)
 
 
 def halves(image: Image.Image, most_pixels: int | None = None, at: float = 0.5) -> Iterator[Image.Image]:
