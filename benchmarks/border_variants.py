@@ -25,6 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from robusthash.attacks import parse
+from robusthash.attacks.transforms import pad
 from robusthash.db import ReferenceDB
 from robusthash.hashing import base
 from robusthash.hashing.base import BaseHasher
@@ -55,14 +56,6 @@ def framed_two_sides(im: Image.Image) -> Image.Image:
     return canvas
 
 
-def framed(im: Image.Image, share: float, colour) -> Image.Image:
-    """``im`` in a frame of ``colour``, ``share`` of its longer side wide."""
-    border = round(share * max(im.size))
-    canvas = Image.new("RGB", (im.width + 2 * border, im.height + 2 * border), colour)
-    canvas.paste(im.convert("RGB"), (border, border))
-    return canvas
-
-
 def off_centre(im: Image.Image) -> Image.Image:
     """``im`` at the left of a black slide a third wider than it (a picture moved within
     its frame, one side filled)."""
@@ -73,9 +66,9 @@ def off_centre(im: Image.Image) -> Image.Image:
 
 def framed_twice(im: Image.Image) -> list[Image.Image]:
     """Two frames of borders, one inside the other."""
-    return [framed(letterboxed(im), 0.08, (255, 255, 255)),
-            framed(framed(im, 0.1, (250, 240, 200)), 0.05, (40, 30, 20)),
-            framed(off_centre(im), 0.06, (128, 128, 128))]
+    return [pad(letterboxed(im), 0.08, (255, 255, 255)),
+            pad(pad(im, 0.1, (250, 240, 200)), 0.05, (40, 30, 20)),
+            pad(off_centre(im), 0.06, (128, 128, 128))]
 
 
 def queries_of(photo: Path, seed: int) -> dict[str, Image.Image]:

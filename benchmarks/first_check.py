@@ -24,12 +24,13 @@ from __future__ import annotations
 import argparse
 import io
 import multiprocessing
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from robusthash.attacks import parse
-from robusthash.compare.features import DEFAULT_FEATURES, LocalFeatures, local_features, nearest_two, verify
+from robusthash.compare.features import DEFAULT_FEATURES, first_check_count, local_features, verify
 from robusthash.db.ingest import FEATURES_DECODE, QUERY_FEATURES_DECODE
 from robusthash.evaluation.identify_calibration import ATTACKS, train_queries
 from robusthash.hashing import get_hasher
@@ -39,43 +40,43 @@ from robusthash.synth.corpus import Corpus
 
 THRESHOLDS = (3, 4, 5, 6, 8, 10)
 BANDS = ((8, 15), (15, 25), (25, 40), (40, 80), (80, 10**6))
-FULL = DEFAULT_FEATURES.__class__(first_check_every=1)  # every pair matched in full
+FULL = replace(DEFAULT_FEATURES, first_check_every=1)  # every pair matched in full
 
 
-def first_check_count(query: np.ndarray, original: np.ndarray) -> int:
-    sample = original[:: DEFAULT_FEATURES.first_check_every]
-    if len(query) < 2 or len(sample) < 2:
-        return 10**6  # too few to sample: the check matches in full
-    distances, _ = nearest_two(sample, query)
-    return int(np.count_nonzero(distances[:, 0] < DEFAULT_FEATURES.ratio * distances[:, 1]))
+def sampled_count(query: np.ndarray, original: np.ndarray) -> int:
+    """The first check's count (a huge one where the original has too few descriptors to
+    sample: the check then matches in full)."""
+    if len(query) < 2 or len(original[:: DEFAULT_FEATURES.first_check_every]) < 2:
+        return 10**6
+    return first_check_count(query, original)
 
 
-def query_of(task: tuple[str, str | None, int]) -> tuple[bytes, LocalFeatures, LocalFeatures]:
+def query_jpeg(task: tuple[str, str | None, int]) -> bytes:
+    """A query's file: the photo (attacked) as a JPEG at quality 90."""
     path, spec, seed = task
     im = load_pil(path)
     if spec is not None:
         im = parse(spec)(im, seed=seed)
     buffer = io.BytesIO()
     im.convert("RGB").save(buffer, format="JPEG", quality=90)
-    decoded = DecodedImage(buffer.getvalue())
-    grey = decoded.decoded(QUERY_FEATURES_DECODE)
-    return buffer.getvalue(), local_features(grey, query=True), local_features(grey, mirrored=True, query=True)
+    return buffer.getvalue()
 
 
 _STATE: dict = {}
 
 
-def checked(task: tuple[tuple[str, str | None, int], list[tuple[int, str]]]) -> list[tuple[int, int, int]]:
+def checked(task: tuple[bytes, list[tuple[int, str]]]) -> list[tuple[int, int, int]]:
     """(kind, inliers, count of the verified orientation or the larger count) per pair."""
-    _, query, mirrored = query_of(task[0])
+    grey = DecodedImage(task[0]).decoded(QUERY_FEATURES_DECODE)
+    query, mirrored = local_features(grey, query=True), local_features(grey, mirrored=True, query=True)
     rows = []
     for kind, path in task[1]:
         if path not in _STATE:
             _STATE[path] = local_features(DecodedImage(Path(path)).decoded(FEATURES_DECODE))
         original = _STATE[path]
         found = verify(query, original, mirrored, FULL)
-        counts = (first_check_count(query.descriptors, original.descriptors),
-                  first_check_count(mirrored.descriptors, original.descriptors))
+        counts = (sampled_count(query.descriptors, original.descriptors),
+                  sampled_count(mirrored.descriptors, original.descriptors))
         if kind == 0:
             rows.append((0, found.inliers, counts[found.flipped]))
         else:
@@ -98,12 +99,13 @@ def main() -> None:
     work = []
     for n, task in enumerate(tasks):
         owner = chosen[n // (len(ATTACKS) + 1)]
-        query_bits = np.unpackbits(np.frombuffer(cmaa.hash(query_of(task)[0]).data, dtype=np.uint8))
+        data = query_jpeg(task)
+        query_bits = np.unpackbits(np.frombuffer(cmaa.hash(data).data, dtype=np.uint8))
         distance = np.count_nonzero(reference_bits != query_bits, axis=1)
         distinct = np.flatnonzero(art != art[owner])
         nearest = distinct[np.argsort(distance[distinct], kind="stable")[: args.nearest]]
         others = rng.choice(np.setdiff1d(distinct, nearest), args.random, replace=False)
-        work.append((task, [(0, str(references[owner]))] + [(1, str(references[j])) for j in nearest]
+        work.append((data, [(0, str(references[owner]))] + [(1, str(references[j])) for j in nearest]
                      + [(2, str(references[j])) for j in others]))
     with multiprocessing.get_context("fork").Pool(args.workers) as pool:
         rows = np.array([r for rs in pool.map(checked, work, chunksize=4) for r in rs])

@@ -33,24 +33,18 @@ def test_photos_without_borders_have_none(photos, name):
     assert nested_borders(photos[name]) == []
 
 
-def framed(im: Image.Image, border: int, colour) -> Image.Image:
-    canvas = Image.new("RGB", (im.width + 2 * border, im.height + 2 * border), colour)
-    canvas.paste(im.convert("RGB"), (border, border))
-    return canvas
-
-
 def moved_and_framed(im: Image.Image) -> Image.Image:
     """``im`` at the left of a black slide 200 px wider, on a grey page 40 px round it."""
     slide = Image.new("RGB", (im.width + 200, im.height), (0, 0, 0))
     slide.paste(im.convert("RGB"), (0, 0))
-    return framed(slide, 40, (128, 128, 128))
+    return transforms.pad(slide, 40 / slide.width, (128, 128, 128))
 
 
 def test_a_frame_within_a_frame_is_trimmed_in_turn(coffee):
     # Black bars inside a white page: the page first, then the bars.
     canvas = Image.new("RGB", (600, 520), (0, 0, 0))
     canvas.paste(coffee, (0, 60))
-    outer, inner = nested_borders(framed(canvas, 50, (255, 255, 255)))
+    outer, inner = nested_borders(transforms.pad(canvas, 50 / 600, 255))
     assert outer[0] in range(50, 54) and outer[2] in range(646, 651)
     assert inner[0] == outer[0] and inner[1] in range(110, 117) and inner[3] in range(504, 511)
     # Moved within a black slide, on a grey page: the page first, then the slide's black.

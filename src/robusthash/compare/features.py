@@ -218,8 +218,15 @@ def worth_matching(query_descriptors: np.ndarray, original_descriptors: np.ndarr
     sample = original_descriptors[:: config.first_check_every]
     if len(query_descriptors) < 2 or len(sample) < config.first_check_matches:
         return len(query_descriptors) >= 2 and len(original_descriptors) >= 2  # too few to sample: match in full
-    distances, _ = nearest_two(sample, query_descriptors)
-    return int(np.count_nonzero(distances[:, 0] < config.ratio * distances[:, 1])) >= config.first_check_matches
+    return first_check_count(query_descriptors, original_descriptors, config) >= config.first_check_matches
+
+
+def first_check_count(query_descriptors: np.ndarray, original_descriptors: np.ndarray,
+                      config: FeatureConfig = DEFAULT_FEATURES) -> int:
+    """The first check's count: the ratio-test matches of every ``first_check_every``-th
+    of the original's descriptors among the query's (at least 2 of those)."""
+    distances, _ = nearest_two(original_descriptors[:: config.first_check_every], query_descriptors)
+    return int(np.count_nonzero(distances[:, 0] < config.ratio * distances[:, 1]))
 
 
 def fit_homography(query_points: np.ndarray, query_descriptors: np.ndarray, original_points: np.ndarray,
