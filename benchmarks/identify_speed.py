@@ -11,9 +11,14 @@ images, a down-scaled JPEG, a rotation, a brighter JPEG (``VARIANTS``), each sav
 **Queries**, one at a time on one thread (as ``db query`` and the service ask): half
 are attacked copies of registered photos (``ATTACKS`` in turn), half are attacked copies
 of train photos kept out of the database. Each query's time is split into *examine*
-(decode, every hash and query variant, the halves' hashes, local features) and *judge*
-(index searches, reading the candidates' features, verification, the verdict), with the
-candidates verified per query.
+(decode, each method's hash of the query as given, local features) and *judge* (index
+searches, the query variants and the halves where needed, reading the candidates'
+features, verification, the verdict), with the candidates verified per query; the means
+are also given for each half.
+
+**Variants always**: the same queries through the engine with the query's variants
+looked for before anything is judged (``as_given_first=False``): the time of both, and
+how many queries name the same references.
 
 ``--workdir DIR`` keeps the database (and its files) in DIR, and a later run with the
 same DIR times the queries only: run two versions of the code on one database one after
@@ -45,7 +50,7 @@ from robusthash.attacks import parse
 from robusthash.compare.features import KIND, VERSION, LocalFeatures, nearest_two
 from robusthash.db import ReferenceDB
 from robusthash.db.index import one_query_at_a_time
-from robusthash.identify import Identifier
+from robusthash.identify import Identifier, IdentifyConfig
 from robusthash.io import load_pil
 from robusthash.synth.corpus import Corpus
 
@@ -134,16 +139,19 @@ def main() -> None:
         asked += [(path, "unregistered") for path in kept]
         identifier = Identifier(ref)
         config = identifier.config
-        # The same engine with every candidate matched in full (no first check), on the
-        # same queries in the same run: what the first check saves.
+        # The same engine with every candidate matched in full (no first check), and with
+        # the query's variants always looked for, on the same queries in the same run: what
+        # the first check and judging the query as given first save.
         in_full = Identifier(ref, replace(config, features=replace(config.features, first_check_every=0)))
-        rows: dict[str, list[dict]] = {"first check": [], "full match only": []}
-        for label, engine in (("first check", identifier), ("full match only", in_full)):
+        always = Identifier(ref, replace(config, as_given_first=False))
+        rows: dict[str, list[dict]] = {"first check": [], "full match only": [], "variants always": []}
+        for label, engine in (("first check", identifier), ("full match only", in_full), ("variants always", always)):
             engine.identify(parse(ATTACKS[0])(load_pil(asked[0][0]), seed=0))  # models loaded, caches warm
             for i, (path, kind) in enumerate(asked):
                 query = parse(ATTACKS[i % len(ATTACKS)])(load_pil(path), seed=i)
                 start = time.perf_counter()
-                examined = ref.examine(query, features=config.features)
+                examined = ref.examine(query, features=config.features, variants=not engine.config.as_given_first,
+                                       query=True)
                 examined_at = time.perf_counter()
                 verdict = engine.identify_examined(examined)
                 done = time.perf_counter()
@@ -155,10 +163,12 @@ def main() -> None:
                     faiss_s, opencv_s, agree = match_times(identifier, examined, ids, config.features.ratio)
                     row |= {"faiss": faiss_s, "opencv": opencv_s, "agree": agree}
                 rows[label].append(row)
-    first, full = rows["first check"], rows["full match only"]
+    first, full, always = rows["first check"], rows["full match only"], rows["variants always"]
     summary = {
         "references": len(registered), "queries": len(first), "register_s_per_file": register_s / len(files),
         **{f"{stage}_ms_mean": 1000 * statistics.mean(r[stage] for r in first) for stage in ("examine", "judge", "total")},
+        **{f"total_ms_mean_{kind}": 1000 * statistics.mean(r["total"] for r in first if r["kind"] == kind)
+           for kind in ("registered", "unregistered")},
         "total_ms_median": 1000 * statistics.median(r["total"] for r in first),
         "total_ms_p95": 1000 * float(np.percentile([r["total"] for r in first], 95)),
         "candidates_mean": statistics.mean(r["candidates"] for r in first),
@@ -170,6 +180,12 @@ def main() -> None:
         "full_match_total_ms_mean": 1000 * statistics.mean(r["total"] for r in full),
         "judge_full_over_first_check": sum(r["judge"] for r in full) / max(1e-9, sum(r["judge"] for r in first)),
         "same_names_as_full_match": sum(a["named"] == b["named"] for a, b in zip(first, full)),
+        "variants_always_total_ms_mean": 1000 * statistics.mean(r["total"] for r in always),
+        **{f"variants_always_total_ms_mean_{kind}": 1000 * statistics.mean(r["total"] for r in always
+                                                                             if r["kind"] == kind)
+           for kind in ("registered", "unregistered")},
+        "same_verdict_as_variants_always": sum(a["verdict"] == b["verdict"] for a, b in zip(first, always)),
+        "same_names_as_variants_always": sum(a["named"] == b["named"] for a, b in zip(first, always)),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"summary": summary, "queries": rows}, indent=1))

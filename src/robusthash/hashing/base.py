@@ -132,14 +132,21 @@ class BaseHasher(ABC):
         return comparison, f"NHD {comparison.distance:.4f} {sign} {threshold:.4f} ({source})"
 
     def query_hashes(self, im: Image.Image) -> tuple[Hash | MultiHash, list[Hash | MultiHash]]:
-        """A query's hash and its :meth:`query_variants` together; a method whose
-        variants share work with its hash computes that work once."""
-        return self.hash_pil(im), self.query_variants(im)
+        """A query's hash and every hash it is also searched with: :meth:`query_hash`'s,
+        then :meth:`query_variants`'."""
+        value, ready = self.query_hash(im)
+        return value, ready + self.query_variants(im)
+
+    def query_hash(self, im: Image.Image) -> tuple[Hash | MultiHash, list[Hash | MultiHash]]:
+        """A query's hash, and the variants that come with it at no cost of their own
+        (PDQ's 7 other turns and flips, from the one DCT that gives its hash), each with
+        ``extra["variant"]``; by default none. A query judged as it is given is not
+        searched with them: they wait until its variants are asked for."""
+        return self.hash_pil(im), []
 
     def query_variants(self, im: Image.Image) -> list[Hash | MultiHash]:
-        """Other hashes of a query to search with besides :meth:`hash_pil`'s, each with
-        ``extra["variant"]`` saying what it is (PDQ adds the other 7 rotations and flips,
-        for a method that is not invariant to them). By default: :meth:`border_trimmed`."""
+        """The other hashes a query is searched with that cost work of their own, each
+        with ``extra["variant"]`` saying what it is. By default: :meth:`border_trimmed`."""
         return self.border_trimmed(im)
 
     def border_trimmed(self, im: Image.Image) -> list[Hash]:

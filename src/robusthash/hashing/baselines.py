@@ -90,16 +90,13 @@ class PdqHasher(BaseHasher):
         """:meth:`hash_pil_dihedral` of any loader input."""
         return self.hash_pil_dihedral(load_for(self, image, self.limits))
 
-    def query_variants(self, im: Image.Image) -> list[Hash]:
-        """A query is also searched turned and flipped (PDQ is not invariant to either),
-        and with its uniform borders trimmed."""
-        return self.query_hashes(im)[1]
-
-    def query_hashes(self, im: Image.Image) -> tuple[Hash, list[Hash]]:
-        """The hash and the variants from one DCT: the dihedral hashes' first is the hash."""
+    def query_hash(self, im: Image.Image) -> tuple[Hash, list[Hash]]:
+        """The hash, and as variants the query turned and flipped (PDQ is not invariant
+        to either), all from one DCT (as long as the hash alone): the dihedral hashes'
+        first is the hash."""
         dihedral = self.hash_pil_dihedral(im)
         first = dihedral[0]
-        return replace(first, extra={"quality": first.extra["quality"]}), dihedral[1:] + self.border_trimmed(im)
+        return replace(first, extra={"quality": first.extra["quality"]}), dihedral[1:]
 
 
 class ImagehashHasher(BaseHasher):

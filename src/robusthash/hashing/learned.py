@@ -71,15 +71,12 @@ class OnnxHasher(BaseHasher):
     def hash_pil(self, im: Image.Image) -> Hash:
         return self._hashes(self.features([im]))[0]
 
-    def query_hashes(self, im: Image.Image) -> tuple[Hash, list[Hash]]:
-        """A query's hash, and as variants its half turn and its uniform borders trimmed.
-        The models learned rotations up to ±90° (CMAA's grid); a copy turned further
-        (100°–260°) is, half a turn back, within them (benchmarks/turned_variants.py)."""
-        value, turned = self._hashes(self.features([im, im.transpose(Image.Transpose.ROTATE_180)]))
-        return value, [replace(turned, extra={**turned.extra, "variant": "turned 180°"}), *self.border_trimmed(im)]
-
     def query_variants(self, im: Image.Image) -> list[Hash]:
-        return self.query_hashes(im)[1]
+        """The query's half turn and its uniform borders trimmed. The models learned
+        rotations up to ±90° (CMAA's grid); a copy turned further (100°–260°) is, half a
+        turn back, within them (benchmarks/turned_variants.py)."""
+        turned = self.hash_pil(im.transpose(Image.Transpose.ROTATE_180))
+        return [replace(turned, extra={**turned.extra, "variant": "turned 180°"}), *self.border_trimmed(im)]
 
     # A registered image's crops: three quarters of each side, at the four corners and the
     # centre (about 56% of the area each). The models rank a crop to half the area below

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from ..compare.features import (CHECK_VERSION, DEFAULT_FEATURES, KIND, VERSION, FeatureConfig, LocalFeatures,
                                 Verification, verify)
@@ -96,6 +97,12 @@ class IdentifyConfig:
     # The tails rates are read from. AUTO: the collection's own (db calibrate --engine)
     # where it has one, else the shipped one; None: uncalibrated, nothing is named.
     calibration: Calibration | str | None = AUTO
+    # A query is first judged as it is given, and its variants (borders trimmed, turns,
+    # flips, a picture within it: db.ingest.with_variants) are looked for only when no
+    # reference identified then explains ``explained_share`` of it: most copies are
+    # identified as they come, at about half the cost (docs/identify.md, "As given
+    # first"). False: the variants always.
+    as_given_first: bool = True
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,8 @@ class Identified:
 class Verdict:
     """The answer for one query: ``verdict`` (``match``, ``montage`` or ``no match``),
     ``matches`` (the references it names, best first), every candidate checked, why the
-    query was refused (if it was), and each method's own result (details)."""
+    query was refused (if it was), each method's own result, and whether the query's
+    variants were searched or it was decided as given (details)."""
 
     query: str
     verdict: str
@@ -154,11 +162,13 @@ class Verdict:
     candidates: list[Identified]
     refused: str | None = None
     results: list[QueryResult] = field(default_factory=list)
+    variants: bool = True
 
     def to_dict(self, details: bool = False) -> dict[str, Any]:
         record: dict[str, Any] = {"query": self.query, "verdict": self.verdict,
                                   "matches": [m.to_dict() for m in self.matches], "refused": self.refused}
         if details:
+            record["variants_searched"] = self.variants
             record["candidates"] = [c.to_dict() for c in self.candidates]
             record["methods"] = [r.to_dict() for r in self.results]
         return record
@@ -189,15 +199,34 @@ class Identifier:
         problems = [why for why in map(self.ref.unregistered, names) if why]
         if problems:
             raise ValueError("; ".join(problems))
-        examined = self.ref.examine(image, names, features=self.config.features)
+        examined = self.ref.examine(image, names, features=self.config.features,
+                                    variants=not self.config.as_given_first, query=True)
         name = source or (str(image) if isinstance(image, (str, Path)) else "<image>")
         return self.identify_examined(examined, name, names, k)
 
     def identify_examined(self, examined: Examined, source: str = "<image>", methods: Sequence[str] | None = None,
                           k: int = 5) -> Verdict:
-        most = MOST_DECIDED if self.config.every_match else max(k, self.config.most_per_method)
-        results = self.ref.query_examined(examined, methods, k=max(k, self.config.per_method), source=source,
-                                          most=most, lead=self.config.per_variant)
+        """The verdict on an examined query. One examined as it was given (``query``, no
+        variants) is judged so first; its variants are looked for, and it is judged again
+        with them, only when no reference identified explains most of it and it is not
+        refused (a refused query matches nothing, whatever its variants)."""
+        seen = _Seen()
+        if not examined.with_variants and examined.decoded is not None:
+            verdict = self._identify(examined, source, methods, k, seen, last=False)
+            if verdict is not None:
+                return verdict
+            examined = self.ref.with_variants(examined, methods)
+        return self._identify(examined, source, methods, k, seen, last=True)
+
+    def _identify(self, examined: Examined, source: str, methods: Sequence[str] | None, k: int, seen: "_Seen",
+                  last: bool) -> Verdict | None:
+        """The verdict with the query's hashes as examined; None when it is not the
+        ``last`` look and nothing identified explains most of the query (then its variants
+        are worth their cost). ``seen``: what an earlier look found, kept for this one."""
+        results = self._search(examined, source, methods, k, seen.searched)
+        if not examined.with_variants:
+            seen.searched = {r.method: r for r in results}
+        verified = seen.verified
         refused = self.ref.refusal(examined)
         offered: dict[int, dict[str, tuple[float, bool]]] = {}
         records: dict[int, ImageRecord] = {}
@@ -206,9 +235,11 @@ class Identifier:
                 offered.setdefault(m.image.id, {})[result.method] = (m.distance, m.matched)
                 records[m.image.id] = m.image
         versions = {r.method: examined.hashes[r.method].version for r in results}
-        candidates = self._checked(offered, records, examined, refused, versions)
+        candidates = self._checked(offered, records, examined, refused, versions, verified=verified)
         names, inner = [r.method for r in results], self.config.residual_inner
         explained = _mostly_explained(candidates, examined, self.config.explained_share)
+        if not last and not explained and not refused:
+            return None
         if self.config.per_part and examined.decoded is not None and not explained:
             # Nothing found that covers most of the query: perhaps two pictures side by
             # side, which the whole query's hashes resemble neither of. Each half's nearest
@@ -219,7 +250,7 @@ class Identifier:
             for values in self.ref.examine_halves(examined, names).values():
                 self._nearest_to_part(values, more, records, source)
             candidates += self._checked({i: m for i, m in more.items() if i not in offered}, records, examined,
-                                        refused, versions)
+                                        refused, versions, verified=verified)
         looks = examined.decoded is not None and examined.local_features is not None
         for _ in range(self.config.residual_rounds if looks else 0):
             identified = [c for c in candidates if c.identified]
@@ -255,7 +286,22 @@ class Identifier:
         query_features = examined.local_features
         side = max(query_features[0].size) if query_features is not None else 0
         return Verdict(source, _verdict(identified, self.config.same_region, side), identified, candidates, refused,
-                       results)
+                       results, examined.with_variants)
+
+    def method_results(self, examined: Examined, source: str = "<image>", methods: Sequence[str] | None = None,
+                       k: int = 5) -> list[QueryResult]:
+        """Each method's own result for an examined query as the engine searches it, with
+        the query's variants (looked for here where it was examined as given): what each
+        method alone answers, for a comparison beside the engine."""
+        if not examined.with_variants and examined.decoded is not None:
+            examined = self.ref.with_variants(examined, methods)
+        return self._search(examined, source, methods, k)
+
+    def _search(self, examined: Examined, source: str, methods: Sequence[str] | None, k: int,
+                searched: dict[str, QueryResult] | None = None) -> list[QueryResult]:
+        most = MOST_DECIDED if self.config.every_match else max(k, self.config.most_per_method)
+        return self.ref.query_examined(examined, methods, k=max(k, self.config.per_method), source=source,
+                                       most=most, lead=self.config.per_variant, searched=searched)
 
     def _nearest_to_part(self, values: Iterable[Hash | MultiHash], offered: dict[int, dict[str, tuple[float, bool]]],
                          records: dict[int, ImageRecord], source: str, k: int | None = None,
@@ -272,13 +318,17 @@ class Identifier:
 
     def _checked(self, offered: dict[int, dict[str, tuple[float, bool]]], records: dict[int, ImageRecord],
                  examined: Examined, refused: str | None, versions: dict[str, str],
-                 region: ExaminedRegion | None = None) -> list[Identified]:
+                 region: ExaminedRegion | None = None,
+                 verified: dict[int, tuple[Verification | None, tuple[int, int] | None]] | None = None
+                 ) -> list[Identified]:
         """Each offered reference verified against the query (or a ``region`` of it, told
-        in the query's frame) and judged."""
-        stored = self.ref.store.features(offered, KIND, VERSION) if offered else {}
+        in the query's frame) and judged. ``verified``: verifications against the whole
+        query made already, by reference, and kept for a later look."""
+        verified = {} if verified is None or region is not None else verified
+        unchecked = [i for i in offered if i not in verified]
+        stored = self.ref.store.features(unchecked, KIND, VERSION) if unchecked else {}
         query_features = examined.local_features if region is None else region.local_features
-        candidates = []
-        for image_id, methods in offered.items():
+        for image_id in unchecked:
             verification = keypoints = None
             if image_id in stored and query_features is not None:
                 original = LocalFeatures.from_bytes(stored[image_id])
@@ -286,9 +336,9 @@ class Identifier:
                 if region is not None:
                     verification = verification.in_query(region.box, examined.local_features[0].size[0])
                 keypoints = (len(query_features[0]), len(original))
-            candidates.append(self._judge(records[image_id], Evidence(methods, verification, keypoints), refused,
-                                          versions))
-        return candidates
+            verified[image_id] = (verification, keypoints)
+        return [self._judge(records[image_id], Evidence(methods, *verified[image_id]), refused, versions)
+                for image_id, methods in offered.items()]
 
     def _judge(self, image: ImageRecord, evidence: Evidence, refused: str | None,
                versions: dict[str, str]) -> Identified:
@@ -337,6 +387,16 @@ class Identifier:
                 rates[method] = tail.p(evidence.methods[method][0]) if method in evidence.methods else 1.0
                 signals[method] = version
         return rates, signals
+
+
+@dataclass
+class _Seen:
+    """What a look at a query as it was given leaves for the look with its variants: each
+    reference's verification against the whole query, and each method's result for the
+    query's own hash."""
+
+    verified: dict[int, tuple[Verification | None, tuple[int, int] | None]] = field(default_factory=dict)
+    searched: dict[str, QueryResult] = field(default_factory=dict)
 
 
 def unexplained_region(query: LocalFeatures, identified: Sequence[Identified], cells: int = 8,
@@ -390,10 +450,7 @@ def unexplained_region(query: LocalFeatures, identified: Sequence[Identified], c
         return None
     around = cv2.dilate((labels == best).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     loose = around[cells_of(points)]  # the part's keypoints, then only those away from every inlier
-    radius = min(cell_w, cell_h)
-    for start in range(0, len(inliers), 256):
-        chunk = inliers[start:start + 256]
-        loose &= ((points[:, None, :] - chunk[None, :, :]) ** 2).sum(axis=2).min(axis=1) > radius**2
+    loose &= cKDTree(inliers).query(points)[0] > min(cell_w, cell_h)
     if not loose.any():
         return None
     margin = 0.02 * max(w, h)
@@ -464,9 +521,8 @@ def _same_picture(a: Identified, b: Identified, same_region: float, query_side: 
         return True
     if len(pa) < len(pb):
         pa, pb = pb, pa
-    radius = near * query_side
-    distances = np.sqrt(((pb[:, None, :] - pa[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
-    return float((distances <= radius).mean()) >= 0.5
+    distances, _ = cKDTree(pa).query(pb)
+    return float((distances <= near * query_side).mean()) >= 0.5
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:

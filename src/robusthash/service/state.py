@@ -93,15 +93,17 @@ class Service:
         return [self.ref.hashers.get(m) or get_hasher(m) for m in dict.fromkeys(names)]  # type: ignore[misc]
 
     def examine_upload(self, data: bytes | DecodedImage, name: str, hashers: list[BaseHasher],
-                       variants: bool = True) -> Examined:
+                       query: bool) -> Examined:
         """:meth:`ReferenceDB.examine` with the database's local features, its refusals as
-        422: the loader refuses non-images and pixel bombs, naming the upload."""
+        422: the loader refuses non-images and pixel bombs, naming the upload. A
+        ``query`` is examined as it is given: the engine looks for its variants where it
+        needs them, on the decodings made here; else an image to register."""
         if not self.decoding.acquire(timeout=self.config.decode_wait):
             wait = max(1, round(self.config.decode_wait))
             raise HTTPException(503, f"busy: {self.config.max_decodes} uploads are being decoded; retry in {wait} s",
                                 headers={"Retry-After": str(wait)})
         try:
-            return self.ref.examine(data, [h.name for h in hashers], name, variants, self.ref.features)
+            return self.ref.examine(data, [h.name for h in hashers], name, False, self.ref.features, query)
         except ImageError as exc:
             raise HTTPException(422, str(exc)) from None
         except ValueError as exc:  # a hasher refusing a decoded picture (e.g. too small) is still bad input

@@ -45,7 +45,7 @@ def router(service: Service) -> APIRouter:
         # One decoding serves the hashes, the thumbnail and the comparator's copy.
         pixels = DecodedImage(data, service.limits, name)
         examined = service.examine_upload(pixels, name, [service.ref.hashers[m] for m in service.ref.methods],
-                                          variants=False)
+                                          query=False)
         digest = examined.digest
         assert digest is not None  # examined from the upload's bytes
         try:

@@ -39,7 +39,7 @@ def router(service: Service) -> APIRouter:
 
         data, name = read_upload(file), upload_name(file)
         hashers = service.hashers(methods)
-        examined = service.examine_upload(data, name, hashers)
+        examined = service.examine_upload(data, name, hashers, query=True)
         label = file.filename or "upload"
         with service.reading() as reader:
             verdict = Identifier(reader).identify_examined(examined, label, [h.name for h in hashers],
