@@ -192,6 +192,58 @@ def test_a_montage_found_through_the_halves_or_a_second_look(registered, photos)
         assert x0 >= astronaut.width - 10 and y0 >= 96 - 10 and y1 <= 96 + coffee.height + 10
 
 
+@pytest.mark.parametrize("side, looked_at", [(512, "starved half"), (300, "uncovered side")])
+def test_a_dark_picture_beside_a_bright_one_is_verified_with_keypoints_of_its_own(tmp_path, photos, side, looked_at):
+    # ORB spends the query's keypoints on the bright picture, and too few are left on the
+    # dark one to verify it: its half (side by side, each about half) or the side of the
+    # query no identified frame covers (the bright one covering most) is looked at with
+    # keypoints of its own.
+    astronaut = photos["astronaut"]
+    dark = Image.fromarray((np.asarray(photos["camera"], dtype=np.float32) * 0.2).astype(np.uint8))
+    paths = [tmp_path / "astronaut.jpg", tmp_path / "dark.png"]
+    astronaut.save(paths[0], quality=92)
+    dark.save(paths[1])
+    ref = ReferenceDB(tmp_path / "refs.sqlite", methods=["forbild", "pdq", "cmaa"])
+    assert len(ref.add(paths).added) == 2
+    canvas = Image.new("RGB", (astronaut.width + 16 + side, astronaut.height), (255, 255, 255))
+    canvas.paste(astronaut, (0, 0))
+    canvas.paste(dark.resize((side, side)), (astronaut.width + 16, (astronaut.height - side) // 2))
+    neither = IdentifyConfig(starved_part=0, uncovered_share=2)
+    assert Identifier(ref, neither).identify(canvas).verdict == MATCH
+    one = replace(neither, starved_part=0.5) if looked_at == "starved half" else replace(neither, uncovered_share=0.15)
+    for config in (one, IdentifyConfig()):
+        verdict = Identifier(ref, config).identify(canvas)
+        assert verdict.verdict == MONTAGE and {m.image.source for m in verdict.matches} == set(map(str, paths))
+        region = next(m.region for m in verdict.matches if m.image.source == str(paths[1]))
+        assert region[0] >= astronaut.width - 10  # in the query's frame, on the dark picture
+    ref.close()
+
+
+def test_the_uncovered_side_of_a_query():
+    from robusthash.compare.features import LocalFeatures, Verification
+    from robusthash.db.store import ImageRecord
+    from robusthash.identify.engine import Evidence, Identified, uncovered_side
+
+    rng = np.random.default_rng(0)
+    points = rng.uniform((0, 0), (800, 400), (1500, 2)).astype(np.float32)
+    query = LocalFeatures((800, 400), 1.0, points, np.zeros((1500, 32), np.uint8))
+
+    def named(width: int, height: int, homography: np.ndarray) -> Identified:
+        image = ImageRecord(1, "digest", "a.jpg", {}, width, height, "2026-12-07")
+        verification = Verification(50, 50, False, homography, (0, 0, 1, 1), 1.0, points[:50])
+        return Identified(image, 50.0, True, "", (0, 0, 1, 1), Evidence({}, verification))
+
+    # A picture of 250 x 200 seen at twice its size in the query's top left: the rest
+    # right of it is the largest side.
+    at_twice = np.diag([0.5, 0.5, 1.0])
+    assert uncovered_side(query, [named(250, 200, at_twice)]) == (500, 0, 800, 400)
+    assert uncovered_side(query, [named(380, 200, at_twice)]) is None  # 5% of the query is left
+    bare = LocalFeatures((800, 400), 1.0, points[points[:, 0] < 500], np.zeros((int((points[:, 0] < 500).sum()), 32),
+                                                                            np.uint8))
+    assert uncovered_side(bare, [named(250, 200, at_twice)]) is None  # no keypoint there: flat padding
+    assert uncovered_side(query, []) is None
+
+
 def test_each_method_offers_at_most_its_nearest(registered, photos):
     # A loose method matches about 1% of distinct references: in a large collection
     # thousands, and each candidate costs a verification.

@@ -174,11 +174,15 @@ def halves(image: Image.Image, most_pixels: int | None = None, at: float = 0.5) 
     a before-and-after), each half is mostly one of them. One half at a time, and a half
     of more than ``most_pixels`` box-reduced by an integer factor as it is cut
     (``Image.reduce``'s box): half a 50 MP upload is 98 MB at full size."""
-    w, h = image.size
-    cut = min(max(1, round(at * (w if w >= h else h))), (w if w >= h else h) - 1)
-    boxes = ((0, 0, cut, h), (cut, 0, w, h)) if w >= h else ((0, 0, w, cut), (0, cut, w, h))
-    for box in boxes:
+    for box in half_boxes(image.size, at):
         yield cut_out(image, box, most_pixels)
+
+
+def half_boxes(size: tuple[int, int], at: float = 0.5) -> tuple[tuple[int, int, int, int], ...]:
+    """The boxes (x0, y0, x1, y1) of :func:`halves` in an image of ``size``."""
+    w, h = size
+    cut = min(max(1, round(at * (w if w >= h else h))), (w if w >= h else h) - 1)
+    return ((0, 0, cut, h), (cut, 0, w, h)) if w >= h else ((0, 0, w, cut), (0, cut, w, h))
 
 
 def picture_quad(image: Image.Image, tolerance: int = 24, min_fill: float = 0.35, min_area: float = 0.1,

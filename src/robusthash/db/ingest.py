@@ -19,7 +19,8 @@ from PIL import Image
 from ..compare.features import KIND, VERSION, FeatureConfig, LocalFeatures, local_features, region_features
 from ..hashing import BaseHasher, Hash, MultiHash
 from ..hashing.base import DecodedImage, DecodeSpec, shared_hasher
-from ..imaging import PART_PIXELS, content_box, cut_out, fraction_box, halves, montage_cut, picture_quad, straightened
+from ..imaging import (PART_PIXELS, content_box, cut_out, fraction_box, half_boxes, halves, montage_cut, picture_quad,
+                       straightened)
 from ..information import DEFAULT_RULE, Information, InformationRule, information
 from ..io import DEFAULT_LIMITS, ImageError, ImageSource, LoadLimits, header_size, read_bytes
 from .store import NewImage
@@ -204,11 +205,13 @@ def examine_region(examined: Examined, hashers: Sequence[BaseHasher], box: tuple
     return ExaminedRegion(box, hashes, local)
 
 
-def examine_halves(examined: Examined, hashers: Sequence[BaseHasher]) -> dict[str, list[Hash | MultiHash]]:
-    """Each of ``hashers``' hashes of the two halves of an examined query, and of its two
-    parts cut where two pictures side by side meet if that is clear and not the middle
-    (:func:`~robusthash.imaging.halves`, :func:`~robusthash.imaging.montage_cut`), whose
-    nearest references are candidates for a montage's parts."""
+def examine_halves(examined: Examined, hashers: Sequence[BaseHasher]) -> list[ExaminedRegion]:
+    """The two halves of an examined query, and its two parts cut where two pictures side
+    by side meet if that is clear and not the middle (:func:`~robusthash.imaging.halves`,
+    :func:`~robusthash.imaging.montage_cut`), each with its box in the pixels of the
+    query's local features and ``hashers``' hashes of it (no local features: a part's
+    own are found where needed, :func:`examine_region`), whose nearest references are
+    candidates for a montage's parts."""
     if examined.decoded is None:
         raise ValueError("only a query's examination keeps its pixels to look at its halves")
     # The middle's halves always: a flat stretch of a single picture (a sky) can pass for
@@ -218,8 +221,12 @@ def examine_halves(examined: Examined, hashers: Sequence[BaseHasher]) -> dict[st
     at = montage_cut(examined.decoded.decoded(PICTURE_DECODE))
     if abs(at - 0.5) > 0.02:
         cuts.append(at)
-    return {h.name: [h.hash_pil(part) for cut in cuts
-                     for part in halves(examined.decoded.for_hasher(h), PART_PIXELS, cut)] for h in hashers}
+    hashes = {h.name: [h.hash_pil(part) for cut in cuts
+                       for part in halves(examined.decoded.for_hasher(h), PART_PIXELS, cut)] for h in hashers}
+    size = examined.decoded.decoded(QUERY_FEATURES_DECODE).size
+    boxes = [box for cut in cuts for box in half_boxes(size, cut)]
+    return [ExaminedRegion(box, {name: values[i] for name, values in hashes.items()}, None)
+            for i, box in enumerate(boxes)]
 
 
 @dataclass(frozen=True)

@@ -361,7 +361,7 @@ class ReferenceDB:
         names = examined.hashes if methods is None else methods
         return examine_region(examined, [self._hasher(m) for m in names], box, features)
 
-    def examine_halves(self, examined: Examined, methods: Sequence[str]) -> dict[str, list[Hash | MultiHash]]:
+    def examine_halves(self, examined: Examined, methods: Sequence[str]) -> list[ExaminedRegion]:
         """The halves of an examined query hashed with ``methods``
         (:func:`~robusthash.db.ingest.examine_halves`)."""
         return examine_halves(examined, [self._hasher(m) for m in methods])

@@ -94,6 +94,14 @@ class IdentifyConfig:
     # local features; 0: none.
     residual_rounds: int = 2
     residual_inner: float = 0.7  # the share of that part's sides whose hashes are searched
+    # A half of the query holding less than this share of the query's keypoints, relative
+    # to its share of the area, is starved: its nearest are verified against keypoints of
+    # its own as well (a dark picture beside a bright one held 1-12% of them).
+    starved_part: float = 0.5
+    # A side of the query outside every identified picture's frame, of at least this share
+    # of the query, holding keypoints, gets a second look even where they are too sparse
+    # for unexplained_region (a dark picture beside the one identified).
+    uncovered_share: float = 0.15
     # The tails rates are read from. AUTO: the collection's own (db calibrate --engine)
     # where it has one, else the shipped one; None: uncalibrated, nothing is named.
     calibration: Calibration | str | None = AUTO
@@ -247,14 +255,27 @@ class Identifier:
             # variant of the whole), so verification alone speaks for them. A query one
             # reference explains is a copy: its halves would bring nothing new.
             more: dict[int, dict[str, tuple[float, bool]]] = {}
-            for values in self.ref.examine_halves(examined, names).values():
-                self._nearest_to_part(values, more, records, source)
+            parts = self.ref.examine_halves(examined, names)
+            values = [(n, value) for n, part in enumerate(parts) for value in part.hashes.values()]
+            brought = self._nearest_to_part([value for _, value in values], more, records, source)
             candidates += self._checked({i: m for i, m in more.items() if i not in offered}, records, examined,
                                         refused, versions, verified=verified)
+            # A half that the query's keypoints hardly reach (a dark picture beside a bright
+            # one: ORB spends the query's budget on the bright one) cannot verify its own
+            # picture; its nearest are verified against its own keypoints too, and the
+            # better check stands (as for a second look's part).
+            for n, part in enumerate(parts):
+                if not _starved(part.box, examined.local_features, self.config.starved_part):
+                    continue
+                ids = {i for (owner, _), found in zip(values, brought) if owner == n for i in found}
+                region = self.ref.examine_region(examined, part.box, (), self.config.features)
+                candidates = _better(candidates, self._checked({i: {} for i in ids}, records, examined, refused,
+                                                               versions, region))
         looks = examined.decoded is not None and examined.local_features is not None
         for _ in range(self.config.residual_rounds if looks else 0):
             identified = [c for c in candidates if c.identified]
-            box = unexplained_region(examined.local_features[0], identified)
+            box = unexplained_region(examined.local_features[0], identified) or \
+                uncovered_side(examined.local_features[0], identified, self.config.uncovered_share)
             if box is None:
                 break
             # Its inner part is searched: a pasted picture's box holds corners of its host
@@ -274,11 +295,7 @@ class Identifier:
             if not more:
                 break
             region = self.ref.examine_region(examined, box, (), self.config.features)
-            checked = {c.image.id: c for c in candidates}
-            for c in self._checked(more, records, examined, refused, versions, region):
-                if c.image.id not in checked or c.score > checked[c.image.id].score:
-                    checked[c.image.id] = c
-            candidates = list(checked.values())
+            candidates = _better(candidates, self._checked(more, records, examined, refused, versions, region))
             if not any(c.identified and c.image.id not in named for c in candidates):
                 break  # the same part would be looked at again
         candidates.sort(key=lambda c: (not c.identified, -c.score, c.image.id))
@@ -305,16 +322,20 @@ class Identifier:
 
     def _nearest_to_part(self, values: Iterable[Hash | MultiHash], offered: dict[int, dict[str, tuple[float, bool]]],
                          records: dict[int, ImageRecord], source: str, k: int | None = None,
-                         besides: frozenset[int] | set[int] = frozenset()) -> None:
+                         besides: frozenset[int] | set[int] = frozenset()) -> list[list[int]]:
         """Each part hash's ``k`` (default ``per_part``) nearest references ``besides``
         those given, as candidates without a method's word for them (a part's distances
-        are not calibrated)."""
+        are not calibrated); returns each hash's."""
         k = k or self.config.per_part
+        brought = []
         for result in self.ref.query_hashes(list(values), k=k + len(besides), source=source):
             found = result.matches
-            for m in sorted((m for m in found if m.image.id not in besides), key=lambda m: m.nearest)[:k]:
+            nearest = sorted((m for m in found if m.image.id not in besides), key=lambda m: m.nearest)[:k]
+            for m in nearest:
                 offered.setdefault(m.image.id, {})
                 records[m.image.id] = m.image
+            brought.append([m.image.id for m in nearest])
+        return brought
 
     def _checked(self, offered: dict[int, dict[str, tuple[float, bool]]], records: dict[int, ImageRecord],
                  examined: Examined, refused: str | None, versions: dict[str, str],
@@ -471,6 +492,69 @@ def _offered(result: QueryResult, most: int, by_crop: int) -> list[Match]:
     return [m for m in ranked if m.image.id in chosen or m.image.id in result.leading]
 
 
+def _starved(box: tuple[int, int, int, int], features: tuple[LocalFeatures, LocalFeatures | None] | None,
+             share: float) -> bool:
+    """Whether the query's keypoints hardly reach ``box`` (in their pixels): it holds less
+    than ``share`` of them relative to its share of the query's area."""
+    if features is None or not len(features[0]):
+        return False
+    points, (w, h) = features[0].points, features[0].size
+    inside = (points[:, 0] >= box[0]) & (points[:, 0] < box[2]) & (points[:, 1] >= box[1]) & (points[:, 1] < box[3])
+    area = (box[2] - box[0]) * (box[3] - box[1]) / max(1, w * h)
+    return float(inside.mean()) < share * area
+
+
+def _better(candidates: list[Identified], checked: Iterable[Identified]) -> list[Identified]:
+    """The candidates, each replaced by its check in ``checked`` where that scored higher,
+    and the references checked that were no candidate yet."""
+    best = {c.image.id: c for c in candidates}
+    for c in checked:
+        if c.image.id not in best or c.score > best[c.image.id].score:
+            best[c.image.id] = c
+    return list(best.values())
+
+
+def uncovered_side(query: LocalFeatures, identified: Sequence[Identified], share: float = 0.15,
+                   least_keypoints: int = 8) -> tuple[int, int, int, int] | None:
+    """The largest side of the query (a full-height strip left or right, a full-width one
+    above or below) outside the frames of every ``identified`` reference (mapped into
+    the query by their verified homographies), when it covers ``share`` of the query and
+    holds ``least_keypoints`` of its keypoints (flat padding holds none); else None. Where
+    a dark picture stands beside a bright one, the query's keypoints are spent on the
+    bright one, too sparse on the dark one for :func:`unexplained_region` to see a part."""
+    w, h = query.size
+    frames = [f for f in (_frame_in_query(c, w, h) for c in identified) if f is not None]
+    if not frames:
+        return None
+    x0, y0 = max(0, min(f[0] for f in frames)), max(0, min(f[1] for f in frames))
+    x1, y1 = min(w, max(f[2] for f in frames)), min(h, max(f[3] for f in frames))
+    sides = [(0, 0, int(x0), h), (int(np.ceil(x1)), 0, w, h), (0, 0, w, int(y0)), (0, int(np.ceil(y1)), w, h)]
+    best = max(sides, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+    if (best[2] - best[0]) * (best[3] - best[1]) < share * w * h or min(best[2] - best[0], best[3] - best[1]) < 16:
+        return None
+    points = query.points
+    inside = (points[:, 0] >= best[0]) & (points[:, 0] < best[2]) & (points[:, 1] >= best[1]) & (points[:, 1] < best[3])
+    return best if int(inside.sum()) >= least_keypoints else None
+
+
+def _frame_in_query(c: Identified, w: int, h: int) -> tuple[float, float, float, float] | None:
+    """An identified reference's whole frame mapped into the query (w × h, its local
+    features' pixels) by the verified homography: its box (x0, y0, x1, y1), unclipped;
+    None where there is no plausible one (no homography, no size, across the horizon)."""
+    v = c.evidence.verification
+    if not c.identified or v is None or v.homography is None or not c.image.width or not c.image.height:
+        return None
+    corners = np.array([[0, 0, 1], [c.image.width, 0, 1], [c.image.width, c.image.height, 1],
+                        [0, c.image.height, 1]], dtype=np.float64)
+    mapped = corners @ np.linalg.inv(v.homography).T
+    if np.any(mapped[:, 2] <= 0):
+        return None  # the frame crosses the horizon: no plausible picture of it
+    xs, ys = mapped[:, 0] / mapped[:, 2], mapped[:, 1] / mapped[:, 2]
+    if v.flipped:
+        xs = w - 1 - xs
+    return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+
+
 def _mostly_explained(candidates: Sequence[Identified], examined: Examined, share: float) -> bool:
     """Whether an identified reference, its whole frame mapped into the query by the
     verified homography, covers ``share`` of the query (the inliers' own box understates
@@ -479,19 +563,12 @@ def _mostly_explained(candidates: Sequence[Identified], examined: Examined, shar
         return any(c.identified for c in candidates)
     w, h = examined.local_features[0].size
     for c in candidates:
-        v = c.evidence.verification
-        if not c.identified or v is None or v.homography is None or not c.image.width or not c.image.height:
+        frame = _frame_in_query(c, w, h)
+        if frame is None:
             continue
-        corners = np.array([[0, 0, 1], [c.image.width, 0, 1], [c.image.width, c.image.height, 1],
-                            [0, c.image.height, 1]], dtype=np.float64)
-        mapped = corners @ np.linalg.inv(v.homography).T
-        if np.any(mapped[:, 2] <= 0):
-            continue  # the frame crosses the horizon: no plausible picture of it
-        xs, ys = mapped[:, 0] / mapped[:, 2], mapped[:, 1] / mapped[:, 2]
-        if v.flipped:
-            xs = w - 1 - xs
-        covered = (min(w, xs.max()) - max(0, xs.min())) * (min(h, ys.max()) - max(0, ys.min()))
-        if xs.max() > 0 and ys.max() > 0 and xs.min() < w and ys.min() < h and covered >= share * w * h:
+        x0, y0, x1, y1 = frame
+        covered = (min(w, x1) - max(0, x0)) * (min(h, y1) - max(0, y0))
+        if x1 > 0 and y1 > 0 and x0 < w and y0 < h and covered >= share * w * h:
             return True
     return False
 
