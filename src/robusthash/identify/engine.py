@@ -8,8 +8,10 @@ registered original, one verdict.
    Their union is the candidate list; its length depends on those numbers and the
    number of methods, not on the collection.
 2. **A second look** at the part of the query that the identified references leave
-   unexplained (:func:`unexplained_region`: a montage's other picture, an inset): each
-   method's ``per_method`` nearest to it, verified against that part.
+   unexplained (:func:`unexplained_region`: a montage's other picture, an inset; else
+   :func:`uncovered_side`, the side no identified frame covers): each method's
+   ``per_method`` nearest to it, verified against that part. A half the query's
+   keypoints hardly reach is verified against keypoints of its own as well.
 3. **Verification.** Each candidate's stored local features are checked against the
    query's (:func:`robusthash.compare.features.verify`: ORB, ratio test, one match per
    original point, a plausible PROSAC homography, the mirror image tried as well).
@@ -22,6 +24,10 @@ registered original, one verdict.
    candidates are one picture when their regions overlap and the query points that
    verified them coincide; two or more pictures are a montage. A query with too little
    information in it (flat, noise, tiny) is refused: it matches nothing.
+
+A query is first judged as it is given (each method's own hash, no variants); its
+variants are searched, and it is judged again, only when no reference identified then
+explains most of it: most copies are decided at about half the cost.
 
 A reference registered before local features were stored cannot be verified: only its
 methods' distances count, and its evidence says so (``db add`` of its file again stores
