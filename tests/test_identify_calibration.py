@@ -44,6 +44,20 @@ def test_a_few_distinct_pairs_far_out_are_never_wished_away():
     assert back.sparse == tail.sparse and back.p(30) == tail.p(30)
 
 
+def test_a_rate_resting_on_a_few_pairs_far_out_is_bounded_by_their_count():
+    rng = np.random.default_rng(5)
+    inliers = np.concatenate([rng.geometric(0.5, 100_000) - 1, [24, 41]])  # two pairs far out
+    tail = fit_tail("verification", "1", inliers, smaller_is_extreme=False)
+    n = len(inliers)
+    # One pair at least as extreme (41): its share 1/n, its 95% Poisson upper bound 4.74/n.
+    assert tail.p(30) == pytest.approx(1 / n) and tail.bound(30) == pytest.approx(4.744 / n, rel=1e-3)
+    assert tail.bound(20) == pytest.approx(2 / n * 6.296 / 2, rel=1e-3)  # two pairs: 6.30/n
+    assert tail.bound(42) == tail.p(42) < 1e-9  # beyond every pair measured: the fitted line
+    assert tail.bound(3) == tail.p(3)  # within the knots: measured, not bounded
+    rates = [tail.bound(x) for x in range(0, 60)]
+    assert all(a >= b * (1 - 1e-12) for a, b in zip(rates, rates[1:]))  # never rising (to rounding)
+
+
 def test_a_flat_sample_claims_nothing_beyond_it():
     tail = fit_tail("x", "1", np.zeros(1000), smaller_is_extreme=False)
     assert tail.p(0) == 1.0 and tail.p(100) == 1.0  # no pair ever exceeded 0: no slope to extend

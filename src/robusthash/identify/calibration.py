@@ -74,6 +74,27 @@ class Tail:
         value = float(np.interp(x, np.array(xs[order]), np.log10(np.array(ps[order]))))
         return min(1.0, 10 ** value)
 
+    def bound(self, x: float) -> float:
+        """:meth:`p`, but where it rests on the few most extreme pairs measured (beyond the
+        last knot), never below their count's one-sided 95% Poisson upper bound: one
+        distinct pair seen at least as extreme as ``x`` among a million is no evidence
+        that such pairs are rarer than about five in a million. A decision at a rate the
+        sample cannot resolve reads this; beyond every pair measured, the fitted line
+        alone speaks, as in :meth:`p`."""
+        rate = self.p(x)
+        xs = [k[0] for k in self.knots]
+        if xs and not (x < xs[-1] if self.smaller_is_extreme else x > xs[-1]):
+            return rate  # within the knots: at least MIN_TAIL_PAIRS pairs measured there
+        beyond = [share for value, share in self.sparse if (value <= x if self.smaller_is_extreme else value >= x)]
+        if not beyond:
+            return rate
+        from scipy.stats import chi2
+
+        count = len(beyond)  # distinct values: a tie counts once, which only raises the bound
+        bounded = max(beyond) * float(chi2.ppf(0.95, 2 * (count + 1))) / 2 / count
+        # ...and never above the last knot's rate, measured on more pairs than these.
+        return min(1.0, self.knots[-1][1] if self.knots else 1.0, max(rate, bounded))
+
     def to_dict(self) -> dict[str, Any]:
         return {"signal": self.signal, "version": self.version, "smaller_is_extreme": self.smaller_is_extreme,
                 "knots": [list(k) for k in self.knots], "slope": self.slope, "intercept": self.intercept,

@@ -375,7 +375,12 @@ class Identifier:
         at most the target."""
         rates, signal_versions = self._rates(evidence, versions)
         joint = self.calibration.joint(signal_versions) if rates else None
-        rate = joint.p(joint_evidence(list(rates.values()))) if joint is not None else bonferroni(list(rates.values()))
+        # The joint rate as the calibration can support it (Tail.bound): where only a few
+        # distinct pairs were measured this far out, their count's upper bound, not their
+        # share (the pairs named at the tail's sparse floor, 7.7e-7, were distinct
+        # pictures: docs/identify.md).
+        rate = joint.bound(joint_evidence(list(rates.values()))) if joint is not None \
+            else bonferroni(list(rates.values()))
         v = evidence.verification
         identified = rate <= self.config.false_match_rate
         # The evidence named: every signal at least 10x rarer than chance, strongest first.
