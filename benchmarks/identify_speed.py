@@ -150,8 +150,7 @@ def main() -> None:
             for i, (path, kind) in enumerate(asked):
                 query = parse(ATTACKS[i % len(ATTACKS)])(load_pil(path), seed=i)
                 start = time.perf_counter()
-                examined = ref.examine(query, features=config.features, variants=not engine.config.as_given_first,
-                                       query=True)
+                examined = engine.examine(query)
                 examined_at = time.perf_counter()
                 verdict = engine.identify_examined(examined)
                 done = time.perf_counter()

@@ -99,18 +99,12 @@ def examine(image: ImageSource | DecodedImage, hashers: Sequence[BaseHasher], li
     info = information(decoded.decoded(INFORMATION_DECODE), size=size, rule=rule)
     query = query or variants
     ready: dict[str, list[Hash | MultiHash]] = {}
-    if variants:
-        found = {h.name: h.query_hashes(decoded.for_hasher(h)) for h in hashers}
-        hashes = {name: value for name, (value, _) in found.items()}
-        extra = {name: more for name, (_, more) in found.items() if more}
-        for name, more in picture_variants(decoded, hashers).items():
-            extra[name] = extra.get(name, []) + more
-    elif query:
+    if query:
         found = {h.name: h.query_hash(decoded.for_hasher(h)) for h in hashers}
-        hashes, extra = {name: value for name, (value, _) in found.items()}, {}
+        hashes = {name: value for name, (value, _) in found.items()}
         ready = {name: more for name, (_, more) in found.items() if more}
     else:
-        hashes, extra = {h.name: h.hash_pil(decoded.for_hasher(h)) for h in hashers}, {}
+        hashes = {h.name: h.hash_pil(decoded.for_hasher(h)) for h in hashers}
     cropped = {h.name: h.reference_crops(decoded.for_hasher(h)) for h in hashers if crops and h.reference_crop_count}
     if digest is None and data is not None:
         digest = file_digest(data)
@@ -121,7 +115,8 @@ def examine(image: ImageSource | DecodedImage, hashers: Sequence[BaseHasher], li
             local = (local_features(grey, features, query=True), local_features(grey, features, True, query=True))
         else:
             local = (local_features(decoded.decoded(FEATURES_DECODE), features), None)
-    return Examined(hashes, info, extra, digest, size, local, decoded if query else None, cropped, variants, ready)
+    examined = Examined(hashes, info, {}, digest, size, local, decoded if query else None, cropped, False, ready)
+    return with_variants(examined, hashers) if variants else examined
 
 
 def with_variants(examined: Examined, hashers: Sequence[BaseHasher]) -> Examined:

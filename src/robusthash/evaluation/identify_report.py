@@ -310,8 +310,7 @@ def run(config: IdentifyReportConfig, progress: Callable[[str], None] = lambda l
         wall, cpu = time.perf_counter(), time.process_time()
         error = examined = None
         try:
-            examined = ref.examine(im, features=engine.config.features, variants=not engine.config.as_given_first,
-                                   query=True)
+            examined = engine.examine(im)
             verdict = engine.identify_examined(examined, q.about)
         except Exception as exc:  # the engine failed: it names nothing; the methods answer on their own
             error = f"{type(exc).__name__}: {exc}"

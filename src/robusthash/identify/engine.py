@@ -213,10 +213,16 @@ class Identifier:
         problems = [why for why in map(self.ref.unregistered, names) if why]
         if problems:
             raise ValueError("; ".join(problems))
-        examined = self.ref.examine(image, names, features=self.config.features,
-                                    variants=not self.config.as_given_first, query=True)
+        examined = self.examine(image, names)
         name = source or (str(image) if isinstance(image, (str, Path)) else "<image>")
         return self.identify_examined(examined, name, names, k)
+
+    def examine(self, image: ImageSource, methods: Sequence[str] | None = None) -> Examined:
+        """``image`` examined as this engine asks a query: each method's hash and the local
+        features, and the query's variants unless it is judged as given first. Raises
+        ImageError for an unreadable input."""
+        return self.ref.examine(image, methods, features=self.config.features,
+                                variants=not self.config.as_given_first, query=True)
 
     def identify_examined(self, examined: Examined, source: str = "<image>", methods: Sequence[str] | None = None,
                           k: int = 5) -> Verdict:
@@ -510,9 +516,8 @@ def _starved(box: tuple[int, int, int, int], features: tuple[LocalFeatures, Loca
     if features is None or not len(features[0]):
         return False
     points, (w, h) = features[0].points, features[0].size
-    inside = (points[:, 0] >= box[0]) & (points[:, 0] < box[2]) & (points[:, 1] >= box[1]) & (points[:, 1] < box[3])
     area = (box[2] - box[0]) * (box[3] - box[1]) / max(1, w * h)
-    return float(inside.mean()) < share * area
+    return float(_inside(points, box).mean()) < share * area
 
 
 def _better(candidates: list[Identified], checked: Iterable[Identified]) -> list[Identified]:
@@ -543,9 +548,12 @@ def uncovered_side(query: LocalFeatures, identified: Sequence[Identified], share
     best = max(sides, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
     if (best[2] - best[0]) * (best[3] - best[1]) < share * w * h or min(best[2] - best[0], best[3] - best[1]) < 16:
         return None
-    points = query.points
-    inside = (points[:, 0] >= best[0]) & (points[:, 0] < best[2]) & (points[:, 1] >= best[1]) & (points[:, 1] < best[3])
-    return best if int(inside.sum()) >= least_keypoints else None
+    return best if int(_inside(query.points, best).sum()) >= least_keypoints else None
+
+
+def _inside(points: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Which of ``points`` (x, y) lie in ``box`` (x0, y0, x1, y1; x1 and y1 outside)."""
+    return (points[:, 0] >= box[0]) & (points[:, 0] < box[2]) & (points[:, 1] >= box[1]) & (points[:, 1] < box[3])
 
 
 def _frame_in_query(c: Identified, w: int, h: int) -> tuple[float, float, float, float] | None:
