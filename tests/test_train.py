@@ -251,3 +251,24 @@ def test_the_koleo_term_spreads_features_and_fine_tunes_from_weights_without_it(
     first = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
     assert first["total"] == pytest.approx(first["contrastive"] + first["alignment"] + first["reconstruction"]
                                            + first["quantization"] + 2.0 * first["entropy"], rel=1e-4)
+
+
+def test_the_anchor_term_pulls_views_to_the_teachers_hash_of_their_original(data, tmp_path):
+    import json
+
+    from robusthash.models.cmaa import CMAA, CONFIGS
+    from robusthash.models.export import save_weights
+
+    model = CMAA(CONFIGS["tiny"])
+    codes = torch.sign(torch.randn(6, 16))
+    assert model.anchor_loss(codes, codes * 3) < 1e-6 < model.anchor_loss(codes, codes.roll(1, dims=0) * 3)
+    with pytest.raises(ValueError, match="needs --init"):
+        TrainConfig(**{**CONFIG.__dict__, "anchor": 1.0}).model_config()
+    photos, cutouts = data
+    start = save_weights(CMAA(CONFIGS["tiny"]), tmp_path / "start.safetensors")
+    config = TrainConfig(**{**CONFIG.__dict__, "init": str(start), "anchor": 0.5})
+    train(photos, cutouts, tmp_path / "run", config)
+    first = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert first["anchor"] > 0
+    assert first["total"] == pytest.approx(first["contrastive"] + first["alignment"] + first["reconstruction"]
+                                           + first["quantization"] + 0.5 * first["anchor"], rel=1e-4)

@@ -36,6 +36,9 @@ def train_cmaa(
     koleo: float = typer.Option(0.0, "--koleo", min=0.0,
                                 help="weight of SSCD's KoLeo entropy term on the hash features (spreads them; "
                                      "0: CMAA's four losses only)"),
+    anchor: float = typer.Option(0.0, "--anchor", min=0.0,
+                                 help="weight of the anchor term: each view's hash must stay nearest the --init "
+                                      "model's hash of its clean original among the batch's (needs --init; 0: off)"),
     stop_at: Optional[int] = typer.Option(None, "--stop-at", min=1,
                                           help="end after this step, checkpointed, on --steps' schedule (a later "
                                                "run resumes); e.g. to cut a run short and export it"),
@@ -55,7 +58,8 @@ def train_cmaa(
     try:
         config = TrainConfig(model=model, ablation=ablation, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                              loader_workers=loader_workers, checkpoint_every=checkpoint_every,
-                             views=ViewConfig(augment=augment), init=str(init) if init else None, koleo=koleo)
+                             views=ViewConfig(augment=augment), init=str(init) if init else None, koleo=koleo,
+                             anchor=anchor)
         config.model_config()
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

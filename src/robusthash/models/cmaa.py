@@ -53,9 +53,13 @@ class CMAAConfig:
     # Weight of SSCD's KoLeo entropy term on the hash features (not in the paper; 0: off):
     # it spreads a batch's features apart, against the collapse of v2's first run.
     koleo: float = 0.0
+    # Weight of the anchor term (not in the paper; 0: off): views must keep the hash a
+    # frozen teacher gives their clean original, so fine-tuning for invariance cannot
+    # trade away the teacher's spread (the collapse of v2's wide runs).
+    anchor: float = 0.0
 
     # The fields above that choose what a run trains, not what the network is.
-    LOSSES = ("use_alignment", "use_reconstruction", "use_quantization", "koleo")
+    LOSSES = ("use_alignment", "use_reconstruction", "use_quantization", "koleo", "anchor")
 
     @property
     def num_patches(self) -> int:
@@ -263,8 +267,17 @@ class CMAA(nn.Module):
             total = total - torch.log(distances.min(dim=1).values + 1e-8).mean()
         return total / len(features)
 
-    def forward_loss(self, view1_strong: torch.Tensor, view2: torch.Tensor, view3: torch.Tensor) -> dict:
-        """All losses of one batch (Eq. 7); ``total`` is what training minimises."""
+    def anchor_loss(self, codes: torch.Tensor, *features: torch.Tensor) -> torch.Tensor:
+        """1 − cos(u, c) of each view's u against c, the teacher's hash (±1) of the view's
+        clean original: L_Q's form, with the teacher's hash of the original in place of
+        the view's own. The targets are fixed and as spread as the teacher's hashes, so
+        they cannot collapse together; averaged over the views given."""
+        return sum((1 - F.cosine_similarity(u, codes, dim=1)).mean() for u in features) / len(features)
+
+    def forward_loss(self, view1_strong: torch.Tensor, view2: torch.Tensor, view3: torch.Tensor,
+                     anchor_codes: torch.Tensor | None = None) -> dict:
+        """All losses of one batch (Eq. 7); ``total`` is what training minimises.
+        ``anchor_codes``: the teacher's ±1 hashes of the views' originals, for the anchor term."""
         u1, _, _, _ = self.forward_encoder(view1_strong)
         u2, z2, mask, ids_restore = self.forward_encoder(view2, mask=True)
         with torch.no_grad():
@@ -281,6 +294,11 @@ class CMAA(nn.Module):
         if self.config.koleo:
             losses["entropy"] = self.entropy_loss(u1, u2)
             losses["total"] = losses["total"] + self.config.koleo * losses["entropy"]
+        if self.config.anchor:
+            if anchor_codes is None:
+                raise ValueError("the anchor term needs the teacher's hashes of the originals")
+            losses["anchor"] = self.anchor_loss(anchor_codes, u1, u2)
+            losses["total"] = losses["total"] + self.config.anchor * losses["anchor"]
         self._enqueue(u3)
         return losses
 

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from ..io import ImageError, load_pil
 from ..synth.corpus import refuse_test_split
 from .aria import AriaConfig, perturb_views
-from .cmaa import CMAA, CONFIGS, CMAAConfig, cosine_schedule, with_losses
+from .cmaa import CMAA, CONFIGS, CMAAConfig, cosine_schedule, median_bits, with_losses
 from ..runtime import preprocess
 from .checkpoint import load_weights, model_state
 from .views import ViewConfig, three_views, training_original
@@ -58,13 +58,18 @@ class TrainConfig:
     adversarial: AriaConfig | None = None
     # Weight of the KoLeo entropy term (CMAAConfig.koleo); 0: the paper's losses only.
     koleo: float = 0.0
+    # Weight of the anchor term (CMAAConfig.anchor); its teacher is the frozen ``init`` model.
+    anchor: float = 0.0
 
     def model_config(self) -> CMAAConfig:
         if self.model not in CONFIGS:
             raise ValueError(f"unknown model config {self.model!r}; choose from {', '.join(CONFIGS)}")
         if self.ablation not in ABLATIONS:
             raise ValueError(f"unknown ablation {self.ablation!r}; choose from {', '.join(ABLATIONS)}")
-        return replace(with_losses(CONFIGS[self.model], *ABLATIONS[self.ablation]), koleo=self.koleo)
+        if self.anchor and not self.init:
+            raise ValueError("the anchor term needs --init: its teacher is the model fine-tuned from")
+        return replace(with_losses(CONFIGS[self.model], *ABLATIONS[self.ablation]), koleo=self.koleo,
+                       anchor=self.anchor)
 
 
 def read_training_list(path: Path) -> list[Path]:
@@ -76,7 +81,8 @@ def read_training_list(path: Path) -> list[Path]:
 
 
 class TrainingSamples(torch.utils.data.Dataset):
-    """Sample k → three preprocessed views (float32 tensors) of training original k."""
+    """Sample k → three preprocessed views (float32 tensors) of training original k, and
+    the original itself where the run has an anchor term (its teacher hashes it)."""
 
     def __init__(self, photos: list[Path], cutouts: list[Path], image_size: int, config: TrainConfig):
         if not photos:
@@ -100,6 +106,8 @@ class TrainingSamples(torch.utils.data.Dataset):
         views = self.config.views
         original = training_original(self.load(self.photo_for(k)), rng, views, self._cutouts)
         made = three_views(original, rng, views, self._cutouts, self.another_original)
+        if self.config.anchor:
+            made = (*made, original)
         return tuple(torch.from_numpy(preprocess(v, self.image_size)) for v in made)
 
     def load(self, path: Path) -> Image.Image:
@@ -148,6 +156,7 @@ def train(photos: list[Path], cutouts: list[Path], out: Path, config: TrainConfi
         return out / "checkpoint.safetensors"  # stopped there already: nothing to do
     if step == 0 and config.init:
         start_from(model, Path(config.init))
+    teacher = frozen_teacher(Path(config.init), device) if config.anchor else None
     samples = TrainingSamples(photos, cutouts, model.config.img_size, config)
     loader = torch.utils.data.DataLoader(
         samples, batch_size=config.batch_size, num_workers=config.loader_workers,
@@ -165,10 +174,14 @@ def train(photos: list[Path], cutouts: list[Path], out: Path, config: TrainConfi
         for group in optimizer.param_groups:
             group["lr"] = lr
         views = [v.to(device) for v in views]
+        codes = None
+        if teacher is not None:
+            with torch.no_grad():
+                codes = median_bits(teacher(views.pop())).float() * 2 - 1
         if config.adversarial:
             generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step)
             views[0], views[1] = perturb_views(model, *views, config.adversarial, generator)
-        losses = model.forward_loss(*views)
+        losses = model.forward_loss(*views, anchor_codes=codes)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         optimizer.step()
@@ -198,6 +211,14 @@ def start_from(model: CMAA, weights: Path) -> None:
     if replace(trained.config, **losses) != model.config:
         raise ValueError(f"{weights} holds a model of another configuration than this run's")
     model.load_state_dict(trained.state_dict())
+
+
+def frozen_teacher(weights: Path, device: str) -> torch.nn.Module:
+    """The encoder of ``weights``, frozen, in eval mode: the anchor term's teacher."""
+    encoder = load_weights(weights).encoder.to(device).eval()
+    for p in encoder.parameters():
+        p.requires_grad = False
+    return encoder
 
 
 def save_checkpoint(out: Path, model: CMAA, optimizer: torch.optim.Optimizer, config: TrainConfig, step: int) -> None:
