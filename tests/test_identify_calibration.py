@@ -125,3 +125,25 @@ def test_the_shipped_calibration_covers_verification_and_the_default_methods():
     assert calibration.tail("verification", CHECK_VERSION) is not None
     joint = calibration.joint(defaults)
     assert joint is not None and joint.signal == joint_signal(defaults)[0]
+
+
+def test_the_random_stratum_stays_when_a_methods_nearest_change():
+    from robusthash.identify.calibration import stratified_pairs
+
+    rng = np.random.default_rng(5)
+    distinct = rng.random((30, 200)) > 0.05
+    first = {"pdq": rng.random((30, 200)), "cmaa": rng.random((30, 200))}
+    second = {"pdq": first["pdq"], "cmaa": rng.random((30, 200))}  # another cmaa
+    (a, wa), (b, wb) = (stratified_pairs(d, distinct, 5, 20, seed=0) for d in (first, second))
+    near = {name: {(r, j) for r in range(30) for j in np.flatnonzero(distinct[r])[
+        np.argsort(d[r, distinct[r]], kind="stable")[:5]]} for name, d in {**first, "cmaa2": second["cmaa"]}.items()}
+    random_a = {p for p, w in zip(a, wa) if w > 1}
+    random_b = {p for p, w in zip(b, wb) if w > 1}
+    # A random pair of the first draw is drawn again unless the new cmaa brought it in as a nearest,
+    # and only pairs the old cmaa had brought in are new to the second.
+    assert random_a - random_b <= near["cmaa2"] and random_b - random_a <= near["cmaa"]
+    assert len(random_a & random_b) > 0.8 * len(random_a)
+    assert all(distinct[r, j] for r, j in a) and len(set(a)) == len(a)
+    # Each query's weights stand for all its distinct pairs.
+    for r in range(30):
+        assert sum(w for (q, _), w in zip(a, wa) if q == r) == pytest.approx(distinct[r].sum())
