@@ -32,3 +32,17 @@ def test_training_refuses_the_test_list(tmp_path):
     assert refuse_test_split(corpus.train_list) == corpus.train_list
     with pytest.raises(ValueError, match="test split"):
         refuse_test_split(corpus.test_list)
+
+
+def test_the_leiden_aratea_paintings_are_one_artwork_in_both_forms():
+    from robusthash.synth.corpus import artwork_key
+
+    root = "/usr/share/stellarium/skycultures/greek_leidenAratea/"
+    assert artwork_key(root + "per_Aratea_bg.jpg") == artwork_key(root + "descr_pics/aratea_small_per.jpg")
+    assert artwork_key(root + "aqr_Aratea_b_bg.jpg") == artwork_key(root + "descr_pics/aratea_small_aqr.jpg")
+    assert artwork_key(root + "plejaden_Aratea_bg.jpg") == artwork_key(root + "descr_pics/aratea_small_plei.jpg")
+    assert artwork_key(root + "Lyr_Aratea_bg.jpg") == artwork_key(root + "descr_pics/aratea_small_lyr.jpg")
+    assert artwork_key(root + "per_Aratea_bg.jpg") != artwork_key(root + "leo_Aratea_bg.jpg")
+    # A picture of several constellations stays its own, as does any other file.
+    assert artwork_key(root + "Dra+UMa+UMi_Aratea_bg.jpg") != artwork_key(root + "descr_pics/aratea_small_dra.jpg")
+    assert artwork_key("/usr/share/x/a.jpg") == "/usr/share/x/a.jpg"

@@ -122,10 +122,25 @@ SHARED_CONTENT: tuple[tuple[str, ...], ...] = (
 )
 
 
+# The Leiden Aratea's paintings come twice in Stellarium's sky culture: cut out and
+# recoloured as constellation art (``per_Aratea_bg.jpg``) and photographed on the page
+# (``descr_pics/aratea_small_per.jpg``); each pair was one painting wherever looked at
+# (Perseus, 57 inliers between distinct files in a calibration; Leo, Aquarius, the
+# Pleiades, Lyra by eye). One name differs between the two forms.
+_ARATEA = re.compile(r"/greek_leidenAratea/(?:descr_pics/aratea_small_([A-Za-z]+)|([A-Za-z]+)_Aratea(?:_b)?_bg)\.jpg$")
+_ARATEA_ALIASES = {"plejaden": "plei"}
+
+
 def artwork_key(original_path: str) -> str:
     """The artwork of a corpus file's source path (see :meth:`Corpus.artworks`)."""
     match = re.search(r"/wallpapers/([^/]+)/contents/", original_path)
-    return f"wallpaper:{match.group(1)}" if match else original_path
+    if match:
+        return f"wallpaper:{match.group(1)}"
+    match = _ARATEA.search(original_path)
+    if match:
+        code = (match.group(1) or match.group(2)).lower()
+        return f"aratea:{_ARATEA_ALIASES.get(code, code)}"
+    return original_path
 
 
 __all__ = ["Corpus", "SHARED_CONTENT", "artwork_key", "object_split", "split_objects", "refuse_test_split", "TRAIN_LIST", "TEST_LIST",
