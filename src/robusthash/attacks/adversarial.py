@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..models.cmaa import median_signs  # noqa: F401 - the attacks' API
 from ..models.pgd import PGDConfig, l2_radius, pgd  # noqa: F401 - the attacks' API
 from ..runtime import MEAN, STD
 from .transforms import jpeg
@@ -153,11 +154,6 @@ def targeted(fingerprint: Fingerprint, x: torch.Tensor, target: torch.Tensor, co
     with torch.no_grad():
         wanted = fingerprint(target)
     return pgd(lambda p: ((fingerprint(p) - wanted) ** 2).sum(), x, config, progress)
-
-
-def median_signs(u: torch.Tensor) -> torch.Tensor:
-    """±1 per feature: the hash (above the vector's median) as signs."""
-    return (u > u.median(dim=1, keepdim=True).values).float() * 2 - 1
 
 
 def invert(fingerprint: Fingerprint, x: torch.Tensor, size: int = 96, steps: int = 1000, beta: float = 10.0,

@@ -37,8 +37,8 @@ def train_cmaa(
                                 help="weight of SSCD's KoLeo entropy term on the hash features (spreads them; "
                                      "0: CMAA's four losses only)"),
     anchor: float = typer.Option(0.0, "--anchor", min=0.0,
-                                 help="weight of the anchor term: each view's hash must stay nearest the --init "
-                                      "model's hash of its clean original among the batch's (needs --init; 0: off)"),
+                                 help="weight of the anchor term: 1 - cos between each view's features and the --init "
+                                      "model's hash (±1) of its clean original (needs --init; 0: off)"),
     stop_at: Optional[int] = typer.Option(None, "--stop-at", min=1,
                                           help="end after this step, checkpointed, on --steps' schedule (a later "
                                                "run resumes); e.g. to cut a run short and export it"),

@@ -313,10 +313,14 @@ def median_bits(u: torch.Tensor) -> torch.Tensor:
     return u > u.median(dim=1, keepdim=True).values
 
 
+def median_signs(u: torch.Tensor) -> torch.Tensor:
+    """The hash as ±1: +1 where u exceeds its median (:func:`median_bits`), else −1."""
+    return median_bits(u).float() * 2 - 1
+
+
 def binarize(u: torch.Tensor) -> torch.Tensor:
     """±1 median binarisation in the forward pass, identity gradient backward (STE)."""
-    signs = median_bits(u).float() * 2 - 1
-    return u + (signs - u).detach()
+    return u + (median_signs(u) - u).detach()
 
 
 def with_losses(config: CMAAConfig, alignment: bool, reconstruction: bool, quantization: bool) -> CMAAConfig:

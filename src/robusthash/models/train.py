@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from ..io import ImageError, load_pil
 from ..synth.corpus import refuse_test_split
 from .aria import AriaConfig, perturb_views
-from .cmaa import CMAA, CONFIGS, CMAAConfig, cosine_schedule, median_bits, with_losses
+from .cmaa import CMAA, CONFIGS, CMAAConfig, cosine_schedule, median_signs, with_losses
 from ..runtime import preprocess
 from .checkpoint import load_weights, model_state
 from .views import ViewConfig, three_views, training_original
@@ -177,7 +177,7 @@ def train(photos: list[Path], cutouts: list[Path], out: Path, config: TrainConfi
         codes = None
         if teacher is not None:
             with torch.no_grad():
-                codes = median_bits(teacher(views.pop())).float() * 2 - 1
+                codes = median_signs(teacher(views.pop()))
         if config.adversarial:
             generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step)
             views[0], views[1] = perturb_views(model, *views, config.adversarial, generator)
