@@ -44,6 +44,27 @@ def test_the_selection_keeps_originals_kept_out_and_distractors_apart(tiny_corpu
     assert [p.name for p in chosen.distractors] == ["rocket.jpg", "hubble_deep_field.jpg"]  # train fills in
 
 
+def test_candidates_are_chosen_on_the_validation_share(tmp_path):
+    # Originals from the validation share (extra photos no model trained on), the
+    # distractors from the train split and the other extra photos, never one twice.
+    from robusthash.synth.corpus import Corpus, validation_share
+
+    names = [f"extra/p{i:03d}.jpg" for i in range(40)]
+    (tmp_path / "extra_train.txt").write_text("".join(f"{n}\n" for n in names))
+    (tmp_path / "train.txt").write_text("photos/a.jpg\nphotos/b.jpg\n")
+    (tmp_path / "test.txt").write_text("photos/c.jpg\n")
+    config = IdentifyReportConfig(tmp_path, split="validation", originals=2, distractors=10, unregistered=2)
+    with pytest.raises(ValueError, match="make validation-split"):
+        report.select(config)
+    Corpus(tmp_path).write_validation_list()
+    held = [tmp_path / n for n in names if validation_share(n)]
+    chosen = report.select(config)
+    assert set(chosen.originals) | set(chosen.kept_out) <= set(held)
+    everything = chosen.originals + chosen.kept_out + chosen.distractors
+    assert len(everything) == len(set(everything)) == 2 + 1 + 10
+    assert tmp_path / "photos" / "a.jpg" in chosen.distractors and tmp_path / "photos" / "c.jpg" not in everything
+
+
 def test_references_and_queries(ran):
     result, _ = ran
     refs = result["references"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from robusthash.synth.corpus import Corpus, object_split, refuse_test_split
+from robusthash.synth.corpus import Corpus, object_split, refuse_test_split, validation_share
 
 
 def test_the_corpus_lists_its_splits_and_cutouts(tmp_path):
@@ -32,6 +32,22 @@ def test_training_refuses_the_test_list(tmp_path):
     assert refuse_test_split(corpus.train_list) == corpus.train_list
     with pytest.raises(ValueError, match="test split"):
         refuse_test_split(corpus.test_list)
+
+
+def test_the_validation_share_is_a_fixed_fifth_of_the_extra_photos(tmp_path):
+    corpus = Corpus(tmp_path)
+    with pytest.raises(ValueError, match="--extra"):
+        corpus.write_validation_list()
+    names = [f"extra/photo{i:03d}.jpg" for i in range(200)]
+    (tmp_path / "extra_train.txt").write_text("".join(f"{n}\n" for n in names))
+    assert corpus.validation() == []  # not written yet
+    corpus.write_validation_list()
+    held = corpus.validation()
+    assert held == [tmp_path / n for n in names if validation_share(n)]  # list order, by file name alone
+    assert 25 <= len(held) <= 55
+    assert validation_share("x/photo007.jpg") == validation_share("photo007.jpg")  # the name, not the folder
+    with pytest.raises(ValueError, match="validation share"):
+        refuse_test_split(corpus.validation_list)
 
 
 def test_the_leiden_aratea_paintings_are_one_artwork_in_both_forms():

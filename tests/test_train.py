@@ -88,6 +88,21 @@ def test_the_test_split_is_refused(tmp_path):
     assert read_training_list(tmp_path / "train.txt") == [tmp_path / "photos" / "a.jpg"]
 
 
+def test_training_leaves_out_the_validation_share(tmp_path, capsys):
+    from robusthash.synth.corpus import Corpus, validation_share
+
+    names = [f"extra/photo{i:03d}.jpg" for i in range(40)]
+    (tmp_path / "extra_train.txt").write_text("".join(f"{n}\n" for n in names))
+    everything = read_training_list(tmp_path / "extra_train.txt")
+    assert len(everything) == 40  # no validation list written: every photo trains
+    Corpus(tmp_path).write_validation_list()
+    with pytest.raises(ValueError, match="validation share"):
+        read_training_list(tmp_path / "validation.txt")
+    kept = read_training_list(tmp_path / "extra_train.txt")
+    assert kept == [tmp_path / n for n in names if not validation_share(n)] and len(kept) < 40
+    assert "validation share left out" in capsys.readouterr().err
+
+
 def test_cli_trains_and_refuses_the_test_split(data, tmp_path):
     import subprocess
     import sys

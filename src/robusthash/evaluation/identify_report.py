@@ -90,7 +90,7 @@ ENGINE, UNION = "engine", "union"
 @dataclass(frozen=True)
 class IdentifyReportConfig:
     corpus: Path
-    split: str = "test"  # the originals' split; "train" for development
+    split: str = "test"  # the originals' split; "train" for development, "validation" to choose models
     originals: int = 60
     distractors: int = 1000  # photos, besides their crops
     unregistered: int = 300  # attacked copies of kept-out photos
@@ -216,9 +216,13 @@ class Selection:
 def select(config: IdentifyReportConfig) -> Selection:
     """The originals, the kept-out photos and the distractor photos (disjoint)."""
     corpus = Corpus(config.corpus)
-    if config.split not in ("train", "test"):
-        raise ValueError(f"split must be train or test, not {config.split!r}")
-    photos = corpus.test() if config.split == "test" else corpus.train()
+    listed = {"test": corpus.test, "train": corpus.train, "validation": corpus.validation}
+    if config.split not in listed:
+        raise ValueError(f"split must be one of {', '.join(listed)}, not {config.split!r}")
+    photos = listed[config.split]()
+    if not photos:
+        raise ValueError(f"{config.corpus}: the {config.split} split lists no photos"
+                         + (" (write it: make validation-split)" if config.split == "validation" else ""))
     originals = evenly_spaced(photos, config.originals)
     taken = set(originals)
     rest = [p for p in photos if p not in taken]
@@ -228,9 +232,11 @@ def select(config: IdentifyReportConfig) -> Selection:
     rest = [p for p in rest if p not in taken]
     if config.distractors <= len(rest):
         distractors = evenly_spaced(rest, config.distractors)
-    else:  # the split's own photos first, then (test split) train photos
-        more = [p for p in corpus.train() if p not in taken] if config.split == "test" else []
-        more += corpus.extra_train()  # --extra photos: training only, so distractors of either split
+    else:  # the split's own photos first, then (test, validation) train photos
+        more = [p for p in corpus.train() if p not in taken] if config.split != "train" else []
+        more += corpus.extra_train()  # --extra photos: training only, so distractors of any split
+        listed_already = taken | set(rest)  # the validation share is among the extra photos
+        more = [p for p in more if p not in listed_already]
         distractors = rest + evenly_spaced(more, min(config.distractors - len(rest), len(more)))
     return Selection(originals, kept_out, distractors)
 
@@ -736,8 +742,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, required=True, help="corpus folder (train.txt, test.txt)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--split", choices=("test", "train"), default="test",
-                        help="the originals' split (train for development; report on test)")
+    parser.add_argument("--split", choices=("test", "train", "validation"), default="test",
+                        help="the originals' split (train for development; validation to choose between models, "
+                             "make validation-split; report on test)")
     parser.add_argument("--originals", type=int, default=IdentifyReportConfig.originals)
     parser.add_argument("--distractors", type=int, default=IdentifyReportConfig.distractors)
     parser.add_argument("--unregistered", type=int, default=IdentifyReportConfig.unregistered)

@@ -10,6 +10,7 @@ JSON file (step, configs); nothing is pickled.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from ..io import ImageError, load_pil
-from ..synth.corpus import refuse_test_split
+from ..synth.corpus import Corpus, refuse_test_split
 from .aria import AriaConfig, perturb_views
 from .cmaa import CMAA, CONFIGS, CMAAConfig, cosine_schedule, median_signs, with_losses
 from ..runtime import preprocess
@@ -74,10 +75,15 @@ class TrainConfig:
 
 def read_training_list(path: Path) -> list[Path]:
     """Photos of a train list (one path per line, relative to the list). The corpus's
-    test list is refused (``synth.corpus.refuse_test_split``): reported results must never
-    have been trained on."""
+    test and validation lists are refused (``synth.corpus.refuse_test_split``), and the
+    photos of a validation list beside it are left out (they choose between models)."""
     refuse_test_split(path)
-    return [path.parent / line.strip() for line in path.read_text().splitlines() if line.strip()]
+    photos = [path.parent / line.strip() for line in path.read_text().splitlines() if line.strip()]
+    held = {p.resolve() for p in Corpus(path.parent).validation()}
+    kept = [p for p in photos if p.resolve() not in held]
+    if len(kept) < len(photos):
+        print(f"{path}: {len(photos) - len(kept)} photos of the validation share left out", file=sys.stderr)
+    return kept
 
 
 class TrainingSamples(torch.utils.data.Dataset):

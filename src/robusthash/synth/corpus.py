@@ -6,6 +6,12 @@ photos for training only. The RGBA cut-outs in ``objects/`` are not split by the
 :func:`object_split` fixes their split by file name. Training never reads the test
 split (:func:`refuse_test_split`); reported results come from it.
 
+A candidate model is chosen on photos it did not train on and that no report uses: the
+**validation share**, a fifth of the extra photos fixed by file name
+(:func:`validation_share`), listed in ``validation.txt`` by
+``python -m robusthash.synth.corpus validation CORPUS``. Once that list exists, training
+never reads its photos, whatever list names them (``models.train.read_training_list``).
+
     >>> corpus = Corpus("corpus")
     >>> corpus.train()[:2], len(corpus.objects("test"))
 """
@@ -23,6 +29,7 @@ from ..files import read_image_list
 TRAIN_LIST = "train.txt"
 TEST_LIST = "test.txt"
 EXTRA_TRAIN_LIST = "extra_train.txt"
+VALIDATION_LIST = "validation.txt"
 OBJECTS = "objects"
 SPLITS = ("train", "test")
 
@@ -43,11 +50,21 @@ def split_objects(folder: Path, split: str) -> list[Path]:
 
 
 def refuse_test_split(path: Path) -> Path:
-    """``path`` unless it is the corpus's test list: reported results must never have
-    been trained on. Every training entry point reads its photo list through this."""
+    """``path`` unless it is the corpus's test list or its validation list: reported
+    results, and the choice between candidates, must never have been trained on. Every
+    training entry point reads its photo list through this."""
     if Path(path).name == TEST_LIST:
         raise ValueError(f"{path} is the test split; train on {TRAIN_LIST}")
+    if Path(path).name == VALIDATION_LIST:
+        raise ValueError(f"{path} is the validation share, held out of training to choose between models")
     return Path(path)
+
+
+def validation_share(path: Path | str) -> bool:
+    """Whether an extra photo (``extra_train.txt``) is held out of training to choose
+    between candidate models: one in five, fixed by its file name. The shipped models
+    before 2026-12-07 trained on the train split alone, so they never saw these either."""
+    return hashlib.sha256(Path(path).name.encode()).digest()[0] % 5 == 0
 
 
 @dataclass(frozen=True)
@@ -58,12 +75,14 @@ class Corpus:
     train_list: Path = field(init=False, repr=False, compare=False)
     test_list: Path = field(init=False, repr=False, compare=False)
     extra_train_list: Path = field(init=False, repr=False, compare=False)  # training only, may be absent
+    validation_list: Path = field(init=False, repr=False, compare=False)  # written by write_validation_list
     objects_folder: Path = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         root = Path(self.root)
         paths = {"root": root, "train_list": root / TRAIN_LIST, "test_list": root / TEST_LIST,
-                 "extra_train_list": root / EXTRA_TRAIN_LIST, "objects_folder": root / OBJECTS}
+                 "extra_train_list": root / EXTRA_TRAIN_LIST, "validation_list": root / VALIDATION_LIST,
+                 "objects_folder": root / OBJECTS}
         for name, path in paths.items():
             object.__setattr__(self, name, path)
 
@@ -78,6 +97,21 @@ class Corpus:
     def extra_train(self) -> list[Path]:
         """The extra training-only photos (``--extra``); none when the corpus was built without."""
         return read_image_list(self.extra_train_list) if self.extra_train_list.is_file() else []
+
+    def validation(self) -> list[Path]:
+        """The validation share (:func:`validation_share`) as listed; none before the list is written."""
+        return read_image_list(self.validation_list) if self.validation_list.is_file() else []
+
+    def write_validation_list(self) -> Path:
+        """Write ``validation.txt``: the extra photos of the validation share, in list
+        order. Raises ValueError when the corpus has no extra photos (built without
+        ``--extra``)."""
+        extra = self.extra_train()
+        if not extra:
+            raise ValueError(f"{self.extra_train_list}: no extra photos; build the corpus with --extra")
+        chosen = [p.relative_to(self.root).as_posix() for p in extra if validation_share(p)]
+        self.validation_list.write_text("".join(f"{line}\n" for line in chosen), encoding="utf-8")
+        return self.validation_list
 
     def objects(self, split: str) -> list[Path]:
         """The cut-outs of ``split`` (:func:`object_split`), in path order."""
@@ -143,5 +177,22 @@ def artwork_key(original_path: str) -> str:
     return original_path
 
 
-__all__ = ["Corpus", "SHARED_CONTENT", "artwork_key", "object_split", "split_objects", "refuse_test_split", "TRAIN_LIST", "TEST_LIST",
-           "EXTRA_TRAIN_LIST"]
+__all__ = ["Corpus", "SHARED_CONTENT", "artwork_key", "object_split", "split_objects", "refuse_test_split",
+           "validation_share", "TRAIN_LIST", "TEST_LIST", "EXTRA_TRAIN_LIST", "VALIDATION_LIST"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write a corpus's validation list (validation.txt): the extra "
+                                                 "photos held out of training to choose between models.")
+    parser.add_argument("command", choices=("validation",))
+    parser.add_argument("corpus", type=Path, help="corpus folder, built with --extra")
+    args = parser.parse_args(argv)
+    corpus = Corpus(args.corpus)
+    path = corpus.write_validation_list()
+    print(f"wrote {path}: {len(corpus.validation())} of {len(corpus.extra_train())} extra photos")
+
+
+if __name__ == "__main__":
+    main()
