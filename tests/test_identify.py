@@ -192,6 +192,18 @@ def test_a_montage_found_through_the_halves_or_a_second_look(registered, photos)
         assert x0 >= astronaut.width - 10 and y0 >= 96 - 10 and y1 <= 96 + coffee.height + 10
 
 
+def _bright_and_dark(tmp_path, photos, darkness: float):
+    """A database of the astronaut and a darkened camera (``darkness`` of its brightness),
+    their files, and the dark picture."""
+    dark = Image.fromarray((np.asarray(photos["camera"], dtype=np.float32) * darkness).astype(np.uint8))
+    paths = [tmp_path / "astronaut.jpg", tmp_path / "dark.png"]
+    photos["astronaut"].save(paths[0], quality=92)
+    dark.save(paths[1])
+    ref = ReferenceDB(tmp_path / "refs.sqlite", methods=["forbild", "pdq", "cmaa"])
+    assert len(ref.add(paths).added) == 2
+    return ref, paths, dark
+
+
 @pytest.mark.parametrize("side, looked_at", [(512, "starved half"), (300, "uncovered side")])
 def test_a_dark_picture_beside_a_bright_one_is_verified_with_keypoints_of_its_own(tmp_path, photos, side, looked_at):
     # ORB spends the query's keypoints on the bright picture, and too few are left on the
@@ -199,12 +211,7 @@ def test_a_dark_picture_beside_a_bright_one_is_verified_with_keypoints_of_its_ow
     # query no identified frame covers (the bright one covering most) is looked at with
     # keypoints of its own.
     astronaut = photos["astronaut"]
-    dark = Image.fromarray((np.asarray(photos["camera"], dtype=np.float32) * 0.2).astype(np.uint8))
-    paths = [tmp_path / "astronaut.jpg", tmp_path / "dark.png"]
-    astronaut.save(paths[0], quality=92)
-    dark.save(paths[1])
-    ref = ReferenceDB(tmp_path / "refs.sqlite", methods=["forbild", "pdq", "cmaa"])
-    assert len(ref.add(paths).added) == 2
+    ref, paths, dark = _bright_and_dark(tmp_path, photos, 0.2)
     canvas = Image.new("RGB", (astronaut.width + 16 + side, astronaut.height), (255, 255, 255))
     canvas.paste(astronaut, (0, 0))
     canvas.paste(dark.resize((side, side)), (astronaut.width + 16, (astronaut.height - side) // 2))
@@ -242,6 +249,51 @@ def test_the_uncovered_side_of_a_query():
                                                                             np.uint8))
     assert uncovered_side(bare, [named(250, 200, at_twice)]) is None  # no keypoint there: flat padding
     assert uncovered_side(query, []) is None
+
+
+def test_a_hole_in_an_identified_picture():
+    from robusthash.compare.features import LocalFeatures, Verification
+    from robusthash.db.store import ImageRecord
+    from robusthash.identify.engine import Evidence, Identified, occluded_region
+
+    rng = np.random.default_rng(0)
+    # The reference's own keypoints, 400 x 200, seen at twice its size in the query.
+    own = rng.uniform((0, 0), (400, 200), (500, 2)).astype(np.float32)
+    original = LocalFeatures((400, 200), 1.0, own, np.zeros((500, 32), np.uint8))
+    query = LocalFeatures((800, 400), 1.0, own * 2, np.zeros((500, 32), np.uint8))
+    at_twice = np.diag([0.5, 0.5, 1.0])
+
+    def named(matched: np.ndarray) -> Identified:
+        image = ImageRecord(1, "digest", "a.jpg", {}, 400, 200, "2026-12-07")
+        verification = Verification(len(matched), len(matched), False, at_twice, (0, 0, 800, 400), 1.0, matched * 2)
+        return Identified(image, 50.0, True, "", (0, 0, 800, 400), Evidence({}, verification))
+
+    # Most of its keypoints matched, except under an inset over (x 300-500, y 100-300) of the query.
+    seen = own[rng.random(len(own)) < 0.8]
+    covered = (seen[:, 0] >= 150) & (seen[:, 0] < 250) & (seen[:, 1] >= 50) & (seen[:, 1] < 150)
+    x0, y0, x1, y1 = occluded_region(query, [named(seen[~covered])], {1: original})
+    assert 250 <= x0 <= 325 and 475 <= x1 <= 550 and 50 <= y0 <= 125 and 275 <= y1 <= 350
+    assert occluded_region(query, [named(seen)], {1: original}) is None  # nothing covered
+    # Where the picture had no keypoints of its own (a flat part), no inlier is missed.
+    flat = ~((own[:, 0] >= 150) & (own[:, 0] < 250) & (own[:, 1] >= 50) & (own[:, 1] < 150))
+    bare = LocalFeatures((400, 200), 1.0, own[flat], np.zeros((int(flat.sum()), 32), np.uint8))
+    assert occluded_region(query, [named(seen[~covered])], {1: bare}) is None
+    assert occluded_region(query, [named(seen[~covered])], {}) is None  # its keypoints unknown
+
+
+def test_a_dark_inset_is_found_as_a_hole_in_its_host(tmp_path, photos):
+    # The inset is too dark for the query's keypoints, which ORB spends on the bright
+    # host: no part of the query is unexplained, but the host's own keypoints, mapped
+    # into the query, are missed where the inset covers them.
+    ref, paths, dark = _bright_and_dark(tmp_path, photos, 0.3)
+    host = photos["astronaut"].copy()
+    host.paste(dark.resize((200, 200)).rotate(15, expand=True, fillcolor=0), (260, 250))
+    assert Identifier(ref, IdentifyConfig(occluded_chance=0)).identify(host).verdict == MATCH
+    verdict = Identifier(ref).identify(host)
+    assert verdict.verdict == MONTAGE and {m.image.source for m in verdict.matches} == set(map(str, paths))
+    x0, y0, x1, y1 = next(m.region for m in verdict.matches if m.image.source == str(paths[1]))
+    assert x0 >= 250 and y0 >= 240  # in the query's frame, on the inset
+    ref.close()
 
 
 def test_each_method_offers_at_most_its_nearest(registered, photos):

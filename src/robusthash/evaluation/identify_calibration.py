@@ -11,7 +11,8 @@ rotations and flips; the nearest variant counts). Distinct pairs: a query agains
 reference of another artwork (``Corpus.artworks``: one wallpaper's renditions are one
 picture). For each method, the distance of every distinct pair; for verification, the
 inliers of a stratified sample of them: each method's ``--nearest`` references to every
-query, and ``--verify`` random others standing for the rest. Each signal's tail, and the
+query, and ``--verify`` random others standing for the rest (``make
+identify-calibration`` verifies every distinct pair). Each signal's tail, and the
 joint tails, are fitted (:func:`robusthash.identify.calibration.calibrate`) and written
 with how they were made. The test split is never read.
 """
@@ -115,7 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=250, help="train photos made into queries")
     parser.add_argument("--nearest", type=int, default=10,
                         help="per query, each method's nearest distinct references are all verified")
-    parser.add_argument("--verify", type=int, default=40, help="random other distinct references verified per query")
+    parser.add_argument("--verify", type=int, default=40,
+                        help="random other distinct references verified per query (at least the number of "
+                             "references: every distinct pair, each standing for itself)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pairs", type=Path, default=None,

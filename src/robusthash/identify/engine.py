@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -108,6 +108,10 @@ class IdentifyConfig:
     # of the query, holding keypoints, gets a second look even where they are too sparse
     # for unexplained_region (a dark picture beside the one identified).
     uncovered_share: float = 0.15
+    # Where no part is unexplained, a hole in an identified picture (its own keypoints,
+    # mapped into the query, unmatched there against this chance: occluded_region) gets
+    # the second look: an inset too dark for the query's keypoints; 0: none.
+    occluded_chance: float = 1e-3
     # The tails rates are read from. AUTO: the collection's own (db calibrate --engine)
     # where it has one, else the shipped one; None: uncalibrated, nothing is named.
     calibration: Calibration | str | None = AUTO
@@ -256,7 +260,7 @@ class Identifier:
                 records[m.image.id] = m.image
         versions = {r.method: examined.hashes[r.method].version for r in results}
         candidates = self._checked(offered, records, examined, refused, versions, verified=verified)
-        names, inner = [r.method for r in results], self.config.residual_inner
+        names = [r.method for r in results]
         explained = _mostly_explained(candidates, examined, self.config.explained_share)
         if not last and not explained and not refused:
             return None
@@ -286,36 +290,67 @@ class Identifier:
         looks = examined.decoded is not None and examined.local_features is not None
         for _ in range(self.config.residual_rounds if looks else 0):
             identified = [c for c in candidates if c.identified]
-            box = unexplained_region(examined.local_features[0], identified) or \
-                uncovered_side(examined.local_features[0], identified, self.config.uncovered_share)
-            if box is None:
-                break
-            # Its inner part is searched: a pasted picture's box holds corners of its host
-            # (on 30 train insets, with the exact box, cmaa's 10 nearest hold the inset's
-            # original for 97% of the inner 70%, 67% of the whole box). Its own local
-            # features verify: a small part of the query has few of the query's keypoints.
-            x0, y0, x1, y1 = box
-            dx, dy = round((1 - inner) / 2 * (x1 - x0)), round((1 - inner) / 2 * (y1 - y0))
-            inner_hashes = self.ref.examine_region(examined, (x0 + dx, y0 + dy, x1 - dx, y1 - dy), names).hashes
-            # Each method's nearest to it besides those named. One already checked against
-            # the whole query is checked again against the part, and the better check
-            # stands; against the part verification alone speaks (a part's distances are
-            # not calibrated).
-            named = {c.image.id for c in identified}
-            more: dict[int, dict[str, tuple[float, bool]]] = {}
-            self._nearest_to_part(inner_hashes.values(), more, records, source, self.config.per_method, named)
-            if not more:
-                break
-            region = self.ref.examine_region(examined, box, (), self.config.features)
-            candidates = _better(candidates, self._checked(more, records, examined, refused, versions, region))
-            if not any(c.identified and c.image.id not in named for c in candidates):
-                break  # the same part would be looked at again
+            found = False
+            # The parts worth a second look, tried in turn until one names a picture: the
+            # largest part holding keypoints none identified explains, a hole in an
+            # identified picture, a side outside every identified frame.
+            for box in self._parts(examined, identified):
+                candidates, found = self._look_again(box, candidates, identified, examined, names, records, source,
+                                                     refused, versions)
+                if found:
+                    break
+            if not found:
+                break  # the same parts would be looked at again
         candidates.sort(key=lambda c: (not c.identified, -c.score, c.image.id))
         identified = [c for c in candidates if c.identified]
         query_features = examined.local_features
         side = max(query_features[0].size) if query_features is not None else 0
         return Verdict(source, _verdict(identified, self.config.same_region, side), identified, candidates, refused,
                        results, examined.with_variants)
+
+    def _parts(self, examined: Examined, identified: list[Identified]) -> Iterator[tuple[int, int, int, int]]:
+        """The boxes of the query a second look is worth, best first, each made only
+        when the one before it found nothing."""
+        query = examined.local_features[0]
+        box = unexplained_region(query, identified)
+        if box is not None:
+            yield box
+        if self.config.occluded_chance:
+            stored = self.ref.store.features([c.image.id for c in identified], KIND, VERSION)
+            originals = {i: LocalFeatures.from_bytes(data) for i, data in stored.items()}
+            box = occluded_region(query, identified, originals, chance=self.config.occluded_chance)
+            if box is not None:
+                yield box
+        box = uncovered_side(query, identified, self.config.uncovered_share)
+        if box is not None:
+            yield box
+
+    def _look_again(self, box: tuple[int, int, int, int], candidates: list[Identified],
+                    identified: list[Identified], examined: Examined, names: list[str],
+                    records: dict[int, ImageRecord], source: str, refused: str | None,
+                    versions: dict[str, str]) -> tuple[list[Identified], bool]:
+        """A second look at a ``box`` of the query: the candidates with its nearest
+        references checked against it, and whether a picture not named before is named."""
+        # Its inner part is searched: a pasted picture's box holds corners of its host
+        # (on 30 train insets, with the exact box, cmaa's 10 nearest hold the inset's
+        # original for 97% of the inner 70%, 67% of the whole box). Its own local
+        # features verify: a small part of the query has few of the query's keypoints.
+        x0, y0, x1, y1 = box
+        inner = self.config.residual_inner
+        dx, dy = round((1 - inner) / 2 * (x1 - x0)), round((1 - inner) / 2 * (y1 - y0))
+        inner_hashes = self.ref.examine_region(examined, (x0 + dx, y0 + dy, x1 - dx, y1 - dy), names).hashes
+        # Each method's nearest to it besides those named. One already checked against
+        # the whole query is checked again against the part, and the better check
+        # stands; against the part verification alone speaks (a part's distances are
+        # not calibrated).
+        named = {c.image.id for c in identified}
+        more: dict[int, dict[str, tuple[float, bool]]] = {}
+        self._nearest_to_part(inner_hashes.values(), more, records, source, self.config.per_method, named)
+        if not more:
+            return candidates, False
+        region = self.ref.examine_region(examined, box, (), self.config.features)
+        candidates = _better(candidates, self._checked(more, records, examined, refused, versions, region))
+        return candidates, any(c.identified and c.image.id not in named for c in candidates)
 
     def method_results(self, examined: Examined, source: str = "<image>", methods: Sequence[str] | None = None,
                        k: int = 5) -> list[QueryResult]:
@@ -497,6 +532,70 @@ def unexplained_region(query: LocalFeatures, identified: Sequence[Identified], c
     if box[2] - box[0] < 16 or box[3] - box[1] < 16 or (box[2] - box[0]) * (box[3] - box[1]) > most_area * w * h:
         return None
     return box
+
+
+def occluded_region(query: LocalFeatures, identified: Sequence[Identified], originals: dict[int, LocalFeatures],
+                    cells: int = 16, chance: float = 1e-3, least_expected: int = 12,
+                    most_area: float = 0.5) -> tuple[int, int, int, int] | None:
+    """The box (x0, y0, x1, y1, the query's pixels) of the largest part of an identified
+    picture that is covered by something else, or None.
+
+    Each identified reference's own keypoints (``originals``, by image id) are mapped into
+    the query by its verified homography: they show where its picture should have
+    matched. The query is cut into a grid (``cells`` along its longer side); 4-connected
+    cells of the picture's frame holding its mapped keypoints but none of its inliers are
+    a hole in it. A hole is occluded when so many of its keypoints unmatched, at the
+    share of them the picture matched elsewhere, would happen by chance less often than
+    ``chance``, and at least ``least_expected`` of them lie there: an inset pasted over
+    the picture. Unlike :func:`unexplained_region`, this needs no keypoints of the query
+    in the part: a dark inset over a bright host holds few of them (ORB spends the
+    query's budget where the contrast is). A hole over ``most_area`` of the query is no
+    inset.
+    """
+    import cv2
+
+    w, h = query.size
+    nx, ny = (cells, max(1, round(cells * h / w))) if w >= h else (max(1, round(cells * w / h)), cells)
+    cell_w, cell_h = w / nx, h / ny
+    best: tuple[float, tuple[int, int, int, int]] | None = None
+    for c in identified:
+        v, original = c.evidence.verification, originals.get(c.image.id)
+        if original is None or v is None or not v.accepted or v.query_points is None or not len(original):
+            continue
+        ones = np.ones((len(original), 1))
+        mapped = np.hstack([original.points, ones]) @ np.linalg.inv(v.homography).T
+        ahead = mapped[:, 2] > 0
+        xs, ys = mapped[ahead, 0] / mapped[ahead, 2], mapped[ahead, 1] / mapped[ahead, 2]
+        if v.flipped:
+            xs = w - 1 - xs
+        inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+        if inside.sum() < 2 * least_expected:
+            continue
+        expected = np.zeros((ny, nx), dtype=np.int32)
+        np.add.at(expected, ((ys[inside] / cell_h).astype(int).clip(0, ny - 1),
+                             (xs[inside] / cell_w).astype(int).clip(0, nx - 1)), 1)
+        matched = np.zeros((ny, nx), dtype=np.int32)
+        q = v.query_points
+        np.add.at(matched, ((q[:, 1] / cell_h).astype(int).clip(0, ny - 1),
+                            (q[:, 0] / cell_w).astype(int).clip(0, nx - 1)), 1)
+        # The share of its keypoints the picture matched where it was not covered.
+        share = min(0.95, len(q) / float(inside.sum()))
+        hole = ((expected > 0) & (matched == 0)).astype(np.uint8)
+        count, labels = cv2.connectedComponents(hole, connectivity=4)
+        for label in range(1, count):
+            part = labels == label
+            missed = int(expected[part].sum())
+            surprise = -missed * np.log1p(-share)  # -ln P(none of them matched)
+            rows, cols = np.nonzero(part)
+            # The cells around the hole, which matched in part, are partly covered too.
+            box = (max(0, int((cols.min() - 0.5) * cell_w)), max(0, int((rows.min() - 0.5) * cell_h)),
+                   min(w, int(np.ceil((cols.max() + 1.5) * cell_w))), min(h, int(np.ceil((rows.max() + 1.5) * cell_h))))
+            area = (box[2] - box[0]) * (box[3] - box[1])
+            if missed < least_expected or surprise < -np.log(chance) or area > most_area * w * h:
+                continue
+            if best is None or surprise > best[0]:
+                best = (surprise, box)
+    return None if best is None else best[1]
 
 
 def _offered(result: QueryResult, most: int, by_crop: int) -> list[Match]:
