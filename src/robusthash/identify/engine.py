@@ -500,19 +500,9 @@ def unexplained_region(query: LocalFeatures, identified: Sequence[Identified], c
     w, h = query.size
     if len(points) < 20 or not len(inliers):
         return None
-    nx, ny = (cells, max(1, round(cells * h / w))) if w >= h else (max(1, round(cells * w / h)), cells)
-    cell_w, cell_h = w / nx, h / ny
-
-    def cells_of(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (np.clip((p[:, 1] / cell_h).astype(int), 0, ny - 1),
-                np.clip((p[:, 0] / cell_w).astype(int), 0, nx - 1))
-
-    def counts(p: np.ndarray) -> np.ndarray:
-        grid = np.zeros((ny, nx), dtype=np.int32)
-        np.add.at(grid, cells_of(p), 1)
-        return grid
-
-    keypoints, explained = counts(points), counts(inliers)
+    grid = _Grid.over(query.size, cells)
+    cell_w, cell_h = grid.cell_w, grid.cell_h
+    keypoints, explained = grid.counts(points), grid.counts(inliers)
     typical = float(np.median(keypoints[keypoints > 0]))
     unexplained = ((keypoints >= max(4.0, typical / 4)) & (explained == 0)).astype(np.uint8)
     count, labels = cv2.connectedComponents(unexplained, connectivity=4)
@@ -525,7 +515,7 @@ def unexplained_region(query: LocalFeatures, identified: Sequence[Identified], c
     if not best or most < least_share * len(points):
         return None
     around = cv2.dilate((labels == best).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    loose = around[cells_of(points)]  # the part's keypoints, then only those away from every inlier
+    loose = around[grid.cells_of(points)]  # the part's keypoints, then only those away from every inlier
     loose &= cKDTree(inliers).query(points)[0] > min(cell_w, cell_h)
     if not loose.any():
         return None
@@ -558,35 +548,23 @@ def occluded_region(query: LocalFeatures, identified: Sequence[Identified], orig
     import cv2
 
     w, h = query.size
-    nx, ny = (cells, max(1, round(cells * h / w))) if w >= h else (max(1, round(cells * w / h)), cells)
-    cell_w, cell_h = w / nx, h / ny
-
-    def counts(points: np.ndarray) -> np.ndarray:
-        grid = np.zeros((ny, nx), dtype=np.int32)
-        np.add.at(grid, ((points[:, 1] / cell_h).astype(int).clip(0, ny - 1),
-                         (points[:, 0] / cell_w).astype(int).clip(0, nx - 1)), 1)
-        return grid
-
+    grid = _Grid.over(query.size, cells)
+    cell_w, cell_h = grid.cell_w, grid.cell_h
     # What any identified reference matched is explained, whichever picture's hole it lies in
     # (a collection holding several files of one picture names them all).
     inliers = [c.evidence.verification.query_points for c in identified if c.evidence.verification is not None
                and c.evidence.verification.accepted and c.evidence.verification.query_points is not None]
-    explained = counts(np.concatenate(inliers)) if inliers else np.zeros((ny, nx), dtype=np.int32)
+    explained = grid.counts(np.concatenate(inliers) if inliers else np.zeros((0, 2), dtype=np.float32))
     best: tuple[float, tuple[int, int, int, int]] | None = None
     for c in identified:
         v, original = c.evidence.verification, originals.get(c.image.id)
         if original is None or v is None or not v.accepted or v.query_points is None or not len(original):
             continue
-        ones = np.ones((len(original), 1))
-        mapped = np.hstack([original.points, ones]) @ np.linalg.inv(v.homography).T
-        ahead = mapped[:, 2] > 0
-        xs, ys = mapped[ahead, 0] / mapped[ahead, 2], mapped[ahead, 1] / mapped[ahead, 2]
-        if v.flipped:
-            xs = w - 1 - xs
-        inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+        mapped = _in_query(original.points, v, w)
+        inside = (mapped[:, 0] >= 0) & (mapped[:, 0] < w) & (mapped[:, 1] >= 0) & (mapped[:, 1] < h)
         if inside.sum() < 2 * least_expected:
             continue
-        expected = counts(np.stack([xs[inside], ys[inside]], axis=1))
+        expected = grid.counts(mapped[inside])
         # The share of its keypoints the picture matched where it was not covered.
         share = min(0.95, len(v.query_points) / float(inside.sum()))
         hole = ((expected > 0) & (explained == 0)).astype(np.uint8)
@@ -671,15 +649,51 @@ def _frame_in_query(c: Identified, w: int, h: int) -> tuple[float, float, float,
     v = c.evidence.verification
     if not c.identified or v is None or v.homography is None or not c.image.width or not c.image.height:
         return None
-    corners = np.array([[0, 0, 1], [c.image.width, 0, 1], [c.image.width, c.image.height, 1],
-                        [0, c.image.height, 1]], dtype=np.float64)
-    mapped = corners @ np.linalg.inv(v.homography).T
-    if np.any(mapped[:, 2] <= 0):
+    corners = np.array([[0, 0], [c.image.width, 0], [c.image.width, c.image.height], [0, c.image.height]],
+                       dtype=np.float64)
+    mapped = _in_query(corners, v, w)
+    if len(mapped) < len(corners):
         return None  # the frame crosses the horizon: no plausible picture of it
+    return float(mapped[:, 0].min()), float(mapped[:, 1].min()), float(mapped[:, 0].max()), float(mapped[:, 1].max())
+
+
+def _in_query(points: np.ndarray, v: Verification, w: int) -> np.ndarray:
+    """Points of a verified original (x, y, its pixels) in the query's pixels (``w`` wide),
+    through the homography and the mirror; those behind the horizon are left out."""
+    mapped = np.hstack([points, np.ones((len(points), 1))]) @ np.linalg.inv(v.homography).T
+    mapped = mapped[mapped[:, 2] > 0]
     xs, ys = mapped[:, 0] / mapped[:, 2], mapped[:, 1] / mapped[:, 2]
     if v.flipped:
         xs = w - 1 - xs
-    return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+    return np.stack([xs, ys], axis=1)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The query cut into cells, ``nx`` × ``ny`` of ``cell_w`` × ``cell_h`` pixels."""
+
+    nx: int
+    ny: int
+    cell_w: float
+    cell_h: float
+
+    @classmethod
+    def over(cls, size: tuple[int, int], cells: int) -> "_Grid":
+        """``cells`` along the longer side of a query of ``size`` (w, h), about square."""
+        w, h = size
+        nx, ny = (cells, max(1, round(cells * h / w))) if w >= h else (max(1, round(cells * w / h)), cells)
+        return cls(nx, ny, w / nx, h / ny)
+
+    def cells_of(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The (row, column) of each of ``points`` (x, y)."""
+        return (np.clip((points[:, 1] / self.cell_h).astype(int), 0, self.ny - 1),
+                np.clip((points[:, 0] / self.cell_w).astype(int), 0, self.nx - 1))
+
+    def counts(self, points: np.ndarray) -> np.ndarray:
+        """How many of ``points`` each cell holds (ny × nx)."""
+        grid = np.zeros((self.ny, self.nx), dtype=np.int32)
+        np.add.at(grid, self.cells_of(points), 1)
+        return grid
 
 
 def _mostly_explained(candidates: Sequence[Identified], examined: Examined, share: float) -> bool:
