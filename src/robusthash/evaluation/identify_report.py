@@ -233,8 +233,7 @@ def select(config: IdentifyReportConfig) -> Selection:
     if config.distractors <= len(rest):
         distractors = evenly_spaced(rest, config.distractors)
     else:  # the split's own photos first, then (test, validation) train photos
-        more = [p for p in corpus.train() if p not in taken] if config.split != "train" else []
-        more += corpus.extra_train()  # --extra photos: training only, so distractors of any split
+        more = (corpus.train() if config.split != "train" else []) + corpus.extra_train()  # --extra: training only
         listed_already = taken | set(rest)  # the validation share is among the extra photos
         more = [p for p in more if p not in listed_already]
         distractors = rest + evenly_spaced(more, min(config.distractors - len(rest), len(more)))

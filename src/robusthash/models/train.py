@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from ..files import read_image_list
 from ..io import ImageError, load_pil
 from ..synth.corpus import Corpus, refuse_test_split
 from .aria import AriaConfig, perturb_views
@@ -77,8 +78,7 @@ def read_training_list(path: Path) -> list[Path]:
     """Photos of a train list (one path per line, relative to the list). The corpus's
     test and validation lists are refused (``synth.corpus.refuse_test_split``), and the
     photos of a validation list beside it are left out (they choose between models)."""
-    refuse_test_split(path)
-    photos = [path.parent / line.strip() for line in path.read_text().splitlines() if line.strip()]
+    photos = read_image_list(refuse_test_split(path))
     held = {p.resolve() for p in Corpus(path.parent).validation()}
     kept = [p for p in photos if p.resolve() not in held]
     if len(kept) < len(photos):
