@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from robusthash.attacks import parse
-from robusthash.compare.features import LocalFeatures, local_features, verify
+from robusthash.compare.features import CHECK_VERSION, LocalFeatures, local_features, verify
 from robusthash.db import ReferenceDB
 from robusthash.identify import MATCH, MONTAGE, NO_MATCH, Identifier, IdentifyConfig
 
@@ -85,6 +85,29 @@ def test_attacked_copies_are_identified(registered, photos, spec):
     assert verdict.matches[0].image.source == sources["astronaut"]
     assert verdict.matches[0].reason.startswith("identified")
     assert all(m.image.source == sources["astronaut"] for m in verdict.matches)
+
+
+def test_a_query_is_judged_by_the_tails_of_its_own_stratum(registered, photos):
+    from robusthash.identify.calibration import Calibration, Stratum, shipped_calibration
+
+    ref, sources = registered
+    shipped = shipped_calibration()
+    every = Calibration(shipped.tails, shipped.provenance)
+    copy = parse("JC(40)")(photos["astronaut"], seed=2)  # 20% dark: a light query
+    # A light stratum measured to have no calibrated signal: the light query is judged by
+    # it (nothing decides), a dark one by the tails of every query.
+    empty = Calibration(())
+    strict = replace(every, strata=(Stratum("light", 0.6, empty),))
+    verdict = Identifier(ref, IdentifyConfig(calibration=strict)).identify(copy)
+    assert verdict.verdict == NO_MATCH and verdict.stratum == "light"
+    assert verdict.to_dict(details=True)["calibration_stratum"] == "light"
+    dark = Image.eval(copy, lambda v: v // 8)  # the same copy, 100% dark
+    darkened = Identifier(ref, IdentifyConfig(calibration=strict)).identify(dark)
+    assert darkened.stratum is None and darkened.verdict == MATCH
+    assert darkened.matches[0].image.source == sources["astronaut"]
+    none_light = replace(every, strata=(Stratum("light", 0.1, empty),))  # the copy is no member
+    judged = Identifier(ref, IdentifyConfig(calibration=none_light)).identify(copy)
+    assert judged.verdict == MATCH and judged.stratum is None
 
 
 def test_a_query_is_judged_as_given_and_its_variants_searched_only_where_it_is_not_explained(registered, photos):
@@ -373,10 +396,19 @@ def test_the_engine_is_calibrated_on_the_collection_and_says_when_it_is_too_smal
     stored = collection_calibration(ref)
     assert stored is not None and stored.provenance["split"] == "collection" and stored.provenance["queries"] == 12
     assert {t.signal for t in stored.tails} >= {"verification", "forbild", "pdq", "joint:forbild+pdq+verification"}
+    # 9 of the 12 queries drawn are light (the Hubble field's tiles are dark): too few for
+    # a stratum of their own, so every query is judged by the tails of every query.
+    assert stored.strata == () and stored.for_query(0.1) is stored
     assert len(measured.pairs) == len(measured.inliers) >= 200
     assert Identifier(ref).calibration.provenance == stored.provenance  # db query uses it from now on
     assert Identifier(ref).calibration_notice is None
     assert "fitted lines" in too_coarse(stored, 1e-6)
+    # With 20 queries the light ones are a stratum: measured apart, stored, read back.
+    strata = calibrate_collection(ref, queries=20).calibration.strata
+    assert [s.name for s in strata] == ["light"] and strata[0].calibration.provenance["queries"] >= 10
+    stored = collection_calibration(ref)
+    assert stored.for_query(0.1).tail("verification", CHECK_VERSION) is not None
+    assert stored.for_query(0.1) is not stored and stored.for_query(0.9) is stored
     # Measured with an older check: its inlier tail means nothing now, so the shipped one
     # decides and the user is told to calibrate again.
     older = replace(stored, tails=tuple(replace(t, version="0/1") if t.signal == "verification" else t

@@ -147,3 +147,83 @@ def test_the_random_stratum_stays_when_a_methods_nearest_change():
     # Each query's weights stand for all its distinct pairs.
     for r in range(30):
         assert sum(w for (q, _), w in zip(a, wa) if q == r) == pytest.approx(distinct[r].sum())
+
+
+def _strata_data(seed: int = 6, queries: int = 40, references: int = 300):
+    """Distances and inliers of synthetic queries: the first half dark (near each other in
+    the hash, sharing inliers), the second half light (far apart, few inliers)."""
+    rng = np.random.default_rng(seed)
+    dark = np.r_[np.full(queries // 2, 0.9), np.full(queries - queries // 2, 0.2)]
+    heavy = dark[:, None] >= 0.6
+    distances = {"pdq": np.where(heavy, rng.uniform(0.05, 0.5, (queries, references)),
+                                 rng.uniform(0.3, 0.6, (queries, references)))}
+    inliers = np.where(heavy, rng.geometric(0.15, (queries, references)), rng.geometric(0.6, (queries, references))) - 1
+    distinct = np.ones((queries, references), dtype=bool)
+    distinct[np.arange(queries), np.arange(queries)] = False
+    return distances, distinct, inliers.astype(float), dark
+
+
+def test_a_stratum_of_queries_gets_tails_of_its_own_and_each_pair_is_verified_once():
+    from robusthash.identify.calibration import calibrate_by_stratum
+
+    distances, distinct, inliers, dark = _strata_data()
+    asked: list[tuple[int, int]] = []
+
+    def verify(pairs):
+        asked.extend(pairs)
+        return np.array([inliers[r, c] for r, c in pairs])
+
+    measured = calibrate_by_stratum(distances, distinct, {"pdq": "p"}, verify, "1", dark, nearest=5,
+                                    sample=1000)
+    calibration = measured.calibration
+    assert len(asked) == len(set(asked)) == distinct.sum()  # every distinct pair, once, for both fits
+    assert [s.name for s in calibration.strata] == ["light"]
+    light = calibration.strata[0].calibration
+    assert light.provenance["queries"] == 20 and calibration.provenance["distinct_pairs"] == distinct.sum()
+    every, own = calibration.tail("verification", "1"), light.tail("verification", "1")
+    assert own.p(8) < every.p(8) / 5  # the light queries' distinct pairs seldom share 8 inliers
+    assert calibration.for_query(0.2) is light and calibration.for_query(0.9) is calibration
+    assert calibration.for_query(None) is calibration
+    assert calibration.stratum_of(0.2) == "light" and calibration.stratum_of(0.9) is None
+    back = Calibration.parse(calibration.to_json())
+    assert back.strata[0].dark_below == 0.6 and back.for_query(0.2).tail("verification", "1").p(8) == own.p(8)
+    # Too few queries in a stratum: its queries keep the tails of every query.
+    five = np.where(np.arange(len(dark)) < 25, dark, 0.9)  # 5 light queries
+    few = calibrate_by_stratum(distances, distinct, {"pdq": "p"}, verify, "1", five, nearest=5, sample=1000)
+    assert few.calibration.strata == () and few.calibration.for_query(0.2) is few.calibration
+
+
+def test_the_tails_of_every_query_can_be_measured_on_a_part_of_the_pairs():
+    from robusthash.identify.calibration import calibrate_by_stratum
+
+    distances, distinct, inliers, dark = _strata_data()
+    every = (np.arange(20), np.arange(150))  # the dark queries against the first half of the references
+    measured = calibrate_by_stratum(distances, distinct, {"pdq": "p"},
+                                    lambda pairs: np.array([inliers[r, c] for r, c in pairs]), "1", dark,
+                                    nearest=5, sample=1000, every=every)
+    assert measured.calibration.provenance["distinct_pairs"] == distinct[:20, :150].sum()
+    assert measured.calibration.strata[0].calibration.provenance["distinct_pairs"] == distinct[20:].sum()
+
+
+def test_a_calibration_without_strata_of_format_1_is_still_read():
+    rng = np.random.default_rng(2)
+    tail = fit_tail("verification", "1", rng.geometric(0.4, 5000) - 1, False)
+    import json
+
+    text = json.dumps({"format": 1, "provenance": {"split": "train"}, "tails": [tail.to_dict()]})
+    back = Calibration.parse(text)
+    assert back.strata == () and back.for_query(0.1) is back
+    with pytest.raises(ValueError, match="format 1 or 2"):
+        Calibration.parse(json.dumps({"format": 3, "tails": []}))
+
+
+def test_a_querys_darkness_is_measured_on_the_query():
+    from PIL import Image
+
+    from robusthash.identify.calibration import dark_share
+
+    assert dark_share(Image.new("RGB", (128, 96), (10, 10, 20))) == 1.0
+    assert dark_share(Image.new("RGB", (128, 96), (200, 180, 150))) == 0.0
+    half = Image.new("RGB", (128, 128), (255, 255, 255))
+    half.paste((0, 0, 0), (0, 0, 64, 128))
+    assert dark_share(half) == pytest.approx(0.5, abs=0.02)

@@ -390,3 +390,10 @@ def _calibrate_engine(db: str, queries: int, rate: float) -> None:
     if why:
         err.print(f"warning: this collection is too small to measure a false-match rate of {rate:.0e} per "
                   f"reference: {why}", markup=False)
+    for stratum in calibration.strata:
+        s = stratum.calibration.provenance
+        out.print(f"stratum {stratum.name} (queries less than {stratum.dark_below:.0%} dark): {s['queries']} queries, "
+                  f"{s['verified_pairs']} distinct pairs verified, judged by their own tails", markup=False)
+        why = too_coarse(stratum.calibration, rate)
+        if why:
+            err.print(f"warning: stratum {stratum.name} is too small to measure {rate:.0e}: {why}", markup=False)

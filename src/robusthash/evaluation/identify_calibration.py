@@ -11,17 +11,24 @@ rotations and flips; the nearest variant counts). Distinct pairs: a query agains
 reference of another artwork (``Corpus.artworks``: one wallpaper's renditions are one
 picture). For each method, the distance of every distinct pair; for verification, the
 inliers of a stratified sample of them: each method's ``--nearest`` references to every
-query, and ``--verify`` random others standing for the rest (``make
-identify-calibration`` verifies every distinct pair). Each signal's tail, and the
-joint tails, are fitted (:func:`robusthash.identify.calibration.calibrate`) and written
-with how they were made. The test split is never read.
+query, and ``--verify`` random others standing for the rest (``all``: every distinct
+pair, each standing for itself, as ``make identify-calibration`` does). Each signal's
+tail, and the joint tails, are fitted (:func:`robusthash.identify.calibration.calibrate`)
+and written with how they were made.
+
+**Strata** (:func:`robusthash.identify.calibration.calibrate_by_stratum`): the tails of
+every query are measured on the train queries against the train references; each
+stratum's (queries less than 60% dark: ``calibration.STRATA``) on its own queries
+against every reference. ``--extra-queries N`` adds the ``--extra`` photos less the
+validation share as references, and N of them as queries: natural photos, which the
+train split holds few of. The test split and the validation share are never read.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
-from dataclasses import asdict
+from dataclasses import asdict, replace
 import sys
 import time
 from pathlib import Path
@@ -31,14 +38,14 @@ import numpy as np
 from ..attacks import parse
 from ..compare.features import CHECK_VERSION, DEFAULT_FEATURES, LocalFeatures, local_features, verify
 from ..db.index import one_query_at_a_time
-from ..db.ingest import FEATURES_DECODE, QUERY_FEATURES_DECODE
+from ..db.ingest import FEATURES_DECODE, INFORMATION_DECODE, QUERY_FEATURES_DECODE
 from ..files import evenly_spaced
 from ..hashing import Hash, get_hasher
 from ..hashing.base import DecodedImage
-from ..identify.calibration import VERIFICATION, Calibration, Measured, calibrate
+from ..identify.calibration import VERIFICATION, calibrate_by_stratum, dark_share
 from ..io import ImageError, load_pil
 from ..measure import nearest_variant_matrix
-from ..synth.corpus import Corpus
+from ..synth.corpus import Corpus, validation_share
 
 ATTACKS = ("JC(30)", "RS(0.5)", "GF(5)", "BA(1.3)", "RT(10)", "FL(H)", "CROP(0.7)", "PAD(0.1)", "ST(0)",
            "SA(1)", "RT(90)+JC(70)", "CROP(0.5)+RS(0.7)")
@@ -55,9 +62,10 @@ def _init(methods: list[str]) -> None:
     _STATE["hashers"] = [get_hasher(m) for m in methods]
 
 
-def _hash_query(task: tuple[str, str | None, int]) -> tuple[list[list[np.ndarray]], bytes, bytes] | None:
-    """A query's packed bits per method (every variant) and its local features (plain,
-    mirrored), decoded as the database decodes a query (from JPEG bytes)."""
+def _hash_query(task: tuple[str, str | None, int]) -> tuple[list[list[np.ndarray]], bytes, bytes, float] | None:
+    """A query's packed bits per method (every variant), its local features (plain,
+    mirrored) and its darkness (the stratum's measure), decoded as the database decodes a
+    query (from JPEG bytes)."""
     import io
 
     path, spec, seed = task
@@ -78,7 +86,7 @@ def _hash_query(task: tuple[str, str | None, int]) -> tuple[list[list[np.ndarray
         bits.append([v.data for v in values if isinstance(v, Hash)])
     grey = decoded.decoded(QUERY_FEATURES_DECODE)
     return (bits, local_features(grey, query=True).to_bytes(),
-            local_features(grey, mirrored=True, query=True).to_bytes())
+            local_features(grey, mirrored=True, query=True).to_bytes(), dark_share(decoded.decoded(INFORMATION_DECODE)))
 
 
 def _hash_reference(path: str) -> tuple[list[bytes], bytes] | None:
@@ -97,15 +105,25 @@ def _verify(task: tuple[bytes, bytes, list[bytes]]) -> list[tuple[int, int, floa
     return [(v.inliers, v.matches, v.original_share) for v in found]
 
 
-def train_queries(corpus: Corpus, photos: int) -> tuple[list[Path], np.ndarray, list[int], list[tuple[str, str | None, int]]]:
-    """Every train photo (the references), each one's artwork, the indices of ``photos``
-    of them (evenly spaced) made into queries, and the queries: (path, attack or None
-    for the photo as it is, seed), each chosen photo plain and under every attack."""
-    references = corpus.train()
+def train_queries(corpus: Corpus, photos: int, extra_photos: int = 0
+                  ) -> tuple[list[Path], int, np.ndarray, list[int], list[tuple[str, str | None, int]]]:
+    """The references (every train photo, then, with ``extra_photos``, every extra photo
+    less the validation share), how many of them are train photos, each one's artwork,
+    the indices of the photos made into queries (``photos`` train and ``extra_photos``
+    extra ones, evenly spaced), and the queries: (path, attack or None for the photo as
+    it is, seed), each chosen photo plain and under every attack."""
+    train = corpus.train()
+    held_out = set(corpus.validation())
+    extra = [p for p in corpus.extra_train() if p not in held_out and not validation_share(p)] if extra_photos else []
+    if extra_photos and not extra:
+        raise ValueError(f"{corpus.extra_train_list}: no extra photos; build the corpus with --extra")
+    references = train + extra
     artworks = corpus.artworks()
     art = np.array([artworks.get(p, str(p)) for p in references])
-    chosen = evenly_spaced(list(range(len(references))), photos)
-    return references, art, chosen, [(str(references[i]), spec, i) for i in chosen for spec in (None, *ATTACKS)]
+    chosen = evenly_spaced(list(range(len(train))), photos) + \
+        evenly_spaced(list(range(len(train), len(references))), extra_photos)
+    return (references, len(train), art, chosen,
+            [(str(references[i]), spec, i) for i in chosen for spec in (None, *ATTACKS)])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,9 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=250, help="train photos made into queries")
     parser.add_argument("--nearest", type=int, default=10,
                         help="per query, each method's nearest distinct references are all verified")
-    parser.add_argument("--verify", type=int, default=40,
-                        help="random other distinct references verified per query (at least the number of "
-                             "references: every distinct pair, each standing for itself)")
+    parser.add_argument("--extra-queries", type=int, default=0,
+                        help="extra photos (less the validation share) made into queries; with any, every one of "
+                             "them is a reference too (for the strata's tails)")
+    parser.add_argument("--verify", default="40",
+                        help="random other distinct references verified per query, or 'all': every distinct pair, "
+                             "each standing for itself")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pairs", type=Path, default=None,
@@ -128,12 +149,15 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     methods = args.methods.split(",")
     hashers = {name: get_hasher(name) for name in methods}
-    references, art, chosen, tasks = train_queries(Corpus(args.corpus), args.queries)
+    if args.verify != "all" and not args.verify.isdigit():
+        parser.error(f"--verify {args.verify}: a number of references, or 'all'")
+    references, trained, art, chosen, tasks = train_queries(Corpus(args.corpus), args.queries, args.extra_queries)
+    sample = len(references) if args.verify == "all" else int(args.verify)
     owners = np.array([i for i in chosen for _ in (None, *ATTACKS)])
     context = multiprocessing.get_context("fork")
     with context.Pool(args.workers, _init, (methods,)) as pool:
-        print(f"hashing {len(references)} references and {len(tasks)} queries ({len(chosen)} photos × "
-              f"{len(ATTACKS) + 1})", file=sys.stderr)
+        print(f"hashing {len(references)} references ({trained} train) and {len(tasks)} queries "
+              f"({len(chosen)} photos × {len(ATTACKS) + 1})", file=sys.stderr)
         refs = pool.map(_hash_reference, map(str, references), chunksize=8)
         queries = pool.map(_hash_query, tasks, chunksize=4)
         kept = [i for i, r in enumerate(refs) if r is not None]
@@ -159,28 +183,39 @@ def main(argv: list[str] | None = None) -> None:
                 out[ns] = np.array(found, dtype=np.float64).reshape(-1, 3)
             return out
 
-        stats: dict[str, np.ndarray] = {}
+        found: dict[tuple[int, int], np.ndarray] = {}  # every distinct pair verified, for --pairs
 
         def verified_inliers(pairs: list[tuple[int, int]]) -> np.ndarray:
-            stats["distinct"] = checked(pairs)
-            return stats["distinct"][:, 0]
+            out = checked(pairs)
+            if args.pairs is not None:
+                found.update(zip(pairs, out))
+            return out[:, 0]
 
-        measured = calibrate(distances, distinct, {m: hashers[m].version for m in methods}, verified_inliers,
-                             CHECK_VERSION, args.nearest, args.verify, args.seed)
+        # Every query's tails on the train queries against the train references; the
+        # strata's on their queries against every reference.
+        every = (np.array([row for row, qi in enumerate(asked) if owners[qi] < trained], dtype=np.int64),
+                 np.array([col for col, j in enumerate(kept) if j < trained], dtype=np.int64))
+        dark = np.array([queries[qi][3] for qi in asked])
+        measured = calibrate_by_stratum(distances, distinct, {m: hashers[m].version for m in methods},
+                                        verified_inliers, CHECK_VERSION, dark, args.nearest, sample, args.seed,
+                                        every)
         position = {j: n for n, j in enumerate(kept)}
         own = [(row, position[owners[qi]]) for row, qi in enumerate(asked) if owners[qi] in position] \
             if args.pairs is not None else []
-        stats["own"] = checked(own) if own else np.zeros((0, 3))
+        own_stats = checked(own) if own else np.zeros((0, 3))
     provenance = {
         "command": "python -m robusthash.evaluation.identify_calibration " + " ".join(argv or sys.argv[1:]),
-        "split": "train", "references": len(kept), "queries": len(asked), "attacks": list(ATTACKS),
+        "split": "train", "references": len(every[1]), "queries": len(every[0]),
+        "extra_references": len(kept) - len(every[1]), "extra_queries": len(asked) - len(every[0]),
+        "attacks": list(ATTACKS),
         "features": {"kind": "orb", "version": CHECK_VERSION, **asdict(DEFAULT_FEATURES)},
         "seconds": round(time.time() - started),
     } | measured.calibration.provenance
-    calibration = Calibration(measured.calibration.tails, provenance)
+    calibration = replace(measured.calibration, provenance=provenance)
     if args.pairs is not None:
-        _write_pairs(args.pairs, measured, own, stats, distances, [(None, *ATTACKS)[i % (len(ATTACKS) + 1)] or ""
-                                                                    for i in asked])
+        weights = {(int(every[0][r]), int(every[1][c])): w for (r, c), w in zip(measured.pairs, measured.weights)}
+        _write_pairs(args.pairs, found, weights, own, own_stats, distances, dark,
+                     [(None, *ATTACKS)[i % (len(ATTACKS) + 1)] or "" for i in asked])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(calibration.to_json())
     print(f"wrote {args.out} ({provenance['seconds']} s)")
@@ -188,23 +223,28 @@ def main(argv: list[str] | None = None) -> None:
         probes = (10, 20) if t.signal == VERIFICATION else (0.05, 0.1, 0.2)
         rates = ", ".join(f"p({x:g}) = {t.p(x):.2e}" for x in probes)
         print(f"  {t.signal} {t.version}: {t.pairs} pairs; last knot {t.knots[-1]}; {rates}")
-    full = calibration.tails[-1]
-    print(f"  {full.signal}: p(S=6) = {full.p(6):.2e}, p(S=8) = {full.p(8):.2e}, p(S=10) = {full.p(10):.2e}")
+    for name, tails in [("every query", calibration), *((f"stratum {s.name}", s.calibration)
+                                                        for s in calibration.strata)]:
+        full = tails.tails[-1]
+        print(f"  {name}, {full.signal}: {full.pairs} pairs; p(S=6) = {full.p(6):.2e}, p(S=8) = {full.p(8):.2e}, "
+              f"p(S=10) = {full.p(10):.2e}")
 
 
-def _write_pairs(path: Path, measured: Measured, own: list[tuple[int, int]], stats: dict[str, np.ndarray],
-                 distances: dict[str, np.ndarray], specs: list[str]) -> None:
-    """Every verified pair's statistics: the distinct ones (with their weights and each
-    signal's rate), then each query against its own original (weight 1)."""
-    pairs = measured.pairs + own
+def _write_pairs(path: Path, found: dict[tuple[int, int], np.ndarray], weights: dict[tuple[int, int], float],
+                 own: list[tuple[int, int]], own_stats: np.ndarray, distances: dict[str, np.ndarray],
+                 dark: np.ndarray, specs: list[str]) -> None:
+    """Every verified pair's statistics: the distinct ones (``weight``: how many distinct
+    pairs each stands for in the fit of every query's tails, NaN where it was verified
+    for a stratum only), then each query against its own original (weight 1)."""
+    pairs = list(found) + own
     rows = np.array([p[0] for p in pairs], dtype=np.int64)
     cols = np.array([p[1] for p in pairs], dtype=np.int64)
-    both = np.concatenate([stats["distinct"], stats["own"]])
+    both = np.concatenate([np.array(list(found.values())).reshape(-1, 3), own_stats])
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, own=np.arange(len(pairs)) >= len(measured.pairs),
-                        weight=np.concatenate([measured.weights, np.ones(len(own))]), inliers=both[:, 0],
-                        matches=both[:, 1], original_share=both[:, 2], query=rows, reference=cols,
-                        attack=np.array([specs[r] for r in rows]),
+    np.savez_compressed(path, own=np.arange(len(pairs)) >= len(found),
+                        weight=np.array([weights.get(p, np.nan) for p in found] + [1.0] * len(own)),
+                        inliers=both[:, 0], matches=both[:, 1], original_share=both[:, 2], query=rows,
+                        reference=cols, dark=dark[rows], attack=np.array([specs[r] for r in rows]),
                         **{f"distance_{m}": d[rows, cols] for m, d in distances.items()})
 
 

@@ -329,7 +329,8 @@ def run(config: IdentifyReportConfig, progress: Callable[[str], None] = lambda l
                   "truth": list(q.truth), "truth_keys": [reference_key[t] for t in q.truth],
                   "verdict": verdict.verdict, "refused": verdict.refused, "candidates": len(verdict.candidates),
                   "seconds": wall, "cpu_seconds": cpu, "size": list(im.size), "error": error,
-                  "variants": verdict.variants, "decisions": _decisions(verdict, results, q.truth, config.methods),
+                  "variants": verdict.variants, "stratum": verdict.stratum,
+                  "decisions": _decisions(verdict, results, q.truth, config.methods),
                   "reasons": {m.image.id: m.reason for m in verdict.matches},
                   "evidence": _evidence(verdict, q.truth)}
         records.append(record)

@@ -8,8 +8,10 @@ query is (variants, local features), against every other registered image (up to
 ``max_references`` of them). Registered images are taken to be distinct pictures; near
 duplicates among them make the tails heavier, so the engine more cautious, never less.
 
-The result is stored in the database (meta ``identify-calibration``) and used by every
-engine over it instead of the shipped one (:func:`collection_calibration`).
+The tails are measured for every query and, apart, for each stratum of queries with
+enough of them (``calibration.STRATA``: queries less than 60% dark), as the shipped
+calibration is. The result is stored in the database (meta ``identify-calibration``)
+and used by every engine over it instead of the shipped one (:func:`collection_calibration`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from typing import Callable
 import numpy as np
 
 from ..compare.features import CHECK_VERSION, DEFAULT_FEATURES, KIND, VERSION, FeatureConfig, LocalFeatures, verify
+from ..db.ingest import INFORMATION_DECODE
 from ..db.reference import ReferenceDB
 from ..hashing import Hash
 from ..io import ImageError
 from ..measure import nearest_variant_matrix
-from .calibration import VERIFICATION, Calibration, Measured, calibrate, resolution
+from .calibration import VERIFICATION, Calibration, Measured, calibrate_by_stratum, dark_share, resolution
 
 KEY = "identify-calibration"
 
@@ -116,8 +119,11 @@ def calibrate_collection(ref: ReferenceDB, queries: int = 200, max_references: i
         return out
 
     versions = {m: ref.hashers[m].version for m in methods}
-    measured = calibrate(distances, distinct, versions, inliers, CHECK_VERSION, nearest, sample, seed,
-                         {"split": "collection", "references": len(ids), "queries": len(asked)})
+    # Each query's stratum, measured on the query itself as the engine measures it.
+    dark = np.array([dark_share(e.decoded.decoded(INFORMATION_DECODE)) for e in examined])
+    measured = calibrate_by_stratum(distances, distinct, versions, inliers, CHECK_VERSION, dark, nearest, sample,
+                                    seed, provenance={"split": "collection", "references": len(ids),
+                                                      "queries": len(asked)})
     ref.store.set_meta(KEY, measured.calibration.to_json())
     return measured
 

@@ -46,12 +46,12 @@ from scipy.spatial import cKDTree
 
 from ..compare.features import (CHECK_VERSION, DEFAULT_FEATURES, KIND, VERSION, FeatureConfig, LocalFeatures,
                                 Verification, verify)
-from ..db.ingest import Examined, ExaminedRegion
+from ..db.ingest import INFORMATION_DECODE, Examined, ExaminedRegion
 from ..db.reference import MOST_DECIDED, Match, QueryResult, ReferenceDB
 from ..db.store import ImageRecord
 from ..hashing import Hash, MultiHash
 from ..io import ImageSource
-from .calibration import VERIFICATION, Calibration, bonferroni, joint_evidence, shipped_calibration
+from .calibration import VERIFICATION, Calibration, bonferroni, dark_share, joint_evidence, shipped_calibration
 from .collection import collection_calibration, outdated
 
 MATCH, MONTAGE, NO_MATCH = "match", "montage", "no match"
@@ -174,8 +174,9 @@ class Identified:
 class Verdict:
     """The answer for one query: ``verdict`` (``match``, ``montage`` or ``no match``),
     ``matches`` (the references it names, best first), every candidate checked, why the
-    query was refused (if it was), each method's own result, and whether the query's
-    variants were searched or it was decided as given (details)."""
+    query was refused (if it was), each method's own result, whether the query's
+    variants were searched or it was decided as given, and the calibration's stratum
+    that judged it (details)."""
 
     query: str
     verdict: str
@@ -184,12 +185,15 @@ class Verdict:
     refused: str | None = None
     results: list[QueryResult] = field(default_factory=list)
     variants: bool = True
+    # The stratum of queries whose tails judged it (calibration.Stratum); None: those of every query.
+    stratum: str | None = None
 
     def to_dict(self, details: bool = False) -> dict[str, Any]:
         record: dict[str, Any] = {"query": self.query, "verdict": self.verdict,
                                   "matches": [m.to_dict() for m in self.matches], "refused": self.refused}
         if details:
             record["variants_searched"] = self.variants
+            record["calibration_stratum"] = self.stratum
             record["candidates"] = [c.to_dict() for c in self.candidates]
             record["methods"] = [r.to_dict() for r in self.results]
         return record
@@ -238,18 +242,24 @@ class Identifier:
         with them, only when no reference identified explains most of it and it is not
         refused (a refused query matches nothing, whatever its variants)."""
         seen = _Seen()
+        # The tails of the query's stratum (how dark it is, measured on the query itself),
+        # else those of every query.
+        dark = dark_share(examined.decoded.decoded(INFORMATION_DECODE)) if examined.decoded is not None else None
+        calibration = self.calibration.for_query(dark) if self.calibration is not None else None
+        stratum = self.calibration.stratum_of(dark) if self.calibration is not None else None
         if not examined.with_variants and examined.decoded is not None:
-            verdict = self._identify(examined, source, methods, k, seen, last=False)
+            verdict = self._identify(examined, source, methods, k, seen, calibration, last=False)
             if verdict is not None:
-                return verdict
+                return replace(verdict, stratum=stratum)
             examined = self.ref.with_variants(examined, methods)
-        return self._identify(examined, source, methods, k, seen, last=True)
+        return replace(self._identify(examined, source, methods, k, seen, calibration, last=True), stratum=stratum)
 
     def _identify(self, examined: Examined, source: str, methods: Sequence[str] | None, k: int, seen: "_Seen",
-                  last: bool) -> Verdict | None:
-        """The verdict with the query's hashes as examined; None when it is not the
-        ``last`` look and nothing identified explains most of the query (then its variants
-        are worth their cost). ``seen``: what an earlier look found, kept for this one."""
+                  calibration: Calibration | None, last: bool) -> Verdict | None:
+        """The verdict with the query's hashes as examined, judged by ``calibration``'s
+        tails; None when it is not the ``last`` look and nothing identified explains most
+        of the query (then its variants are worth their cost). ``seen``: what an earlier
+        look found, kept for this one."""
         results = self._search(examined, source, methods, k, seen.searched)
         if not examined.with_variants:
             seen.searched = {r.method: r for r in results}
@@ -262,7 +272,7 @@ class Identifier:
                 offered.setdefault(m.image.id, {})[result.method] = (m.distance, m.matched)
                 records[m.image.id] = m.image
         versions = {r.method: examined.hashes[r.method].version for r in results}
-        candidates = self._checked(offered, records, examined, refused, versions, verified=verified)
+        candidates = self._checked(offered, records, examined, refused, versions, calibration, verified=verified)
         names = [r.method for r in results]
         explained = _mostly_explained(candidates, examined, self.config.explained_share)
         if not last and not explained and not refused:
@@ -278,7 +288,7 @@ class Identifier:
             values = [(n, value) for n, part in enumerate(parts) for value in part.hashes.values()]
             brought = self._nearest_to_part([value for _, value in values], more, records, source)
             candidates += self._checked({i: m for i, m in more.items() if i not in offered}, records, examined,
-                                        refused, versions, verified=verified)
+                                        refused, versions, calibration, verified=verified)
             # A half that the query's keypoints hardly reach (a dark picture beside a bright
             # one: ORB spends the query's budget on the bright one) cannot verify its own
             # picture; its nearest are verified against its own keypoints too, and the
@@ -289,7 +299,7 @@ class Identifier:
                 ids = {i for (owner, _), found in zip(values, brought) if owner == n for i in found}
                 region = self.ref.examine_region(examined, part.box, (), self.config.features)
                 candidates = _better(candidates, self._checked({i: {} for i in ids}, records, examined, refused,
-                                                               versions, region))
+                                                               versions, calibration, region))
         looks = examined.decoded is not None and examined.local_features is not None
         for _ in range(self.config.residual_rounds if looks else 0):
             identified = [c for c in candidates if c.identified]
@@ -299,7 +309,7 @@ class Identifier:
             # identified picture, a side outside every identified frame.
             for box in self._parts(examined, identified):
                 candidates, found = self._look_again(box, candidates, identified, examined, names, records, source,
-                                                     refused, versions)
+                                                     refused, versions, calibration)
                 if found:
                     break
             if not found:
@@ -331,7 +341,7 @@ class Identifier:
     def _look_again(self, box: tuple[int, int, int, int], candidates: list[Identified],
                     identified: list[Identified], examined: Examined, names: list[str],
                     records: dict[int, ImageRecord], source: str, refused: str | None,
-                    versions: dict[str, str]) -> tuple[list[Identified], bool]:
+                    versions: dict[str, str], calibration: Calibration | None) -> tuple[list[Identified], bool]:
         """A second look at a ``box`` of the query: the candidates with its nearest
         references checked against it, and whether a picture not named before is named."""
         # Its inner part is searched: a pasted picture's box holds corners of its host
@@ -352,7 +362,8 @@ class Identifier:
         if not more:
             return candidates, False
         region = self.ref.examine_region(examined, box, (), self.config.features)
-        candidates = _better(candidates, self._checked(more, records, examined, refused, versions, region))
+        candidates = _better(candidates, self._checked(more, records, examined, refused, versions, calibration,
+                                                       region))
         return candidates, any(c.identified and c.image.id not in named for c in candidates)
 
     def method_results(self, examined: Examined, source: str = "<image>", methods: Sequence[str] | None = None,
@@ -389,11 +400,11 @@ class Identifier:
 
     def _checked(self, offered: dict[int, dict[str, tuple[float, bool]]], records: dict[int, ImageRecord],
                  examined: Examined, refused: str | None, versions: dict[str, str],
-                 region: ExaminedRegion | None = None,
+                 calibration: Calibration | None, region: ExaminedRegion | None = None,
                  verified: dict[int, tuple[Verification | None, tuple[int, int] | None]] | None = None
                  ) -> list[Identified]:
         """Each offered reference verified against the query (or a ``region`` of it, told
-        in the query's frame) and judged. ``verified``: verifications against the whole
+        in the query's frame) and judged by ``calibration``. ``verified``: verifications against the whole
         query made already, by reference, and kept for a later look."""
         verified = {} if verified is None or region is not None else verified
         unchecked = [i for i in offered if i not in verified]
@@ -408,17 +419,17 @@ class Identifier:
                     verification = verification.in_query(region.box, examined.local_features[0].size[0])
                 keypoints = (len(query_features[0]), len(original))
             verified[image_id] = (verification, keypoints)
-        return [self._judge(records[image_id], Evidence(methods, *verified[image_id]), refused, versions)
+        return [self._judge(records[image_id], Evidence(methods, *verified[image_id]), refused, versions, calibration)
                 for image_id, methods in offered.items()]
 
     def _judge(self, image: ImageRecord, evidence: Evidence, refused: str | None,
-               versions: dict[str, str]) -> Identified:
+               versions: dict[str, str], calibration: Calibration | None) -> Identified:
         """Each calibrated signal's rate between distinct images (:mod:`.calibration`);
         the joint tail's rate at their summed evidence (the union bound where no joint
         tail covers them) is the candidate's false-match rate; it is named when that is
         at most the target."""
-        rates, signal_versions = self._rates(evidence, versions)
-        joint = self.calibration.joint(signal_versions) if rates else None
+        rates, signal_versions = _rates(evidence, versions, calibration)
+        joint = calibration.joint(signal_versions) if rates else None
         # The joint rate as the calibration can support it (Tail.bound): where only a few
         # distinct pairs were measured this far out, their count's upper bound, not their
         # share (the pairs named at the tail's sparse floor, 7.7e-7, were distinct
@@ -447,22 +458,23 @@ class Identifier:
         score = round(-math.log10(max(rate, 1e-300)), 2)
         return Identified(image, score, identified, reason, region, replace(evidence, rates=rates))
 
-    def _rates(self, evidence: Evidence, versions: dict[str, str]) -> tuple[dict[str, float], dict[str, str]]:
-        """Each calibrated signal's rate between distinct images, and the signals' versions."""
-        calibration = self.calibration
-        if calibration is None:
-            return {}, {}
-        rates, signals = {}, {}
-        verification = calibration.tail(VERIFICATION, CHECK_VERSION)
-        if verification is not None and evidence.verification is not None:
-            rates[VERIFICATION] = verification.p(evidence.verification.inliers)
-            signals[VERIFICATION] = CHECK_VERSION
-        for method, version in versions.items():
-            tail = calibration.tail(method, version)
-            if tail is not None:  # a method that did not offer this candidate found it no nearer than its tail
-                rates[method] = tail.p(evidence.methods[method][0]) if method in evidence.methods else 1.0
-                signals[method] = version
-        return rates, signals
+
+def _rates(evidence: Evidence, versions: dict[str, str],
+           calibration: Calibration | None) -> tuple[dict[str, float], dict[str, str]]:
+    """Each calibrated signal's rate between distinct images, and the signals' versions."""
+    if calibration is None:
+        return {}, {}
+    rates, signals = {}, {}
+    verification = calibration.tail(VERIFICATION, CHECK_VERSION)
+    if verification is not None and evidence.verification is not None:
+        rates[VERIFICATION] = verification.p(evidence.verification.inliers)
+        signals[VERIFICATION] = CHECK_VERSION
+    for method, version in versions.items():
+        tail = calibration.tail(method, version)
+        if tail is not None:  # a method that did not offer this candidate found it no nearer than its tail
+            rates[method] = tail.p(evidence.methods[method][0]) if method in evidence.methods else 1.0
+            signals[method] = version
+    return rates, signals
 
 
 @dataclass
