@@ -86,6 +86,9 @@ def test_the_engine_identifies_copies_and_the_methods_are_measured_alongside(ran
     assert families["RT"][ENGINE]["tpr"] == 1.0 and families["RT"]["forbild"]["tpr"] == 0.0  # rotation: they do not
     assert jpeg[UNION]["recall@1"] is None and jpeg[UNION]["tpr"] == 1.0
     assert result["registered"][ENGINE]["precision"] == 1.0
+    # The photos are light: their copies are judged by the shipped light stratum's tails.
+    strata = result["by_stratum"]["registered"]
+    assert sum(r["n"] for r in strata.values()) == 6 and strata["light"]["n"] >= 4
 
 
 def test_adversarial_copies_are_asked_apart_from_the_attack_suites(ran):
@@ -123,12 +126,14 @@ def test_the_report_files(ran):
                     "## Time per query"):
         assert heading in text
     assert "| **all registered** | 6 |" in text
+    assert "The engine by the calibration's tails each query was judged by" in text
     saved = json.loads((out / "results.json").read_text())
     assert saved["registered"][ENGINE]["n"] == 6 and "records" not in saved
     lines = (out / "queries.jsonl").read_text().splitlines()
     assert len(lines) == sum(result["queries"].values())
     first = json.loads(lines[0])
     assert first["truth"] == ["astronaut.jpg"] and set(first["named"]) == {ENGINE, *METHODS, UNION}
+    assert first["stratum"] in ("light", None)
     assert result["timing"]["all"]["mean_s"] > 0
 
 

@@ -476,6 +476,14 @@ def _public(record: dict, names: dict[int, str]) -> dict:
 # --- metrics ----------------------------------------------------------------------
 
 
+def _by_stratum(records: list[dict]) -> dict[str, list[dict]]:
+    """Records by the calibration stratum their verdict was judged by ("every query": none)."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[r.get("stratum") or "every query"].append(r)
+    return dict(sorted(groups.items()))
+
+
 def _rates(records: list[dict], system: str, keys: dict[int, str]) -> dict:
     """recall@1, TPR, false matches per query (and those of the same artwork), precision,
     share of queries with a false match."""
@@ -522,6 +530,9 @@ def summarise(records: list[dict], systems: tuple[str, ...], keys: dict[int, str
         "adversarial": table(adversarial, lambda r: r["family"]),
         "unregistered_all": {s: _rates(unregistered, s, keys) for s in systems},
         "overall": {s: _rates(records, s, keys) for s in systems},
+        # The engine by the calibration's stratum that judged each query (docs/identify.md).
+        "by_stratum": {kind: {stratum: _rates(rows, ENGINE, keys) for stratum, rows in _by_stratum(of_kind).items()}
+                       for kind, of_kind in (("registered", attacks), ("unregistered", unregistered)) if of_kind},
     }
     out["false_per_query_per_reference"] = {
         s: (out["unregistered_all"][s]["false_per_query"] or 0.0) / references for s in systems}
@@ -623,6 +634,13 @@ def write_markdown(result: dict, out: Path, command: str) -> None:
               + ", ".join(f"{s} {_f(result['overall'][s]['precision'])}" for s in systems) + ".", "",
               "Goal (docs/identify.md): the engine keeps the union's recall (TPR) and removes its false matches "
               "(operating point 10⁻⁶ false matches per reference per query).", ""]
+    if result.get("by_stratum"):
+        lines += ["The engine by the calibration's tails each query was judged by (its stratum, measured on the "
+                  "query: docs/identify.md): " + "; ".join(
+                      f"{kind} {stratum}: {r['n']} queries, " + (f"recall@1 {_f(r['recall@1'])}, " if kind ==
+                                                                  "registered" else "")
+                      + f"false matches per query {_f(r['false_per_query'], 3)}"
+                      for kind, strata in result["by_stratum"].items() for stratum, r in strata.items()) + ".", ""]
     for suite, families in result["by_family"].items():
         lines += [f"## {SUITE_TITLES.get(suite, suite)} by family", "", header, rule]
         for family, rows in families.items():
