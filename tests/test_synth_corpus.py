@@ -62,3 +62,21 @@ def test_the_leiden_aratea_paintings_are_one_artwork_in_both_forms():
     # A picture of several constellations stays its own, as does any other file.
     assert artwork_key(root + "Dra+UMa+UMi_Aratea_bg.jpg") != artwork_key(root + "descr_pics/aratea_small_dra.jpg")
     assert artwork_key("/usr/share/x/a.jpg") == "/usr/share/x/a.jpg"
+
+
+def test_files_of_one_picture_are_one_artwork_and_others_stay_distinct(tmp_path):
+    rows = [("photos/skyart__61ef8e993f.jpg", "/s/arabic_al-sufi/Sufi_FishA.png"),
+            ("photos/skyart__eaf2d38008.jpg", "/s/arabic_al-sufi/Sufi_FishB.png"),
+            ("photos/skyart__1acb77f8a4.jpg", "/s/chinese_contemporary/delphinus.png"),
+            ("photos/skyart__e2b29ab10d.jpg", "/s/indian/shimshumAra.png"),
+            ("photos/wallpapers__a.jpg", "/usr/share/wallpapers/Flow/contents/images/720x1440.jpg"),
+            ("photos/wallpapers__b.jpg", "/usr/share/wallpapers/Flow/contents/images_dark/5120x2880.jpg"),
+            ("photos/gcompris__x.jpg", "/lang/76")]
+    (tmp_path / "manifest.csv").write_text("file,kind,debian_package,original_path,width,height,group\n" + "".join(
+        f"{file},photos,p,{source},1,1,g\n" for file, source in rows))
+    art = {path.name: key for path, key in Corpus(tmp_path).artworks().items()}
+    assert art["skyart__61ef8e993f.jpg"] == art["skyart__eaf2d38008.jpg"]  # one fish drawing, mirrored
+    assert art["skyart__1acb77f8a4.jpg"] == art["skyart__e2b29ab10d.jpg"]  # one dolphin, mirrored
+    assert art["wallpapers__a.jpg"] == art["wallpapers__b.jpg"]  # one design, light and dark
+    assert len({art["skyart__61ef8e993f.jpg"], art["skyart__1acb77f8a4.jpg"], art["wallpapers__a.jpg"],
+                art["gcompris__x.jpg"]}) == 4

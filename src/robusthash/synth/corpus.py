@@ -153,6 +153,9 @@ SHARED_CONTENT: tuple[tuple[str, ...], ...] = (
     # inliers in the calibration of 2026-12-07, two of the three distinct pairs that set
     # its sparse floor at 20-37 inliers (the third: two star fields, which stay distinct).
     ("skyart__fcc6f66af3.jpg", "skyart__b4772f3f62.jpg"),
+    # One drawing mirrored, 20+ inliers in a calibration on 250 train queries (2026-12-07):
+    ("skyart__61ef8e993f.jpg", "skyart__eaf2d38008.jpg"),  # al-Sufi's fish of Pisces, A and B
+    ("skyart__1acb77f8a4.jpg", "skyart__e2b29ab10d.jpg"),  # a dolphin, in two sky cultures
 )
 
 
