@@ -184,7 +184,7 @@ def test_a_stratum_of_queries_gets_tails_of_its_own_and_each_pair_is_verified_on
     assert own.p(8) < every.p(8) / 5  # the light queries' distinct pairs seldom share 8 inliers
     assert calibration.for_query(0.2) is light and calibration.for_query(0.9) is calibration
     assert calibration.for_query(None) is calibration
-    assert calibration.stratum_of(0.2) == "light" and calibration.stratum_of(0.9) is None
+    assert calibration.stratum_for(0.2).name == "light" and calibration.stratum_for(0.9) is None
     back = Calibration.parse(calibration.to_json())
     assert back.strata[0].dark_below == 0.6 and back.for_query(0.2).tail("verification", "1").p(8) == own.p(8)
     # Too few queries in a stratum: its queries keep the tails of every query.

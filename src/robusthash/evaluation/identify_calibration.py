@@ -38,11 +38,11 @@ import numpy as np
 from ..attacks import parse
 from ..compare.features import CHECK_VERSION, DEFAULT_FEATURES, LocalFeatures, local_features, verify
 from ..db.index import one_query_at_a_time
-from ..db.ingest import FEATURES_DECODE, INFORMATION_DECODE, QUERY_FEATURES_DECODE
+from ..db.ingest import FEATURES_DECODE, QUERY_FEATURES_DECODE
 from ..files import evenly_spaced
 from ..hashing import Hash, get_hasher
 from ..hashing.base import DecodedImage
-from ..identify.calibration import VERIFICATION, calibrate_by_stratum, dark_share
+from ..identify.calibration import VERIFICATION, calibrate_by_stratum, query_darkness
 from ..io import ImageError, load_pil
 from ..measure import nearest_variant_matrix
 from ..synth.corpus import Corpus, validation_share
@@ -86,7 +86,7 @@ def _hash_query(task: tuple[str, str | None, int]) -> tuple[list[list[np.ndarray
         bits.append([v.data for v in values if isinstance(v, Hash)])
     grey = decoded.decoded(QUERY_FEATURES_DECODE)
     return (bits, local_features(grey, query=True).to_bytes(),
-            local_features(grey, mirrored=True, query=True).to_bytes(), dark_share(decoded.decoded(INFORMATION_DECODE)))
+            local_features(grey, mirrored=True, query=True).to_bytes(), query_darkness(decoded))
 
 
 def _hash_reference(path: str) -> tuple[list[bytes], bytes] | None:
@@ -113,8 +113,8 @@ def train_queries(corpus: Corpus, photos: int, extra_photos: int = 0
     extra ones, evenly spaced), and the queries: (path, attack or None for the photo as
     it is, seed), each chosen photo plain and under every attack."""
     train = corpus.train()
-    held_out = set(corpus.validation())
-    extra = [p for p in corpus.extra_train() if p not in held_out and not validation_share(p)] if extra_photos else []
+    # The validation share's rule, which its list (Corpus.validation) is written from.
+    extra = [p for p in corpus.extra_train() if not validation_share(p)] if extra_photos else []
     if extra_photos and not extra:
         raise ValueError(f"{corpus.extra_train_list}: no extra photos; build the corpus with --extra")
     references = train + extra

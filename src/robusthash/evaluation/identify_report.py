@@ -476,14 +476,6 @@ def _public(record: dict, names: dict[int, str]) -> dict:
 # --- metrics ----------------------------------------------------------------------
 
 
-def _by_stratum(records: list[dict]) -> dict[str, list[dict]]:
-    """Records by the calibration stratum their verdict was judged by ("every query": none)."""
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        groups[r.get("stratum") or "every query"].append(r)
-    return dict(sorted(groups.items()))
-
-
 def _rates(records: list[dict], system: str, keys: dict[int, str]) -> dict:
     """recall@1, TPR, false matches per query (and those of the same artwork), precision,
     share of queries with a false match."""
@@ -531,7 +523,8 @@ def summarise(records: list[dict], systems: tuple[str, ...], keys: dict[int, str
         "unregistered_all": {s: _rates(unregistered, s, keys) for s in systems},
         "overall": {s: _rates(records, s, keys) for s in systems},
         # The engine by the calibration's stratum that judged each query (docs/identify.md).
-        "by_stratum": {kind: {stratum: _rates(rows, ENGINE, keys) for stratum, rows in _by_stratum(of_kind).items()}
+        "by_stratum": {kind: {stratum: rows[ENGINE] for stratum, rows in
+                              sorted(table(of_kind, lambda r: r.get("stratum") or "every query").items())}
                        for kind, of_kind in (("registered", attacks), ("unregistered", unregistered)) if of_kind},
     }
     out["false_per_query_per_reference"] = {

@@ -41,6 +41,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from ..db.ingest import INFORMATION_DECODE
+from ..hashing.base import DecodedImage
 from ..runtime import shipped_model
 
 VERIFICATION = "verification"
@@ -179,6 +181,12 @@ def fit_tail(signal: str, version: str, values: np.ndarray, smaller_is_extreme: 
     return Tail(signal, version, smaller_is_extreme, tuple(ordered), slope, intercept, n, tuple(sparse))
 
 
+def query_darkness(decoded: DecodedImage) -> float:
+    """:func:`dark_share` of a query, on the decoding it is measured on (wherever a
+    query's stratum is decided: the engine, the shipped and the collection's calibration)."""
+    return dark_share(decoded.decoded(INFORMATION_DECODE))
+
+
 def dark_share(image: Image.Image) -> float:
     """How much of ``image`` (a query's decoding at 128 px, ``db.ingest.INFORMATION_DECODE``)
     is dark: the share of a 64 x 64 grey copy darker than ``DARK_LEVEL``. What a query's
@@ -218,16 +226,15 @@ class Calibration:
     provenance: dict[str, Any] = field(default_factory=dict)
     strata: tuple[Stratum, ...] = ()
 
-    def for_query(self, dark: float | None) -> "Calibration":
-        """The tails a query of darkness ``dark`` (:func:`dark_share`; None: unknown) is
-        judged by: its stratum's, else those of every query."""
-        if dark is None:
-            return self
-        return next((s.calibration for s in self.strata if s.holds(dark)), self)
+    def stratum_for(self, dark: float | None) -> Stratum | None:
+        """The stratum a query of darkness ``dark`` (:func:`dark_share`; None: unknown)
+        belongs to; None: it is judged by the tails of every query."""
+        return None if dark is None else next((s for s in self.strata if s.holds(dark)), None)
 
-    def stratum_of(self, dark: float | None) -> str | None:
-        """The name of the stratum judging a query of darkness ``dark``; None: every query's tails."""
-        return None if dark is None else next((s.name for s in self.strata if s.holds(dark)), None)
+    def for_query(self, dark: float | None) -> "Calibration":
+        """The tails a query of darkness ``dark`` is judged by: its stratum's, else those of every query."""
+        stratum = self.stratum_for(dark)
+        return self if stratum is None else stratum.calibration
 
     def tail(self, signal: str, version: str) -> Tail | None:
         return next((t for t in self.tails if t.signal == signal and t.version == version), None)

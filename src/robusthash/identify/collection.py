@@ -22,12 +22,11 @@ from typing import Callable
 import numpy as np
 
 from ..compare.features import CHECK_VERSION, DEFAULT_FEATURES, KIND, VERSION, FeatureConfig, LocalFeatures, verify
-from ..db.ingest import INFORMATION_DECODE
 from ..db.reference import ReferenceDB
 from ..hashing import Hash
 from ..io import ImageError
 from ..measure import nearest_variant_matrix
-from .calibration import VERIFICATION, Calibration, Measured, calibrate_by_stratum, dark_share, resolution
+from .calibration import VERIFICATION, Calibration, Measured, calibrate_by_stratum, query_darkness, resolution
 
 KEY = "identify-calibration"
 
@@ -120,7 +119,7 @@ def calibrate_collection(ref: ReferenceDB, queries: int = 200, max_references: i
 
     versions = {m: ref.hashers[m].version for m in methods}
     # Each query's stratum, measured on the query itself as the engine measures it.
-    dark = np.array([dark_share(e.decoded.decoded(INFORMATION_DECODE)) for e in examined])
+    dark = np.array([query_darkness(e.decoded) for e in examined])
     measured = calibrate_by_stratum(distances, distinct, versions, inliers, CHECK_VERSION, dark, nearest, sample,
                                     seed, provenance={"split": "collection", "references": len(ids),
                                                       "queries": len(asked)})

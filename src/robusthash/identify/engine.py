@@ -46,12 +46,12 @@ from scipy.spatial import cKDTree
 
 from ..compare.features import (CHECK_VERSION, DEFAULT_FEATURES, KIND, VERSION, FeatureConfig, LocalFeatures,
                                 Verification, verify)
-from ..db.ingest import INFORMATION_DECODE, Examined, ExaminedRegion
+from ..db.ingest import Examined, ExaminedRegion
 from ..db.reference import MOST_DECIDED, Match, QueryResult, ReferenceDB
 from ..db.store import ImageRecord
 from ..hashing import Hash, MultiHash
 from ..io import ImageSource
-from .calibration import VERIFICATION, Calibration, bonferroni, dark_share, joint_evidence, shipped_calibration
+from .calibration import VERIFICATION, Calibration, bonferroni, joint_evidence, query_darkness, shipped_calibration
 from .collection import collection_calibration, outdated
 
 MATCH, MONTAGE, NO_MATCH = "match", "montage", "no match"
@@ -242,17 +242,19 @@ class Identifier:
         with them, only when no reference identified explains most of it and it is not
         refused (a refused query matches nothing, whatever its variants)."""
         seen = _Seen()
-        # The tails of the query's stratum (how dark it is, measured on the query itself),
-        # else those of every query.
-        dark = dark_share(examined.decoded.decoded(INFORMATION_DECODE)) if examined.decoded is not None else None
-        calibration = self.calibration.for_query(dark) if self.calibration is not None else None
-        stratum = self.calibration.stratum_of(dark) if self.calibration is not None else None
+        # The tails of the query's stratum (how dark it is, measured on the query itself,
+        # and only where the calibration has strata), else those of every query.
+        calibration, stratum = self.calibration, None
+        if calibration is not None and calibration.strata and examined.decoded is not None:
+            dark = query_darkness(examined.decoded)
+            stratum, calibration = calibration.stratum_for(dark), calibration.for_query(dark)
         if not examined.with_variants and examined.decoded is not None:
             verdict = self._identify(examined, source, methods, k, seen, calibration, last=False)
             if verdict is not None:
-                return replace(verdict, stratum=stratum)
+                return replace(verdict, stratum=stratum and stratum.name)
             examined = self.ref.with_variants(examined, methods)
-        return replace(self._identify(examined, source, methods, k, seen, calibration, last=True), stratum=stratum)
+        return replace(self._identify(examined, source, methods, k, seen, calibration, last=True),
+                       stratum=stratum and stratum.name)
 
     def _identify(self, examined: Examined, source: str, methods: Sequence[str] | None, k: int, seen: "_Seen",
                   calibration: Calibration | None, last: bool) -> Verdict | None:
