@@ -49,7 +49,7 @@ import numpy as np
 from robusthash.attacks import parse
 from robusthash.compare.features import KIND, VERSION, LocalFeatures, nearest_two
 from robusthash.db import ReferenceDB
-from robusthash.db.index import one_query_at_a_time
+from robusthash.runtime import one_query_at_a_time
 from robusthash.identify import Identifier, IdentifyConfig
 from robusthash.io import load_pil
 from robusthash.synth.corpus import Corpus

@@ -334,3 +334,33 @@ def test_flip_masks_are_every_mask_by_popcount():
     masks, ball = _flip_masks(10, 3)
     assert ball.tolist() == [0, 1, 11, 56, 176] and len(set(masks.tolist())) == 176
     assert np.all(np.diff(np.bitwise_count(masks)) >= 0)
+
+
+def test_one_query_at_a_time_holds_on_every_thread():
+    """OpenMP's thread count is a setting of each thread: set in the main thread, a
+    service's request threads searched on every core. Each search (the index's, and the
+    verification's descriptor matching) applies it to the thread it runs on."""
+    import threading
+
+    from robusthash.compare.features import nearest_two
+    from robusthash.runtime import one_query_at_a_time
+
+    rng = np.random.default_rng(0)
+    codes = random_codes(rng, 50, 64)
+    index = HammingIndex(64)
+    index.add(np.arange(50), codes)
+    descriptors = rng.integers(0, 256, (20, 32), dtype=np.uint8)
+    one_query_at_a_time()
+    seen = {}
+
+    def ask(name, search):
+        search()
+        seen[name] = faiss.omp_get_max_threads()
+
+    for name, search in (("search", lambda: index.search(codes[:1], 3)),
+                         ("range", lambda: index.range_search(codes[:1], 5)),
+                         ("features", lambda: nearest_two(descriptors, descriptors))):
+        thread = threading.Thread(target=ask, args=(name, search))
+        thread.start()
+        thread.join()
+    assert seen == {"search": 1, "range": 1, "features": 1}

@@ -1,7 +1,7 @@
 """The model runtime of the ground floor: where shipped models live, how an ONNX model is
-opened (onnxruntime, CPU), and the one input rule of the learned models, shared by
+opened (onnxruntime, CPU), the one input rule of the learned models, shared by
 training (torch) and hashing (onnxruntime) so a shipped model sees exactly what it was
-trained on.
+trained on, and how many threads a search takes (:func:`one_query_at_a_time`).
 
 The input rule: RGB → ``size × size`` (bilinear, aspect ratio not kept: the whole
 picture counts) → float32 in [0, 1] → minus ImageNet's channel means, over their
@@ -11,11 +11,45 @@ standard deviations → ``(3, size, size)``.
 from __future__ import annotations
 
 import os
+import threading
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+_ONE_THREAD = {"asked": False}
+
+
+class _ThisThread(threading.local):
+    searches_on_one = False
+
+
+_this_thread = _ThisThread()
+
+
+def one_query_at_a_time() -> None:
+    """Search single queries on one thread, in every thread of the process: FAISS's
+    OpenMP threads, started for each small search, stall it on a busy machine (50 ms a
+    search under load; benchmarks/README.md, search) and take the cores that other
+    queries answered at the same time need. For front ends that ask one query at a time
+    (``db query``, the service, whose requests run on threads of their own)."""
+    _ONE_THREAD["asked"] = True
+    searching()
+
+
+def searching() -> None:
+    """Called before a FAISS search: applies :func:`one_query_at_a_time` to the calling
+    thread. OpenMP's thread count is a setting of each thread: set once in the main
+    thread, the service's request threads still searched on every core (two OpenMP
+    threads each on 2 cores: the verification's descriptor matching took twice as long
+    from two threads at once)."""
+    if _ONE_THREAD["asked"] and not _this_thread.searches_on_one:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        _this_thread.searches_on_one = True
+
 
 def shipped_model(name: str) -> Path:
     """Path of a model file shipped in the package (``robusthash/data``)."""

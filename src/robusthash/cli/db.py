@@ -202,7 +202,7 @@ def db_query(
             for why in problems:
                 err.print(f"error: {why}", markup=False)
             raise typer.Exit(2)
-        from ..db.index import one_query_at_a_time
+        from ..runtime import one_query_at_a_time
 
         one_query_at_a_time()
         engine = Identifier(ref)

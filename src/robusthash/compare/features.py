@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ..imaging import reduced
+from ..runtime import searching
 
 KIND = "orb"
 VERSION = "1"  # of the stored features
@@ -202,6 +203,7 @@ def nearest_two(query_descriptors: np.ndarray, original_descriptors: np.ndarray)
     descriptors, one thread; ``benchmarks/identify_speed.py``)."""
     import faiss
 
+    searching()
     index = faiss.IndexBinaryFlat(8 * original_descriptors.shape[1])
     index.add(np.ascontiguousarray(original_descriptors, dtype=np.uint8))
     return index.search(np.ascontiguousarray(query_descriptors, dtype=np.uint8), 2)

@@ -44,19 +44,13 @@ from typing import Protocol
 import faiss
 import numpy as np
 
+from ..runtime import searching
 from .search import (TIE_SLACK, FollowedIndex, RangeHits, as_codes, as_ids, last_of_each, no_hits, no_neighbours,
                      sort_hits)
 
 FORMAT = "robusthash.HammingIndex"
 FORMAT_VERSION = 1
 KINDS = ("auto", "flat", "mih")
-
-
-def one_query_at_a_time() -> None:
-    """Search single queries on one thread: FAISS's OpenMP threads, started for each
-    one-row search, stall it on a busy machine (50 ms a search under load;
-    benchmarks/README.md, search). For front ends that ask one query at a time."""
-    faiss.omp_set_num_threads(1)
 
 
 @dataclass(frozen=True)
@@ -164,6 +158,7 @@ class HammingIndex:
         queries = as_codes(queries, self.code_bytes, "queries")
         if not len(self) or not len(queries):
             return no_neighbours(len(queries), int(k), self.nbits)
+        searching()
         return self._backend.search(queries, int(k))
 
     def range_search(self, queries: np.ndarray, radius: int) -> list[RangeHits]:
@@ -173,6 +168,7 @@ class HammingIndex:
         queries = as_codes(queries, self.code_bytes, "queries")
         if not len(self):
             return [no_hits() for _ in range(len(queries))]
+        searching()
         return self._backend.range_search(queries, int(radius))
 
     def memory_bytes(self) -> int:

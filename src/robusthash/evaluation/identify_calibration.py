@@ -37,7 +37,7 @@ import numpy as np
 
 from ..attacks import parse
 from ..compare.features import CHECK_VERSION, DEFAULT_FEATURES, LocalFeatures, local_features, verify
-from ..db.index import one_query_at_a_time
+from ..runtime import one_query_at_a_time
 from ..db.ingest import FEATURES_DECODE, QUERY_FEATURES_DECODE
 from ..files import evenly_spaced
 from ..hashing import Hash, get_hasher

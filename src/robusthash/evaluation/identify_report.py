@@ -65,7 +65,7 @@ from PIL import Image, ImageFilter
 from ..attacks import CROPS, PADDING, STRONG, TABLE1, TABLE2, UNSEEN, AttackCase, parse
 from ..attacks import suite as named_cases
 from ..db import ReferenceDB
-from ..db.index import one_query_at_a_time
+from ..runtime import one_query_at_a_time
 from ..files import evenly_spaced
 from ..identify import MONTAGE, NO_MATCH, Identifier, IdentifyConfig, Verdict
 from ..io import load_pil

@@ -38,7 +38,7 @@ def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 def create_app(config: ServiceConfig) -> FastAPI:
     """The service for one database. Opens it now, so a bad URL fails here, not later."""
-    from ..db.index import one_query_at_a_time
+    from ..runtime import one_query_at_a_time
 
     # Queries arrive one at a time from many threads.
     one_query_at_a_time()
