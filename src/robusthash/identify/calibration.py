@@ -111,10 +111,12 @@ class Tail:
         beyond = [share for value, share in self.sparse if (value <= x if self.smaller_is_extreme else value >= x)]
         if not beyond:
             return rate
-        from scipy.stats import chi2
+        # The Poisson bound is chi2.ppf(0.95, 2 (count + 1)) / 2, which scipy.stats
+        # computes as this: importing scipy.stats cost a query 0.5-1 s the first time.
+        from scipy.special import gammaincinv
 
         count = len(beyond)  # distinct values: a tie counts once, which only raises the bound
-        bounded = max(beyond) * float(chi2.ppf(0.95, 2 * (count + 1))) / 2 / count
+        bounded = max(beyond) * float(gammaincinv(count + 1, 0.95)) / count
         # ...and never above the last knot's rate, measured on more pairs than these.
         return min(1.0, self.knots[-1][1] if self.knots else 1.0, max(rate, bounded))
 
