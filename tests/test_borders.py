@@ -27,6 +27,19 @@ def test_letterbox_trims_only_its_bars(coffee):
     assert left == 0 and right == 600 and 60 <= top <= 66 and 454 <= bottom <= 460
 
 
+@pytest.mark.parametrize("ratio", [2.0, 2.39])
+def test_a_wide_picture_letterboxed_into_a_tall_frame_is_trimmed(coffee, ratio):
+    """A 2:1 picture in a 9:16 frame keeps 28% of its height, a 2.39:1 film frame 24%:
+    both are trimmed to the picture (at 30%, the least share a border left, neither was)."""
+    width = 360
+    height = round(width / ratio)
+    canvas = Image.new("RGB", (width, round(width * 16 / 9)), (255, 255, 255))
+    top = (canvas.height - height) // 2
+    canvas.paste(coffee.resize((width, height)), (0, top))
+    (left, found_top, right, bottom), = nested_borders(canvas)
+    assert (left, right) == (0, width) and abs(found_top - top) <= 2 and abs(bottom - top - height) <= 2
+
+
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "rocket"])
 def test_photos_without_borders_have_none(photos, name):
     assert uniform_borders(photos[name]) is None
