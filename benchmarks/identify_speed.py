@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from robusthash.attacks import parse
-from robusthash.compare.features import KIND, VERSION, LocalFeatures, nearest_two
+from robusthash.compare.features import LocalFeatures, nearest_two
 from robusthash.db import ReferenceDB
 from robusthash.runtime import one_query_at_a_time
 from robusthash.identify import Identifier, IdentifyConfig
@@ -78,7 +78,7 @@ def match_times(identifier: Identifier, examined, image_ids: list[int], ratio: f
     OpenCV's brute force: total seconds of each, and whether the ratio-test matches agree."""
     import cv2
 
-    stored = identifier.ref.store.features(image_ids, KIND, VERSION)
+    stored = identifier.ref.stored_features(image_ids)
     query = [f for f in examined.local_features if f is not None]
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
     faiss_s = opencv_s = 0.0

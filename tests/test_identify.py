@@ -3,12 +3,15 @@ verified against its original, one verdict (match, montage, no match)."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from robusthash.attacks import parse
 from robusthash.compare.features import CHECK_VERSION, LocalFeatures, local_features, verify
@@ -61,6 +64,47 @@ def test_a_different_picture_is_not_verified(photos):
     coffee, chelsea = photos["coffee"], photos["chelsea"]
     found = verify(local_features(coffee), local_features(chelsea), local_features(coffee, mirrored=True))
     assert found.inliers < 25
+
+
+def test_a_smooth_picture_is_looked_at_again_at_a_lower_threshold(photos, astronaut):
+    """FAST's default threshold finds too few corners in a smooth picture for a turned
+    copy to verify; looked at again at a lower one, it verifies. A textured picture keeps
+    the features of the default threshold, byte for byte."""
+    from robusthash.compare.features import DEFAULT_FEATURES
+
+    default_only = replace(DEFAULT_FEATURES, sparse_share=0)
+    assert local_features(astronaut).to_bytes() == local_features(astronaut, default_only).to_bytes()
+    smooth = photos["chelsea"].filter(ImageFilter.GaussianBlur(4))
+    copy = parse("RT(30)")(smooth, seed=1)
+
+    def checked(config):
+        return verify(local_features(copy, config, query=True), local_features(smooth, config),
+                      local_features(copy, config, mirrored=True, query=True), config)
+
+    assert len(local_features(smooth, default_only)) < 50 and len(local_features(smooth)) > 250
+    assert checked(default_only).inliers < 8 and checked(DEFAULT_FEATURES).inliers >= 50
+
+
+def test_features_of_an_older_version_are_read_until_the_file_is_added_again(tmp_path, astronaut):
+    from robusthash.compare.features import KIND, OLDER_VERSIONS, VERSION
+
+    path = tmp_path / "astronaut.jpg"
+    astronaut.save(path, quality=92)
+    with ReferenceDB(tmp_path / "refs.sqlite", methods=["pdq"]) as ref:
+        (_, image_id), = ref.add([path]).added
+        data = ref.store.features([image_id], KIND, VERSION)[image_id]
+        with ref.store._conn:
+            ref.store._conn.execute("UPDATE features SET version = ?", (OLDER_VERSIONS[0],))
+        assert ref.store.features([image_id], KIND, VERSION) == {}
+        assert ref.stored_features([image_id]) == {image_id: data}
+        verdict = Identifier(ref, IdentifyConfig(calibration=None)).identify(parse("RT(30)")(astronaut, seed=1))
+        assert verdict.candidates[0].evidence.verification.inliers >= 50
+        stats = subprocess.run([sys.executable, "-m", "robusthash.cli", "db", "stats", "--db",
+                                str(tmp_path / "refs.sqlite")], capture_output=True, text=True, check=True,
+                               env=dict(os.environ, COLUMNS="200")).stdout
+        assert f"{KIND}@{OLDER_VERSIONS[0]}: 1 images" in stats and "db add" in stats
+        ref.add([path])  # stores this version's features again
+        assert ref.store.features([image_id], KIND, VERSION) == {image_id: data}
 
 
 @pytest.fixture(scope="module")

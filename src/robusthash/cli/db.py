@@ -320,6 +320,14 @@ def db_stats(db: str = DB_OPTION, fmt: Format = typer.Option(Format.text, "--for
         table.add_row(key, str(entry["hashes"]), str(entry["images"]), f"{c['threshold']:.4f}" if c else "default",
                       f"{c['fpr']:.2%} FPR, {c['pairs']} pairs, {c['computed_at']}" if c else "—")
     out.print(table)
+    from ..compare.features import KIND, VERSION
+
+    for entry in stats["features"]:
+        older = entry["kind"] == KIND and entry["version"] != VERSION
+        out.print(f"local features {entry['kind']}@{entry['version']}: {entry['images']} images, "
+                  f"{entry['bytes'] / max(1, entry['images']):,.0f} bytes each"
+                  + (f"; this version stores {KIND}@{VERSION}: run `robusthash db add` on their files again "
+                     f"(until then they verify as before)" if older else ""), markup=False)
 
 
 @db_app.command("calibrate")

@@ -40,6 +40,7 @@ from ..io import DEFAULT_LIMITS, ImageSource, LoadLimits
 from .index import IndexFiles
 from ..compare.features import DEFAULT_FEATURES, FeatureConfig
 from ..compare.features import KIND as FEATURES_KIND
+from ..compare.features import OLDER_VERSIONS as OLDER_FEATURES
 from ..compare.features import VERSION as FEATURES_VERSION
 from .ingest import (CROPS, DEFAULT_ADMISSION, Admission, Admitted, Examined, ExaminedRegion, admit, crops_of,
                      examine, examine_halves, examine_region, file_digest, ingest, ingest_batch, read_file,
@@ -336,6 +337,19 @@ class ReferenceDB:
         examined = self.examine(image, names)
         name = source or (str(image) if isinstance(image, (str, Path)) else "<image>")
         return self.query_examined(examined, names, k=k, source=name)
+
+    def stored_features(self, image_ids: Sequence[int]) -> dict[int, bytes]:
+        """Each of these images' stored local features (:meth:`LocalFeatures.from_bytes`):
+        this version's, else an older version's (``OLDER_VERSIONS``: the same check, with
+        fewer keypoints for a smooth picture) until ``db add`` of its file stores this
+        version's; an image holding none is left out."""
+        found = self.store.features(image_ids, FEATURES_KIND, FEATURES_VERSION)
+        for version in OLDER_FEATURES:
+            missing = [i for i in image_ids if i not in found]
+            if not missing:
+                break
+            found.update(self.store.features(missing, FEATURES_KIND, version))
+        return found
 
     def examine(self, image: ImageSource, methods: Sequence[str] | None = None, name: str | None = None,
                 variants: bool = True, features: FeatureConfig | None = None, query: bool = False) -> Examined:

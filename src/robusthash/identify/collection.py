@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..compare.features import CHECK_VERSION, DEFAULT_FEATURES, KIND, VERSION, FeatureConfig, LocalFeatures, verify
+from ..compare.features import CHECK_VERSION, DEFAULT_FEATURES, FeatureConfig, LocalFeatures, verify
 from ..db.reference import ReferenceDB
 from ..hashing import Hash
 from ..io import ImageError
@@ -71,7 +71,7 @@ def calibrate_collection(ref: ReferenceDB, queries: int = 200, max_references: i
     ids = sorted(set.intersection(*(set(c) for c in codes.values()))) if codes else []
     if len(ids) > max_references:
         ids = sorted(rng.choice(ids, size=max_references, replace=False).tolist())
-    stored = ref.store.features(ids, KIND, VERSION)
+    stored = ref.stored_features(ids)
     ids = [i for i in ids if i in stored]
     if len(ids) < 30:
         raise ValueError(f"calibrating the engine needs at least 30 registered images with local features, "

@@ -44,8 +44,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..compare.features import (CHECK_VERSION, DEFAULT_FEATURES, KIND, VERSION, FeatureConfig, LocalFeatures,
-                                Verification, verify)
+from ..compare.features import CHECK_VERSION, DEFAULT_FEATURES, FeatureConfig, LocalFeatures, Verification, verify
 from ..db.ingest import Examined, ExaminedRegion
 from ..db.reference import MOST_DECIDED, Match, QueryResult, ReferenceDB
 from ..db.store import ImageRecord
@@ -331,7 +330,7 @@ class Identifier:
         if box is not None:
             yield box
         if self.config.occluded_chance:
-            stored = self.ref.store.features([c.image.id for c in identified], KIND, VERSION)
+            stored = self.ref.stored_features([c.image.id for c in identified])
             originals = {i: LocalFeatures.from_bytes(data) for i, data in stored.items()}
             box = occluded_region(query, identified, originals, chance=self.config.occluded_chance)
             if box is not None:
@@ -410,7 +409,7 @@ class Identifier:
         query made already, by reference, and kept for a later look."""
         verified = {} if verified is None or region is not None else verified
         unchecked = [i for i in offered if i not in verified]
-        stored = self.ref.store.features(unchecked, KIND, VERSION) if unchecked else {}
+        stored = self.ref.stored_features(unchecked) if unchecked else {}
         query_features = examined.local_features if region is None else region.local_features
         for image_id in unchecked:
             verification = keypoints = None
