@@ -133,7 +133,7 @@ def main() -> None:
                     with lock:
                         statuses[f"register {answer.status_code}"] += 1
                         if answer.status_code in (200, 201):
-                            sent_uploads[hashlib.sha256(data).hexdigest()] = (answer.json()["image_id"], data)
+                            sent_uploads[hashlib.sha256(data).hexdigest()] = (answer.json()["image_id"], data, path.name)
 
         started = time.monotonic()
         bulk_add = subprocess.Popen([*robusthash, "db", "add", *map(str, later), "--db", str(db)],
@@ -148,12 +148,14 @@ def main() -> None:
         bulk_add.wait(timeout=600)
         # Consistency: everything acknowledged is stored once, and found by its own bytes.
         with httpx.Client(timeout=120) as client:
-            found_uploads = 0
-            for digest, (image_id, data) in sent_uploads.items():
+            not_found: dict[str, str] = {}  # photo -> what the query of its own bytes answered
+            for digest, (image_id, data, name) in sent_uploads.items():
                 record = client.get(f"{url}/v1/images/{image_id}", headers=headers)
                 answer = client.post(f"{url}/v1/query", headers=headers, files={"file": ("again.jpg", data)})
-                found_uploads += (record.status_code == 200 and record.json()["digest"] == digest
-                                  and answer.status_code == 200 and image_id in answer.json()["matched_image_ids"])
+                if not (record.status_code == 200 and record.json()["digest"] == digest
+                        and answer.status_code == 200 and image_id in answer.json()["matched_image_ids"]):
+                    not_found[name] = f"record {record.status_code}, query {answer.status_code}: " \
+                                      f"{json.dumps(answer.json())[:2000]}"
         server.terminate()
         server.wait(timeout=60)
         with ReferenceDB(db) as ref:
@@ -167,7 +169,8 @@ def main() -> None:
         "queries_per_s": round(len(latencies) / elapsed, 1),
         "query_p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
         "query_p99_ms": round(1000 * sorted(latencies)[int(0.99 * (len(latencies) - 1))], 1) if latencies else None,
-        "registered_through_the_service": len(sent_uploads), "found_again": found_uploads,
+        "registered_through_the_service": len(sent_uploads), "found_again": len(sent_uploads) - len(not_found),
+        "not_found_again": not_found,
         "db_add_exit": bulk_add.returncode, "images_stored": images, "images_expected": len(expected),
         "lost": lost, "answers": dict(statuses),
         "errors": sum(n for k, n in statuses.items() if not k.endswith((" 200", " 201"))),

@@ -23,7 +23,9 @@ registered original, one verdict.
    and the candidate is named when it is at most ``false_match_rate`` (10⁻⁶). Named
    candidates are one picture when their regions overlap and the query points that
    verified them coincide; two or more pictures are a montage. A query with too little
-   information in it (flat, noise, tiny) is refused: it matches nothing.
+   information in it (flat, noise, tiny) is refused: it matches nothing. A query of a
+   registered file's own bytes (the same SHA-256 digest) is that file, whatever its
+   signals say (``SAME_FILE_RATE``).
 
 A query is first judged as it is given (each method's own hash, no variants); its
 variants are searched, and it is judged again, only when no reference identified then
@@ -55,6 +57,10 @@ from .collection import collection_calibration, outdated
 
 MATCH, MONTAGE, NO_MATCH = "match", "montage", "no match"
 AUTO = "auto"
+# The false-match rate of a registered file queried with its own bytes: the chance that
+# another file has the same SHA-256 digest. A file no signal can tell (too smooth for
+# keypoints, weak hashes) is still itself.
+SAME_FILE_RATE = 2.0 ** -256
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,7 @@ class Evidence:
     keypoints: tuple[int, int] | None = None  # the query's and the original's, where checked
     # Each calibrated signal's rate between distinct images at this evidence.
     rates: dict[str, float] = field(default_factory=dict)
+    same_file: bool = False  # the query's bytes are this registered file's (same digest)
 
     @property
     def matched_by(self) -> list[str]:
@@ -147,7 +154,8 @@ class Evidence:
                     "inliers": v.inliers, "matches": v.matches, "flipped": v.flipped,
                     "original_share": round(v.original_share, 3),
                     "keypoints": list(self.keypoints) if self.keypoints else None},
-                "false_match_rates": {k: float(f"{r:.3g}") for k, r in self.rates.items()}}
+                "false_match_rates": {k: float(f"{r:.3g}") for k, r in self.rates.items()},
+                "same_file": self.same_file}
 
 
 @dataclass(frozen=True)
@@ -272,6 +280,10 @@ class Identifier:
             for m in _offered(result, self.config.most_per_method, self.config.per_crop):
                 offered.setdefault(m.image.id, {})[result.method] = (m.distance, m.matched)
                 records[m.image.id] = m.image
+        same_file = self.ref.store.image_by_digest(examined.digest) if examined.digest else None
+        if same_file is not None:  # offered whether or not a method ranked it near
+            offered.setdefault(same_file.id, {})
+            records[same_file.id] = same_file
         versions = {r.method: examined.hashes[r.method].version for r in results}
         candidates = self._checked(offered, records, examined, refused, versions, calibration, verified=verified)
         names = [r.method for r in results]
@@ -420,7 +432,9 @@ class Identifier:
                     verification = verification.in_query(region.box, examined.local_features[0].size[0])
                 keypoints = (len(query_features[0]), len(original))
             verified[image_id] = (verification, keypoints)
-        return [self._judge(records[image_id], Evidence(methods, *verified[image_id]), refused, versions, calibration)
+        return [self._judge(records[image_id], Evidence(methods, *verified[image_id],
+                                                        same_file=records[image_id].digest == examined.digest),
+                            refused, versions, calibration)
                 for image_id, methods in offered.items()]
 
     def _judge(self, image: ImageRecord, evidence: Evidence, refused: str | None,
@@ -437,18 +451,22 @@ class Identifier:
         # pictures: docs/identify.md).
         rate = joint.bound(joint_evidence(list(rates.values()))) if joint is not None \
             else bonferroni(list(rates.values()))
+        if evidence.same_file:
+            rate = min(rate, SAME_FILE_RATE)
         v = evidence.verification
         identified = rate <= self.config.false_match_rate
         # The evidence named: every signal at least 10x rarer than chance, strongest first.
         telling = sorted((r, s) for s, r in rates.items() if r <= 0.1)
-        if not rates:
+        if evidence.same_file:
+            reason = "the same file (its SHA-256 digest)"
+        elif not rates:
             reason = "no calibrated signal to decide with"
         elif not telling:
             reason = "no signal stands out"
         else:
             reason = ", ".join(f"{v.inliers} inliers" + (" mirrored" if v.flipped else "") if s == VERIFICATION
                                else f"{s} NHD {evidence.methods[s][0]:.3f}" for _, s in telling)
-        how = "joint " if joint is not None and len(telling) > 1 else ""
+        how = "joint " if joint is not None and len(telling) > 1 and not evidence.same_file else ""
         reason = f"{'identified' if identified else 'not identified'}: {reason}, {how}false-match rate {rate:.1e} " \
                  f"{'≤' if identified else '>'} {self.config.false_match_rate:.0e} per reference"
         if v is None:
@@ -456,6 +474,8 @@ class Identifier:
         if refused and identified:
             identified, reason = False, f"{reason}; not a match: the query {refused}"
         region = v.query_box if v is not None and v.accepted else None
+        if region is None and evidence.same_file and image.width and image.height:
+            region = (0, 0, image.width, image.height)  # the whole query is the file
         score = round(-math.log10(max(rate, 1e-300)), 2)
         return Identified(image, score, identified, reason, region, replace(evidence, rates=rates))
 
@@ -713,7 +733,7 @@ def _mostly_explained(candidates: Sequence[Identified], examined: Examined, shar
     """Whether an identified reference, its whole frame mapped into the query by the
     verified homography, covers ``share`` of the query (the inliers' own box understates
     it: flat parts of a picture hold no keypoints)."""
-    if examined.local_features is None:
+    if examined.local_features is None or any(c.identified and c.evidence.same_file for c in candidates):
         return any(c.identified for c in candidates)
     w, h = examined.local_features[0].size
     for c in candidates:
