@@ -86,16 +86,28 @@ class Tail:
 
     def p(self, x: float) -> float:
         """The rate; never above 1, never below the fitted line's value."""
-        xs = [k[0] for k in self.knots]
-        ps = [k[1] for k in self.knots]
-        if not xs or (x < xs[-1] if self.smaller_is_extreme else x > xs[-1]):
+        if self._beyond_knots(x):
             line = 10 ** (self.intercept + self.slope * x)
             seen = [share for value, share in self.sparse if (value <= x if self.smaller_is_extreme else value >= x)]
             return min(1.0, max(line, max(seen, default=0.0)))
-        order = slice(None, None, -1) if self.smaller_is_extreme else slice(None)
         # Interpolated in log10 p between knots (a step function would jump by factors).
-        value = float(np.interp(x, np.array(xs[order]), np.log10(np.array(ps[order]))))
-        return min(1.0, 10 ** value)
+        xs, log_ps = self._interpolated
+        return min(1.0, 10 ** float(np.interp(x, xs, log_ps)))
+
+    def _beyond_knots(self, x: float) -> bool:
+        """Whether ``x`` is more extreme than the last knot (or there are none)."""
+        if not self.knots:
+            return True
+        last = self.knots[-1][0]
+        return x < last if self.smaller_is_extreme else x > last
+
+    @cached_property
+    def _interpolated(self) -> tuple[np.ndarray, np.ndarray]:
+        """The knots' x (increasing) and log10 p, made once: the engine asks every
+        candidate's rate of each signal."""
+        order = slice(None, None, -1) if self.smaller_is_extreme else slice(None)
+        return (np.array([k[0] for k in self.knots])[order],
+                np.log10(np.array([k[1] for k in self.knots]))[order])
 
     def bound(self, x: float) -> float:
         """:meth:`p`, but where it rests on the few most extreme pairs measured (beyond the
@@ -105,8 +117,7 @@ class Tail:
         sample cannot resolve reads this; beyond every pair measured, the fitted line
         alone speaks, as in :meth:`p`."""
         rate = self.p(x)
-        xs = [k[0] for k in self.knots]
-        if xs and not (x < xs[-1] if self.smaller_is_extreme else x > xs[-1]):
+        if not self._beyond_knots(x):
             return rate  # within the knots: at least MIN_TAIL_PAIRS pairs measured there
         beyond = [share for value, share in self.sparse if (value <= x if self.smaller_is_extreme else value >= x)]
         if not beyond:
@@ -245,9 +256,16 @@ class Calibration:
         """The tail of :func:`joint_evidence` over ``signals`` (name → version): the one
         calibrated for exactly these, else for the fewest more (more signals can only add
         evidence, so their tail is the more cautious), else None."""
-        wanted = set(signals.items())
-        fitting = [(len(covered), t) for covered, t in self._joint_tails if wanted <= covered]
-        return min(fitting, key=lambda f: f[0])[1] if fitting else None
+        wanted = frozenset(signals.items())
+        if wanted not in self._joint_for:
+            fitting = [(len(covered), t) for covered, t in self._joint_tails if wanted <= covered]
+            self._joint_for[wanted] = min(fitting, key=lambda f: f[0])[1] if fitting else None
+        return self._joint_for[wanted]
+
+    @cached_property
+    def _joint_for(self) -> dict[frozenset[tuple[str, str]], Tail | None]:
+        """:meth:`joint`'s answers, by the signals asked for."""
+        return {}
 
     @cached_property
     def _joint_tails(self) -> list[tuple[frozenset[tuple[str, str]], Tail]]:
