@@ -60,6 +60,19 @@ def test_the_first_check_spares_a_different_picture_and_keeps_copies(astronaut, 
         assert checked.inliers == matched.inliers >= 50 and checked.flipped == matched.flipped
 
 
+def test_the_first_check_of_many_originals_in_one_search_answers_as_each_alone(astronaut, photos):
+    from robusthash.compare.features import first_check_count, worth_matching, worth_matching_each
+
+    query = local_features(parse("RT(30)")(astronaut, seed=1), query=True)
+    originals = [local_features(astronaut)] + [local_features(photos[name]) for name in ("coffee", "chelsea", "rocket")]
+    descriptors = [o.descriptors for o in originals] + [originals[0].descriptors[:20], originals[1].descriptors[:1]]
+    each = worth_matching_each(query.descriptors, descriptors)
+    assert each == [worth_matching(query.descriptors, d) for d in descriptors]
+    assert each[0] and not each[1] and each[-2:] == [True, False]  # too few to sample: in full, unless < 2
+    assert first_check_count(query.descriptors, originals[0].descriptors) >= 20
+    assert worth_matching_each(query.descriptors, []) == []
+
+
 def test_a_different_picture_is_not_verified(photos):
     coffee, chelsea = photos["coffee"], photos["chelsea"]
     found = verify(local_features(coffee), local_features(chelsea), local_features(coffee, mirrored=True))

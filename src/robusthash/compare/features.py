@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -231,20 +232,47 @@ def worth_matching(query_descriptors: np.ndarray, original_descriptors: np.ndarr
     ratio-test matches among the query's to be worth a full match. The sample looks into
     the query (not the other way round) because the query holds three times as many
     keypoints: the original's quarter against all of them costs a quarter of a full match."""
+    return worth_matching_each(query_descriptors, [original_descriptors], config)[0]
+
+
+def worth_matching_each(query_descriptors: np.ndarray, originals: Sequence[np.ndarray],
+                        config: FeatureConfig = DEFAULT_FEATURES) -> list[bool]:
+    """:func:`worth_matching` of one query's descriptors against each of ``originals``'
+    (descriptor arrays), their samples looked up in one search: the engine checks about
+    70 candidates a query, and a search each cost as much again in calls as in work."""
     if config.first_check_every <= 1:
-        return True
-    sample = original_descriptors[:: config.first_check_every]
-    if len(query_descriptors) < 2 or len(sample) < config.first_check_matches:
-        return len(query_descriptors) >= 2 and len(original_descriptors) >= 2  # too few to sample: match in full
-    return first_check_count(query_descriptors, original_descriptors, config) >= config.first_check_matches
+        return [True] * len(originals)
+    worth: list[bool] = []
+    sampled: list[tuple[int, np.ndarray]] = []
+    for i, original in enumerate(originals):
+        sample = original[:: config.first_check_every]
+        if len(query_descriptors) < 2 or len(sample) < config.first_check_matches:
+            worth.append(len(query_descriptors) >= 2 and len(original) >= 2)  # too few to sample: match in full
+        else:
+            worth.append(False)
+            sampled.append((i, sample))
+    if sampled:
+        counts = _ratio_test_counts(query_descriptors, [sample for _, sample in sampled], config.ratio)
+        for (i, _), count in zip(sampled, counts):
+            worth[i] = int(count) >= config.first_check_matches
+    return worth
 
 
 def first_check_count(query_descriptors: np.ndarray, original_descriptors: np.ndarray,
                       config: FeatureConfig = DEFAULT_FEATURES) -> int:
     """The first check's count: the ratio-test matches of every ``first_check_every``-th
     of the original's descriptors among the query's (at least 2 of those)."""
-    distances, _ = nearest_two(original_descriptors[:: config.first_check_every], query_descriptors)
-    return int(np.count_nonzero(distances[:, 0] < config.ratio * distances[:, 1]))
+    return int(_ratio_test_counts(query_descriptors, [original_descriptors[:: config.first_check_every]],
+                                  config.ratio)[0])
+
+
+def _ratio_test_counts(query_descriptors: np.ndarray, samples: Sequence[np.ndarray], ratio: float) -> np.ndarray:
+    """For each of ``samples`` (descriptor arrays, none empty), how many of its
+    descriptors pass the ratio test among the query's two nearest (one search for all)."""
+    distances, _ = nearest_two(np.concatenate(samples), query_descriptors)
+    good = distances[:, 0] < ratio * distances[:, 1]
+    starts = np.cumsum([0, *map(len, samples[:-1])])
+    return np.add.reduceat(good.astype(np.int64), starts)
 
 
 def fit_homography(query_points: np.ndarray, query_descriptors: np.ndarray, original_points: np.ndarray,
@@ -285,13 +313,17 @@ def fit_homography(query_points: np.ndarray, query_descriptors: np.ndarray, orig
 
 
 def verify(query: LocalFeatures, original: LocalFeatures, query_mirrored: LocalFeatures | None = None,
-           config: FeatureConfig = DEFAULT_FEATURES) -> Verification:
+           config: FeatureConfig = DEFAULT_FEATURES, worth: tuple[bool, bool] | None = None) -> Verification:
     """Check ``query`` (and its mirror image, when given) against ``original``; of the
     accepted homographies, the one with more inliers wins. Each orientation is matched in
-    full only when it passes the first check (:func:`worth_matching`)."""
+    full only when it passes the first check (:func:`worth_matching`; ``worth``: its
+    answers for the query and its mirror image, made already by :func:`worth_matching_each`)."""
     best, most_matches = NOT_VERIFIED, 0
     for flipped, features in ((False, query), (True, query_mirrored)):
-        if features is None or not worth_matching(features.descriptors, original.descriptors, config):
+        if features is None:
+            continue
+        if not (worth[flipped] if worth is not None else
+                worth_matching(features.descriptors, original.descriptors, config)):
             continue
         homography, src, dst, inliers, matches = fit_homography(
             features.points, features.descriptors, original.points, original.descriptors,

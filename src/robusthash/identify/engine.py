@@ -46,7 +46,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..compare.features import CHECK_VERSION, DEFAULT_FEATURES, FeatureConfig, LocalFeatures, Verification, verify
+from ..compare.features import (CHECK_VERSION, DEFAULT_FEATURES, FeatureConfig, LocalFeatures, Verification,
+                                verify, worth_matching_each)
 from ..db.ingest import Examined, ExaminedRegion
 from ..db.reference import MOST_DECIDED, Match, QueryResult, ReferenceDB
 from ..db.store import ImageRecord
@@ -423,11 +424,18 @@ class Identifier:
         unchecked = [i for i in offered if i not in verified]
         stored = self.ref.stored_features(unchecked) if unchecked else {}
         query_features = examined.local_features if region is None else region.local_features
+        originals = {i: LocalFeatures.from_bytes(stored[i]) for i in unchecked if i in stored} \
+            if query_features is not None else {}
+        # The first check of every original against the query and its mirror image: one search each.
+        descriptors = [o.descriptors for o in originals.values()]
+        worth = [dict(zip(originals, worth_matching_each(f.descriptors, descriptors, self.config.features)))
+                 if f is not None and originals else {} for f in (query_features or (None, None))]
         for image_id in unchecked:
             verification = keypoints = None
-            if image_id in stored and query_features is not None:
-                original = LocalFeatures.from_bytes(stored[image_id])
-                verification = verify(query_features[0], original, query_features[1], self.config.features)
+            if image_id in originals:
+                original = originals[image_id]
+                verification = verify(query_features[0], original, query_features[1], self.config.features,
+                                      worth=(worth[0].get(image_id, False), worth[1].get(image_id, False)))
                 if region is not None:
                     verification = verification.in_query(region.box, examined.local_features[0].size[0])
                 keypoints = (len(query_features[0]), len(original))
