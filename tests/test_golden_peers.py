@@ -65,6 +65,18 @@ def test_a_pdq_query_is_hashed_once_for_its_hash_and_its_variants(photos):
     assert len(variants) == 8  # 7 turns and flips, and the borders trimmed
 
 
+def test_the_pdq_hash_of_a_negative_is_told_by_the_hash_alone(photos):
+    from PIL import ImageOps
+
+    pdq = get_hasher("pdq")
+    for name in ("astronaut", "coffee", "chelsea"):
+        value = pdq.hash_pil(photos[name])
+        negative = pdq.negative_hash(value)
+        assert negative - pdq.hash_pil(ImageOps.invert(photos[name].convert("RGB"))) == 0
+        assert negative - value == 256 and negative.extra["variant"] == "negative"
+    assert get_hasher("cmaa").negative_hash(get_hasher("cmaa").hash_pil(photos["coffee"])) is None
+
+
 def test_pdq_on_a_huge_image_stays_close_to_the_unreduced_hash(photos):
     """Above 4 MP pdq box-reduces first (memory: pdqhash holds ~30 bytes a pixel)."""
     import numpy as np

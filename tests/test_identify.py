@@ -167,6 +167,25 @@ def test_a_registered_file_queried_with_its_own_bytes_is_that_file(tmp_path):
         assert all(c.score < 70 for c in again.candidates)
 
 
+def test_a_negative_is_identified_through_its_negative(registered, photos):
+    """A negative's ORB descriptors and learned hashes match nothing of its original
+    (before: no match); PDQ's complement (of its turns and flips too) tells the engine to
+    look at the query's own negative, where the copy verifies."""
+    from PIL import ImageOps
+
+    ref, sources = registered
+    engine = Identifier(ref)
+    for spec in ("JC(70)", "FL(H)", "RS(0.5)"):
+        query = ImageOps.invert(parse(spec)(photos["coffee"], seed=3).convert("RGB"))
+        verdict = engine.identify(query)
+        assert verdict.verdict == MATCH and verdict.matches[0].image.source == sources["coffee"]
+        assert verdict.matches[0].evidence.negative and "negative" in verdict.matches[0].reason
+        assert verdict.matches[0].evidence.verification.inliers >= 50
+    copy = engine.identify(parse("JC(70)")(photos["coffee"], seed=3))
+    assert copy.verdict == MATCH and not any(c.evidence.negative for c in copy.candidates)
+    assert Identifier(ref, IdentifyConfig(negatives=False)).identify(query).verdict == NO_MATCH
+
+
 def test_a_query_is_judged_by_the_tails_of_its_own_stratum(registered, photos):
     from robusthash.identify.calibration import Calibration, Stratum, shipped_calibration
 

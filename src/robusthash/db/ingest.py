@@ -200,6 +200,26 @@ def examine_region(examined: Examined, hashers: Sequence[BaseHasher], box: tuple
     return ExaminedRegion(box, hashes, local)
 
 
+def examine_negative(examined: Examined, hashers: Sequence[BaseHasher], features: FeatureConfig) -> ExaminedRegion:
+    """The query's negative (colours inverted) examined as a region over the whole query:
+    ``hashers``' hashes of it and its local features. ORB's descriptors of a negative do
+    not match the original's (each comparison of two pixels is reversed, and the
+    keypoint's orientation turned half a turn), nor do the learned hashes; the negative of
+    a negative is the original's copy again."""
+    from PIL import ImageOps
+
+    if examined.decoded is None:
+        raise ValueError("only a query's examination keeps its pixels to look at its negative")
+    grey = examined.decoded.decoded(QUERY_FEATURES_DECODE)
+
+    def negative(im: Image.Image) -> Image.Image:
+        part = cut_out(im, (0, 0, *im.size), PART_PIXELS)
+        return ImageOps.invert(part if part.mode in ("L", "RGB") else part.convert("RGB"))
+
+    hashes = {h.name: h.hash_pil(negative(examined.decoded.for_hasher(h))) for h in hashers}
+    return ExaminedRegion((0, 0, *grey.size), hashes, region_features(negative(grey), (0, 0, *grey.size), features))
+
+
 def examine_halves(examined: Examined, hashers: Sequence[BaseHasher]) -> list[ExaminedRegion]:
     """The two halves of an examined query, and its two parts cut where two pictures side
     by side meet if that is clear and not the middle (:func:`~robusthash.imaging.halves`,

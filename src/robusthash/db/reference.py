@@ -43,8 +43,8 @@ from ..compare.features import KIND as FEATURES_KIND
 from ..compare.features import OLDER_VERSIONS as OLDER_FEATURES
 from ..compare.features import VERSION as FEATURES_VERSION
 from .ingest import (CROPS, DEFAULT_ADMISSION, Admission, Admitted, Examined, ExaminedRegion, admit, crops_of,
-                     examine, examine_halves, examine_region, file_digest, ingest, ingest_batch, read_file,
-                     segments, with_variants)
+                     examine, examine_halves, examine_negative, examine_region, file_digest, ingest,
+                     ingest_batch, read_file, segments, with_variants)
 from .metadata import check_metadata
 from .milvus import MilvusCollections, connect, is_milvus_url, parse_milvus_url
 from .search import FollowedIndex, IndexHome
@@ -374,6 +374,23 @@ class ReferenceDB:
         (:func:`~robusthash.db.ingest.examine_region`)."""
         names = examined.hashes if methods is None else methods
         return examine_region(examined, [self._hasher(m) for m in names], box, features)
+
+    def negative_hashes(self, examined: Examined, methods: Sequence[str]) -> list[Hash]:
+        """The hashes of the query's negative (colours inverted) that ``methods`` tell from
+        its hashes and their variants alone (PDQ's complements: no image work)."""
+        found = []
+        for name in methods:
+            hasher = self._hasher(name)
+            for value in (examined.hashes[name], *examined.variants.get(name, [])):
+                negative = hasher.negative_hash(value)
+                if negative is not None:
+                    found.append(negative)
+        return found
+
+    def examine_negative(self, examined: Examined, methods: Sequence[str], features: FeatureConfig) -> ExaminedRegion:
+        """The query's negative examined with ``methods`` and its local features
+        (:func:`~robusthash.db.ingest.examine_negative`)."""
+        return examine_negative(examined, [self._hasher(m) for m in methods], features)
 
     def examine_halves(self, examined: Examined, methods: Sequence[str]) -> list[ExaminedRegion]:
         """The halves of an examined query hashed with ``methods``

@@ -163,6 +163,12 @@ class BaseHasher(ABC):
                   for n, box in enumerate(boxes)]
         return [replace(v, extra={**v.extra, "variant": label}) for v, label in values if isinstance(v, Hash)]
 
+    def negative_hash(self, value: Hash | MultiHash) -> Hash | None:
+        """The hash this method gives the negative (colours inverted) of the image that
+        ``value`` is the hash of, where the hash alone tells it; None (the default) where
+        it does not."""
+        return None
+
     # How many :meth:`reference_crops` a registered image gets (stored beside its hash).
     reference_crop_count: int = 0
 

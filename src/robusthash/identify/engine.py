@@ -11,7 +11,9 @@ registered original, one verdict.
    unexplained (:func:`unexplained_region`: a montage's other picture, an inset; else
    :func:`uncovered_side`, the side no identified frame covers): each method's
    ``per_method`` nearest to it, verified against that part. A half the query's
-   keypoints hardly reach is verified against keypoints of its own as well.
+   keypoints hardly reach is verified against keypoints of its own as well. Where
+   nothing is identified and PDQ's complement matches a reference, the query's negative
+   (colours inverted) is looked at the same way.
 3. **Verification.** Each candidate's stored local features are checked against the
    query's (:func:`robusthash.compare.features.verify`: ORB, ratio test, one match per
    original point, a plausible PROSAC homography, the mirror image tried as well).
@@ -106,6 +108,13 @@ class IdentifyConfig:
     # local features; 0: none.
     residual_rounds: int = 2
     residual_inner: float = 0.7  # the share of that part's sides whose hashes are searched
+    # Where nothing is identified and a method tells from the query's hashes alone that
+    # its negative (colours inverted) matches a reference (PDQ: the complement of its
+    # hash, within its threshold), the negative is examined and those references, and
+    # each method's ``per_method`` nearest to it, verified against it: a negative's ORB
+    # descriptors and learned hashes match nothing of the original (0 of 20 train photos
+    # named before).
+    negatives: bool = True
     # A half of the query holding less than this share of the query's keypoints, relative
     # to its share of the area, is starved: its nearest are verified against keypoints of
     # its own as well (a dark picture beside a bright one held 1-12% of them).
@@ -143,6 +152,7 @@ class Evidence:
     # Each calibrated signal's rate between distinct images at this evidence.
     rates: dict[str, float] = field(default_factory=dict)
     same_file: bool = False  # the query's bytes are this registered file's (same digest)
+    negative: bool = False  # verified against the query's negative (colours inverted)
 
     @property
     def matched_by(self) -> list[str]:
@@ -156,7 +166,7 @@ class Evidence:
                     "original_share": round(v.original_share, 3),
                     "keypoints": list(self.keypoints) if self.keypoints else None},
                 "false_match_rates": {k: float(f"{r:.3g}") for k, r in self.rates.items()},
-                "same_file": self.same_file}
+                "same_file": self.same_file, "negative": self.negative}
 
 
 @dataclass(frozen=True)
@@ -328,6 +338,8 @@ class Identifier:
                     break
             if not found:
                 break  # the same parts would be looked at again
+        if looks and self.config.negatives and not refused and not any(c.identified for c in candidates):
+            candidates = self._look_at_negative(candidates, examined, names, records, source, versions, calibration)
         candidates.sort(key=lambda c: (not c.identified, -c.score, c.image.id))
         identified = [c for c in candidates if c.identified]
         query_features = examined.local_features
@@ -380,6 +392,25 @@ class Identifier:
                                                        region))
         return candidates, any(c.identified and c.image.id not in named for c in candidates)
 
+    def _look_at_negative(self, candidates: list[Identified], examined: Examined, names: list[str],
+                          records: dict[int, ImageRecord], source: str, versions: dict[str, str],
+                          calibration: Calibration | None) -> list[Identified]:
+        """The candidates, with those the query's negative brings verified against the
+        negative's keypoints (verification alone speaks, as for a part), when a method's
+        negative hash (:meth:`ReferenceDB.negative_hashes`) matches a reference: only
+        then is the negative examined."""
+        negatives = self.ref.negative_hashes(examined, names)
+        results = self.ref.query_hashes(negatives, k=self.config.per_variant, source=source) if negatives else []
+        matched = {m.image.id: m.image for result in results for m in result.matches if m.matched}
+        if not matched:
+            return candidates
+        region = self.ref.examine_negative(examined, names, self.config.features)
+        records.update(matched)
+        more: dict[int, dict[str, tuple[float, bool]]] = {i: {} for i in matched}
+        self._nearest_to_part(region.hashes.values(), more, records, source, self.config.per_method)
+        return _better(candidates, self._checked(more, records, examined, None, versions, calibration, region,
+                                                 negative=True))
+
     def method_results(self, examined: Examined, source: str = "<image>", methods: Sequence[str] | None = None,
                        k: int = 5) -> list[QueryResult]:
         """Each method's own result for an examined query as the engine searches it, with
@@ -415,11 +446,12 @@ class Identifier:
     def _checked(self, offered: dict[int, dict[str, tuple[float, bool]]], records: dict[int, ImageRecord],
                  examined: Examined, refused: str | None, versions: dict[str, str],
                  calibration: Calibration | None, region: ExaminedRegion | None = None,
-                 verified: dict[int, tuple[Verification | None, tuple[int, int] | None]] | None = None
-                 ) -> list[Identified]:
+                 verified: dict[int, tuple[Verification | None, tuple[int, int] | None]] | None = None,
+                 negative: bool = False) -> list[Identified]:
         """Each offered reference verified against the query (or a ``region`` of it, told
         in the query's frame) and judged by ``calibration``. ``verified``: verifications against the whole
-        query made already, by reference, and kept for a later look."""
+        query made already, by reference, and kept for a later look; ``negative``: the
+        region is the query's negative."""
         verified = {} if verified is None or region is not None else verified
         unchecked = [i for i in offered if i not in verified]
         stored = self.ref.stored_features(unchecked) if unchecked else {}
@@ -441,7 +473,8 @@ class Identifier:
                 keypoints = (len(query_features[0]), len(original))
             verified[image_id] = (verification, keypoints)
         return [self._judge(records[image_id], Evidence(methods, *verified[image_id],
-                                                        same_file=records[image_id].digest == examined.digest),
+                                                        same_file=records[image_id].digest == examined.digest,
+                                                        negative=negative),
                             refused, versions, calibration)
                 for image_id, methods in offered.items()]
 
@@ -477,6 +510,8 @@ class Identifier:
         how = "joint " if joint is not None and len(telling) > 1 and not evidence.same_file else ""
         reason = f"{'identified' if identified else 'not identified'}: {reason}, {how}false-match rate {rate:.1e} " \
                  f"{'≤' if identified else '>'} {self.config.false_match_rate:.0e} per reference"
+        if evidence.negative:
+            reason += "; seen in the query's negative (its colours inverted)"
         if v is None:
             reason += "; not verified: no local features stored for it (run db add on its file again)"
         if refused and identified:
