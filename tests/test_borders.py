@@ -3,6 +3,7 @@ a query is also searched without them, so a padded copy is found by every method
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -239,3 +240,26 @@ def test_a_montage_is_cut_where_its_pictures_meet(photos):
     assert left.size == (512, 512) and right.size == (768, 512)
     for name in ("astronaut", "coffee", "chelsea"):  # one picture: the middle
         assert montage_cut(photos[name]) == 0.5
+
+
+@pytest.mark.parametrize("size", [(768, 576), (576, 768), (768, 384), (300, 300)])
+def test_windows_cover_the_whole_image_and_hold_most_of_any_picture_of_their_size(size):
+    from robusthash.imaging import window_boxes
+
+    w, h = size
+    boxes = window_boxes(size, (0.4,), 0.75)
+    assert len(boxes) == 9 and len(set(boxes)) == 9
+    assert all(0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h for x0, y0, x1, y1 in boxes)
+    assert {(b[0], b[1]) for b in boxes} >= {(0, 0)} and {(b[2], b[3]) for b in boxes} >= {(w, h)}
+    covered = np.zeros((h, w), dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        covered[y0:y1, x0:x1] = True
+    assert covered.all()
+    # A picture 0.3 of each side, anywhere, has at least 40% of its area within one window
+    # (at worst two thirds of each side, midway between two windows).
+    for cx in np.linspace(0, 1, 11):
+        for cy in np.linspace(0, 1, 11):
+            px0, py0, pw, ph = cx * 0.7 * w, cy * 0.7 * h, 0.3 * w, 0.3 * h
+            best = max(max(0, min(px0 + pw, b[2]) - max(px0, b[0])) * max(0, min(py0 + ph, b[3]) - max(py0, b[1]))
+                       for b in boxes)
+            assert best >= 0.4 * pw * ph

@@ -186,6 +186,24 @@ def test_a_negative_is_identified_through_its_negative(registered, photos):
     assert Identifier(ref, IdentifyConfig(negatives=False)).identify(query).verdict == NO_MATCH
 
 
+@pytest.mark.parametrize("background", ["hubble_deep_field", "camera"])
+def test_a_picture_pasted_onto_another_photo_is_found_through_the_windows(registered, photos, background):
+    """The whole query's hashes resemble the unregistered background, so the pasted
+    picture was no candidate; a window of the query brings it, and it verifies."""
+    ref, sources = registered
+    canvas = photos[background].resize((800, 600)).convert("RGB")
+    picture = photos["coffee"]
+    scale = 0.45 * 800 / max(picture.size)
+    canvas.paste(picture.resize((round(picture.width * scale), round(picture.height * scale))), (400, 250))
+    narrow = IdentifyConfig(per_method=1, most_per_method=1, per_variant=0, per_part=0, residual_rounds=0, per_crop=0)
+    without = Identifier(ref, replace(narrow, windows=())).identify(canvas)
+    assert without.verdict == NO_MATCH and sources["coffee"] not in {c.image.source for c in without.candidates}
+    verdict = Identifier(ref, narrow).identify(canvas)
+    assert verdict.verdict == MATCH and [m.image.source for m in verdict.matches] == [sources["coffee"]]
+    x0, y0, x1, y1 = verdict.matches[0].region
+    assert x0 >= 380 and y0 >= 230  # its region is the pasted picture's
+
+
 def test_a_query_is_judged_by_the_tails_of_its_own_stratum(registered, photos):
     from robusthash.identify.calibration import Calibration, Stratum, shipped_calibration
 
@@ -571,7 +589,8 @@ def test_a_crop_is_found_through_the_crops_stored_beside_a_learned_hash(register
     crops = ref.store.image_hashes(1, "cmaa:crops", version)  # their own rows and index
     assert [r.segment for r in crops] == list(range(ref.hashers["cmaa"].reference_crop_count))
     query = parse("CROP(0.4,0,1)")(photos["astronaut"])
-    config = IdentifyConfig(per_method=1, most_per_method=1, per_variant=0, per_part=0, residual_rounds=0, per_crop=0)
+    config = IdentifyConfig(per_method=1, most_per_method=1, per_variant=0, per_part=0, residual_rounds=0, per_crop=0,
+                            windows=())
     without = Identifier(ref, config).identify(query, methods=["cmaa"], k=1)
     verdict = Identifier(ref, replace(config, per_crop=1)).identify(query, methods=["cmaa"], k=1)
     (result,) = verdict.results

@@ -193,6 +193,25 @@ def half_boxes(size: tuple[int, int], at: float = 0.5) -> tuple[tuple[int, int, 
     return ((0, 0, cut, h), (cut, 0, w, h)) if w >= h else ((0, 0, w, cut), (0, cut, w, h))
 
 
+def window_boxes(size: tuple[int, int], scales: tuple[float, ...] = (0.4,),
+                 step: float = 0.75) -> list[tuple[int, int, int, int]]:
+    """Boxes (x0, y0, x1, y1) over an image of ``size``: at each of ``scales`` (a share of
+    each side) a grid of windows, neighbours ``step`` of a window apart and the last one
+    flush with the far edge, so that a picture of about that share anywhere in the image
+    lies mostly within one of them."""
+    w, h = size
+    boxes = []
+    for scale in scales:
+        bw, bh = max(1, round(scale * w)), max(1, round(scale * h))
+
+        def starts(room: int, side: int) -> list[int]:  # evenly spread, first and last flush
+            n = math.ceil(room / (step * side) - 0.01) + 1 if room > 0 else 1  # 2.002 steps are 2
+            return [round(i * room / (n - 1)) for i in range(n)] if n > 1 else [0]
+
+        boxes += [(x, y, x + bw, y + bh) for y in starts(h - bh, bh) for x in starts(w - bw, bw)]
+    return boxes
+
+
 def picture_quad(image: Image.Image, tolerance: int = 24, min_fill: float = 0.35, min_area: float = 0.1,
                  min_tilt: float = 2.0, min_fit: float = 0.9,
                  min_shown: float = 0.5) -> tuple[tuple[float, float], ...] | None:

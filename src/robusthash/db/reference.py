@@ -375,6 +375,12 @@ class ReferenceDB:
         names = examined.hashes if methods is None else methods
         return examine_region(examined, [self._hasher(m) for m in names], box, features)
 
+    def crop_methods(self, methods: Sequence[str]) -> list[str]:
+        """Those of ``methods`` that find a crop of a picture (they store crops beside each
+        reference: ``BaseHasher.reference_crops``), so that a part of a query is worth
+        their search."""
+        return [m for m in methods if self._hasher(m).reference_crop_count]
+
     def negative_hashes(self, examined: Examined, methods: Sequence[str]) -> list[Hash]:
         """The hashes of the query's negative (colours inverted) that ``methods`` tell from
         its hashes and their variants alone (PDQ's complements: no image work)."""

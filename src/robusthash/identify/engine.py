@@ -12,8 +12,9 @@ registered original, one verdict.
    :func:`uncovered_side`, the side no identified frame covers): each method's
    ``per_method`` nearest to it, verified against that part. A half the query's
    keypoints hardly reach is verified against keypoints of its own as well. Where
-   nothing is identified and PDQ's complement matches a reference, the query's negative
-   (colours inverted) is looked at the same way.
+   nothing is identified, windows of the query (a picture pasted onto another photo)
+   bring their nearest, and where PDQ's complement matches a reference the query's
+   negative (colours inverted) is looked at the same way.
 3. **Verification.** Each candidate's stored local features are checked against the
    query's (:func:`robusthash.compare.features.verify`: ORB, ratio test, one match per
    original point, a plausible PROSAC homography, the mirror image tried as well).
@@ -53,6 +54,7 @@ from ..compare.features import (CHECK_VERSION, DEFAULT_FEATURES, FeatureConfig, 
 from ..db.ingest import Examined, ExaminedRegion
 from ..db.reference import MOST_DECIDED, Match, QueryResult, ReferenceDB
 from ..db.store import ImageRecord
+from ..imaging import window_boxes
 from ..hashing import Hash, MultiHash
 from ..io import ImageSource
 from .calibration import VERIFICATION, Calibration, bonferroni, joint_evidence, query_darkness, shipped_calibration
@@ -115,6 +117,14 @@ class IdentifyConfig:
     # descriptors and learned hashes match nothing of the original (0 of 20 train photos
     # named before).
     negatives: bool = True
+    # Where nothing is identified, windows of the query (these shares of its sides, a
+    # quarter of a window overlapping the next: imaging.window_boxes, 9 of them) are
+    # hashed by the methods that find crops (those storing crops beside each reference)
+    # and their ``per_part`` nearest verified: a registered picture pasted into another
+    # photo (a collage, a page, a background) is no candidate of the whole query, whose
+    # hashes resemble the surroundings. (): none.
+    windows: tuple[float, ...] = (0.4,)
+    per_window: int = 1  # nearest references each window brings
     # A half of the query holding less than this share of the query's keypoints, relative
     # to its share of the area, is starved: its nearest are verified against keypoints of
     # its own as well (a dark picture beside a bright one held 1-12% of them).
@@ -338,6 +348,9 @@ class Identifier:
                     break
             if not found:
                 break  # the same parts would be looked at again
+        if looks and self.config.windows and self.config.per_window and not refused and not any(c.identified for c in candidates):
+            candidates = self._look_through_windows(candidates, examined, names, records, source, refused, versions,
+                                                    calibration, verified)
         if looks and self.config.negatives and not refused and not any(c.identified for c in candidates):
             candidates = self._look_at_negative(candidates, examined, names, records, source, versions, calibration)
         candidates.sort(key=lambda c: (not c.identified, -c.score, c.image.id))
@@ -392,6 +405,28 @@ class Identifier:
                                                        region))
         return candidates, any(c.identified and c.image.id not in named for c in candidates)
 
+    def _look_through_windows(self, candidates: list[Identified], examined: Examined, names: list[str],
+                              records: dict[int, ImageRecord], source: str, refused: str | None,
+                              versions: dict[str, str], calibration: Calibration | None,
+                              verified: dict[int, tuple[Verification | None, tuple[int, int] | None]]
+                              ) -> list[Identified]:
+        """The candidates, with each window's ``per_part`` nearest references (every
+        method's hash of the window) verified against the whole query: a picture that
+        fills part of the query holds its share of the query's keypoints, so a window only
+        has to bring it among the candidates (verification alone speaks for them, as for
+        the halves)."""
+        methods = self.ref.crop_methods(names)
+        if not methods:
+            return candidates
+        size = examined.local_features[0].size
+        values = [value for box in window_boxes(size, self.config.windows)
+                  for value in self.ref.examine_region(examined, box, methods).hashes.values()]
+        more: dict[int, dict[str, tuple[float, bool]]] = {}
+        self._nearest_to_part(values, more, records, source, self.config.per_window)
+        known = {c.image.id for c in candidates}
+        return candidates + self._checked({i: m for i, m in more.items() if i not in known}, records, examined,
+                                          refused, versions, calibration, verified=verified)
+
     def _look_at_negative(self, candidates: list[Identified], examined: Examined, names: list[str],
                           records: dict[int, ImageRecord], source: str, versions: dict[str, str],
                           calibration: Calibration | None) -> list[Identified]:
@@ -434,7 +469,9 @@ class Identifier:
         are not calibrated); returns each hash's."""
         k = k or self.config.per_part
         brought = []
-        for result in self.ref.query_hashes(list(values), k=k + len(besides), source=source):
+        # Only the nearest are wanted, so only that many matches are decided (a loose method
+        # matches hundreds of a large collection): the same nearest, by hash or by crop.
+        for result in self.ref.query_hashes(list(values), k=k + len(besides), source=source, most=k + len(besides)):
             found = result.matches
             nearest = sorted((m for m in found if m.image.id not in besides), key=lambda m: m.nearest)[:k]
             for m in nearest:
