@@ -348,11 +348,14 @@ class Identifier:
                     break
             if not found:
                 break  # the same parts would be looked at again
-        if looks and self.config.windows and self.config.per_window and not refused and not any(c.identified for c in candidates):
-            candidates = self._look_through_windows(candidates, examined, names, records, source, refused, versions,
-                                                    calibration, verified)
-        if looks and self.config.negatives and not refused and not any(c.identified for c in candidates):
-            candidates = self._look_at_negative(candidates, examined, names, records, source, versions, calibration)
+        # Where still nothing is identified: windows of the query, then its negative.
+        if looks and not refused:
+            if self.config.windows and self.config.per_window and not any(c.identified for c in candidates):
+                candidates = self._look_through_windows(candidates, examined, names, records, source, refused,
+                                                        versions, calibration, verified)
+            if self.config.negatives and not any(c.identified for c in candidates):
+                candidates = self._look_at_negative(candidates, examined, names, records, source, versions,
+                                                    calibration)
         candidates.sort(key=lambda c: (not c.identified, -c.score, c.image.id))
         identified = [c for c in candidates if c.identified]
         query_features = examined.local_features
@@ -410,11 +413,11 @@ class Identifier:
                               versions: dict[str, str], calibration: Calibration | None,
                               verified: dict[int, tuple[Verification | None, tuple[int, int] | None]]
                               ) -> list[Identified]:
-        """The candidates, with each window's ``per_part`` nearest references (every
-        method's hash of the window) verified against the whole query: a picture that
-        fills part of the query holds its share of the query's keypoints, so a window only
-        has to bring it among the candidates (verification alone speaks for them, as for
-        the halves)."""
+        """The candidates, with each window's ``per_window`` nearest references (by the
+        hashes of the methods that find crops) verified against the whole query: a
+        picture that fills part of the query holds its share of the query's keypoints, so
+        a window only has to bring it among the candidates (verification alone speaks for
+        them, as for the halves)."""
         methods = self.ref.crop_methods(names)
         if not methods:
             return candidates
