@@ -66,6 +66,25 @@ def make_db(url: str) -> ReferenceDB:
     return ref
 
 
+def test_a_database_made_through_the_api_is_opened_again_with_the_methods_it_holds(tmp_path, originals):
+    """ReferenceDB(url, methods=...) records no methods; opened again without them (as
+    `db query` opens it), it searched with forbild alone though it held pdq's and cmaa's
+    hashes."""
+    url = str(tmp_path / "api.sqlite")
+    with ReferenceDB(url, methods=["pdq", "cmaa"]) as ref:
+        ref.add(originals[:2])
+        assert ref.store.meta("methods") is None
+    with ReferenceDB(url) as ref:
+        assert sorted(ref.methods) == ["cmaa", "pdq"]
+        assert {r.method for r in ref.query(originals[0])} == {"cmaa", "pdq"}
+    with ReferenceDB(url) as ref:
+        ref.set_methods(["forbild"])  # recorded methods still win
+    with ReferenceDB(url) as ref:
+        assert ref.methods == ["forbild"]
+    with ReferenceDB(str(tmp_path / "empty.sqlite")) as ref:
+        assert ref.methods == ["forbild"]  # nothing held: the default
+
+
 def test_an_attacked_copy_finds_its_original(db_url, originals, photos, tmp_path):
     with make_db(db_url) as ref:
         report = ref.add(originals)

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..measure import hamming_rows, threshold_at_fpr
-from ..hashing import BaseHasher, Hash, MultiHash
+from ..hashing import BaseHasher, Hash, MultiHash, available_methods
 from ..hashing.base import shared_hasher
 from ..information import DEFAULT_RULE
 from ..io import DEFAULT_LIMITS, ImageSource, LoadLimits
@@ -177,8 +177,20 @@ class ReferenceDB:
         self._store_checked = False
 
     def _stored_methods(self) -> list[str]:
+        """The methods recorded for this database (``db init --methods``, ``db add
+        --methods``); where none are, those whose hashes it holds (a database made
+        through the API with ``methods`` records none: opened again without them, it
+        searched with forbild alone, though it held pdq's and cmaa's hashes); else the
+        default."""
         stored = self.store.meta("methods")
-        return json.loads(stored) if stored else list(DEFAULT_METHODS)
+        if stored:
+            return json.loads(stored)
+        held: dict[str, set[str]] = {}
+        for method, version in self.store.methods():
+            if not method.endswith(CROPS) and method in available_methods():
+                held.setdefault(method, set()).add(version)
+        current = [m for m, versions in held.items() if shared_hasher(m).version in versions]
+        return current or list(DEFAULT_METHODS)
 
     def _identity(self) -> str:
         """A random id of this database, so a saved index is never applied to another one."""
