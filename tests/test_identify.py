@@ -165,6 +165,13 @@ def test_a_registered_file_queried_with_its_own_bytes_is_that_file(tmp_path):
         again = engine.identify(other)
         assert not any(c.evidence.same_file for c in again.candidates)
         assert all(c.score < 70 for c in again.candidates)
+        # A large JPEG is seen drafted: its region is in the pixels the query is seen in.
+        big = tmp_path / "sky-big.jpg"
+        Image.open(path).resize((2048, 1536)).save(big, quality=95)
+        (_, big_id), = ref.add([big]).added
+        found = engine.identify(big).matches[0]
+        assert found.image.id == big_id and found.evidence.same_file
+        assert found.region == (0, 0, *engine.examine(big).local_features[0].size) != (0, 0, 2048, 1536)
 
 
 def test_a_negative_is_identified_through_its_negative(registered, photos):

@@ -493,6 +493,7 @@ class Identifier:
         query made already, by reference, and kept for a later look; ``negative``: the
         region is the query's negative."""
         verified = {} if verified is None or region is not None else verified
+        query_size = examined.local_features[0].size if examined.local_features is not None else None
         unchecked = [i for i in offered if i not in verified]
         stored = self.ref.stored_features(unchecked) if unchecked else {}
         query_features = examined.local_features if region is None else region.local_features
@@ -515,15 +516,17 @@ class Identifier:
         return [self._judge(records[image_id], Evidence(methods, *verified[image_id],
                                                         same_file=records[image_id].digest == examined.digest,
                                                         negative=negative),
-                            refused, versions, calibration)
+                            refused, versions, calibration, query_size)
                 for image_id, methods in offered.items()]
 
     def _judge(self, image: ImageRecord, evidence: Evidence, refused: str | None,
-               versions: dict[str, str], calibration: Calibration | None) -> Identified:
+               versions: dict[str, str], calibration: Calibration | None,
+               query_size: tuple[int, int] | None = None) -> Identified:
         """Each calibrated signal's rate between distinct images (:mod:`.calibration`);
         the joint tail's rate at their summed evidence (the union bound where no joint
         tail covers them) is the candidate's false-match rate; it is named when that is
-        at most the target."""
+        at most the target. ``query_size``: the query's frame (its local features'
+        pixels), the region of a file that is the query itself."""
         rates, signal_versions = _rates(evidence, versions, calibration)
         joint = calibration.joint(signal_versions) if rates else None
         # The joint rate as the calibration can support it (Tail.bound): where only a few
@@ -557,8 +560,8 @@ class Identifier:
         if refused and identified:
             identified, reason = False, f"{reason}; not a match: the query {refused}"
         region = v.query_box if v is not None and v.accepted else None
-        if region is None and evidence.same_file and image.width and image.height:
-            region = (0, 0, image.width, image.height)  # the whole query is the file
+        if region is None and evidence.same_file and query_size is not None:
+            region = (0, 0, *query_size)  # the whole query is the file
         score = round(-math.log10(max(rate, 1e-300)), 2)
         return Identified(image, score, identified, reason, region, replace(evidence, rates=rates))
 
