@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -160,3 +162,48 @@ def test_a_learned_query_is_also_searched_half_a_turn_back(photos):
     _, copy_variants = hasher.query_hashes(copy)
     back = next(v for v in copy_variants if v.extra["variant"] == "turned 180°")
     assert back.nhd(original) < hasher.hash_pil(copy).nhd(original)
+
+
+def test_a_grey_tone_model_sees_a_grey_or_darker_copy_as_its_original(photos, tmp_path):
+    from PIL import ImageEnhance, ImageOps
+
+    from robusthash.runtime import STD
+
+    im = photos["coffee"]
+    colour = preprocess(im, 32, "stretched-grey")
+    # The three channels carry one grey picture, which spans the whole range.
+    grey = colour * STD[:, None, None] + np.array([0.485, 0.456, 0.406], dtype=np.float32)[:, None, None]
+    assert np.abs(grey[0] - grey[2]).max() < 1e-5 and grey.min() < 0.01 and grey.max() > 0.99
+    as_grey = preprocess(ImageOps.grayscale(im), 32, "stretched-grey")
+    darker = preprocess(ImageEnhance.Brightness(im).enhance(0.5), 32, "stretched-grey")
+    other = preprocess(photos["astronaut"], 32, "stretched-grey")
+    change = {name: np.abs(x - colour).mean() for name, x in (("grey", as_grey), ("darker", darker),
+                                                               ("other", other))}
+    rgb = {name: np.abs(preprocess(x, 32) - preprocess(im, 32)).mean()
+           for name, x in (("grey", ImageOps.grayscale(im)), ("darker", ImageEnhance.Brightness(im).enhance(0.5)))}
+    assert change["grey"] < 0.02 * change["other"] and change["darker"] < 0.05 * change["other"]
+    assert rgb["grey"] > 5 * change["grey"] and rgb["darker"] > 5 * change["darker"]
+    with pytest.raises(ValueError, match="tone rule"):
+        preprocess(im, 32, "sepia")
+
+    # The rule travels in the model file: its hasher applies it.
+    torch.manual_seed(0)
+    model = CMAA(replace(TINY, tone="stretched-grey")).eval()
+    path = export_onnx(model, tmp_path / "grey.onnx")
+    hasher = OnnxHasher(path, name="grey")
+    assert hasher.tone == "stretched-grey"
+    with torch.no_grad():
+        expected = median_bits(model.encoder(torch.from_numpy(colour)[None]))[0].numpy()
+    assert np.array_equal(hasher.hash_pil(im).bits, expected)
+
+
+def test_the_attacks_input_rule_has_the_tone_rule(photos):
+    from robusthash.attacks import adversarial as adv
+
+    im = photos["coffee"]
+    ours = adv.model_input(adv.to_tensor(im), 96, "stretched-grey")[0].numpy()
+    assert np.abs(ours - preprocess(im, 96, "stretched-grey")).max() < 0.1
+    x = adv.to_tensor(im).requires_grad_(True)
+    adv.model_input(x, 96, "stretched-grey").sum().backward()
+    assert x.grad.abs().sum() > 0
+

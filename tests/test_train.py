@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -287,3 +288,26 @@ def test_the_anchor_term_pulls_views_to_the_teachers_hash_of_their_original(data
     assert first["anchor"] > 0
     assert first["total"] == pytest.approx(first["contrastive"] + first["alignment"] + first["reconstruction"]
                                            + first["quantization"] + 0.5 * first["anchor"], rel=1e-4)
+
+
+def test_a_model_is_fine_tuned_to_another_tone_rule_its_teacher_seeing_colours(data, tmp_path):
+    import json
+
+    from robusthash.models.cmaa import CMAA, CONFIGS
+    from robusthash.models.export import load_weights, save_weights
+    from robusthash.models.train import TrainingSamples
+    from robusthash.runtime import MEAN, STD
+
+    photos, cutouts = data
+    start = save_weights(CMAA(CONFIGS["tiny"]), tmp_path / "start.safetensors")  # an rgb model
+    config = TrainConfig(**{**CONFIG.__dict__, "init": str(start), "anchor": 0.5, "tone": "stretched-grey"})
+    samples = TrainingSamples(photos, cutouts, 32, config, teacher_tone="rgb")
+    *views, original = (t.numpy() * STD[:, None, None] + MEAN[:, None, None] for t in samples[0])
+    for view in views:  # the student sees one grey picture in its three channels
+        assert np.abs(view[0] - view[2]).max() < 1e-5
+    assert np.abs(original[0] - original[2]).max() > 0.05  # the teacher, its colours
+    train(photos, cutouts, tmp_path / "run", config)  # from an rgb model: the network is the same
+    assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["model"]["tone"] == "stretched-grey"
+    with pytest.raises(ValueError, match="tone rule"):
+        TrainConfig(**{**CONFIG.__dict__, "tone": "sepia"}).model_config()
+    assert load_weights(start).config.tone == "rgb"

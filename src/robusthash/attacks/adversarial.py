@@ -29,7 +29,7 @@ from PIL import Image
 
 from ..models.cmaa import median_signs  # noqa: F401 - the attacks' API
 from ..models.pgd import PGDConfig, l2_radius, pgd  # noqa: F401 - the attacks' API
-from ..runtime import MEAN, STD
+from ..runtime import LUMA, MEAN, STD, STRETCH_GAIN, STRETCH_PERCENTILES
 from .transforms import jpeg
 
 # The IJG tables of the JPEG standard (Annex K), quality 50; ``quant_tables`` scales them.
@@ -98,10 +98,20 @@ def differentiable_jpeg(x: torch.Tensor, quality: int = 90) -> torch.Tensor:
     return rgb[:, :, :h, :w].clamp(0, 1)
 
 
-def model_input(x: torch.Tensor, size: int) -> torch.Tensor:
+def model_input(x: torch.Tensor, size: int, tone: str = "rgb") -> torch.Tensor:
     """The learned hashers' input rule (``runtime.preprocess``) in torch: resize to
-    ``size`` × ``size`` (bilinear, antialiased as Pillow's), ImageNet normalisation."""
+    ``size`` × ``size`` (bilinear, antialiased as Pillow's), the tone rule, ImageNet
+    normalisation. The stretch's percentiles are differentiable (a quantile is an
+    interpolation of sorted values), so an attack sees through it."""
     resized = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if tone == "stretched-grey":
+        grey = torch.einsum("bchw,c->bhw", resized, torch.from_numpy(LUMA))
+        bounds = torch.quantile(grey.flatten(1), torch.tensor(STRETCH_PERCENTILES) / 100, dim=1)
+        low = bounds[0][:, None, None]
+        span = (bounds[1] - bounds[0]).clamp_min(1.0 / STRETCH_GAIN)[:, None, None]
+        resized = ((grey - low) / span).clamp(0, 1)[:, None].expand(-1, 3, -1, -1)
+    elif tone != "rgb":
+        raise ValueError(f"unknown tone rule {tone!r}")
     return (resized - torch.from_numpy(MEAN)[:, None, None]) / torch.from_numpy(STD)[:, None, None]
 
 
@@ -109,10 +119,10 @@ class Fingerprint(torch.nn.Module):
     """Pixels of a file (B, 3, H, W, in [0, 1]) → what the file's hash is made from: the
     normalised feature u of the encoder, after JPEG (when ``jpeg_quality``) and the resize."""
 
-    def __init__(self, encoder: torch.nn.Module, size: int, jpeg_quality: int | None = 90):
+    def __init__(self, encoder: torch.nn.Module, size: int, jpeg_quality: int | None = 90, tone: str = "rgb"):
         super().__init__()
         self.encoder = encoder.eval()
-        self.size = size
+        self.size, self.tone = size, tone
         self.jpeg_quality = jpeg_quality
         for p in self.encoder.parameters():
             p.requires_grad_(False)
@@ -120,7 +130,7 @@ class Fingerprint(torch.nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.jpeg_quality:
             pixels = differentiable_jpeg(pixels, self.jpeg_quality)
-        return self.encoder(model_input(pixels, self.size))
+        return self.encoder(model_input(pixels, self.size, self.tone))
 
 
 # The learned hashers whose torch weights ship beside their ONNX model: white-box targets.
@@ -135,7 +145,7 @@ def shipped_fingerprint(jpeg_quality: int | None = 90, method: str = "cmaa") -> 
     if method not in WHITE_BOX:
         raise ValueError(f"{method!r} has no white-box model; white-box methods: {', '.join(WHITE_BOX)}")
     model = load_weights(shipped_model(WHITE_BOX[method]))
-    return Fingerprint(model.encoder, model.config.img_size, jpeg_quality)
+    return Fingerprint(model.encoder, model.config.img_size, jpeg_quality, model.config.tone)
 
 
 def untargeted(fingerprint: Fingerprint, x: torch.Tensor, config: PGDConfig = PGDConfig(),

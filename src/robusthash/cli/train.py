@@ -42,6 +42,10 @@ def train_cmaa(
     stop_at: Optional[int] = typer.Option(None, "--stop-at", min=1,
                                           help="end after this step, checkpointed, on --steps' schedule (a later "
                                                "run resumes); e.g. to cut a run short and export it"),
+    tone: str = typer.Option("rgb", "--tone",
+                             help="what the model sees of tones: rgb (colours as they are, the shipped model's) or "
+                                  "stretched-grey (luminance, stretched over the whole range: a grey, darker or "
+                                  "lower-contrast copy looks nearly the same); an --init model of another rule is fine-tuned to it"),
     augment: str = typer.Option("table1", "--augment",
                                 help="training views: table1 (one CMAA Table 1 attack per view, the shipped "
                                      "model's) or wide (v2: chains of colour, geometry, filter, overlay and "
@@ -59,13 +63,13 @@ def train_cmaa(
         config = TrainConfig(model=model, ablation=ablation, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                              loader_workers=loader_workers, checkpoint_every=checkpoint_every,
                              views=ViewConfig(augment=augment), init=str(init) if init else None, koleo=koleo,
-                             anchor=anchor)
+                             anchor=anchor, tone=tone)
         config.model_config()
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     photos, cutouts = _training_split(data, objects)
     err.print(f"{len(photos)} photos, {len(cutouts)} train cut-outs, model {model}, ablation {ablation}, "
-              f"{augment} views, {steps} steps" + (f", from {init}" if init else ""))
+              f"{augment} views, {tone} tones, {steps} steps" + (f", from {init}" if init else ""))
     weights = _with_training_progress(steps, "total",
                                       lambda report: run_training(photos, cutouts, run_dir, config, progress=report,
                                                                   stop_at=stop_at))

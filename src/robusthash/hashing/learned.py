@@ -50,6 +50,7 @@ class OnnxHasher(BaseHasher):
         self.name = name
         self.bits = int(config["hash_bits"])
         self.image_size = int(config["img_size"])
+        self.tone = config.get("tone", "rgb")  # models exported before the tone rule saw colours
         self.draft_size = self.image_size
         # The file's digest, not its name: a retrained model under the same name must not
         # be served hashes cached for the old one (bench cache, database versions).
@@ -65,7 +66,7 @@ class OnnxHasher(BaseHasher):
         # they run, over the whole batch: in a batch, an image's hash depended on the other
         # images (2-8 of 128 bits on 8 train photos). Each image runs alone, so that a hash
         # is a function of its own file, whoever hashes it with what.
-        return np.concatenate([self.session.run(None, {"images": preprocess(im, self.image_size)[None]})[0]
+        return np.concatenate([self.session.run(None, {"images": preprocess(im, self.image_size, self.tone)[None]})[0]
                                for im in images])
 
     def hash_pil(self, im: Image.Image) -> Hash:

@@ -57,9 +57,13 @@ class CMAAConfig:
     # frozen teacher gives their clean original, so fine-tuning for invariance cannot
     # trade away the teacher's spread (the collapse of v2's wide runs).
     anchor: float = 0.0
+    # What the model sees of an image's tones (``runtime.TONES``): part of its input rule,
+    # not of the network, so a model may be fine-tuned from one rule to another.
+    tone: str = "rgb"
 
     # The fields above that choose what a run trains, not what the network is.
     LOSSES = ("use_alignment", "use_reconstruction", "use_quantization", "koleo", "anchor")
+    INPUT = ("tone",)
 
     @property
     def num_patches(self) -> int:

@@ -26,7 +26,7 @@ from ..io import ImageError, load_pil
 from ..synth.corpus import Corpus, refuse_test_split
 from .aria import AriaConfig, perturb_views
 from .cmaa import CMAA, CONFIGS, CMAAConfig, cosine_schedule, median_signs, with_losses
-from ..runtime import preprocess
+from ..runtime import TONES, preprocess
 from .checkpoint import load_weights, model_state
 from .views import ViewConfig, three_views, training_original
 
@@ -62,6 +62,9 @@ class TrainConfig:
     koleo: float = 0.0
     # Weight of the anchor term (CMAAConfig.anchor); its teacher is the frozen ``init`` model.
     anchor: float = 0.0
+    # The model's tone rule (CMAAConfig.tone, runtime.TONES); an ``init`` model of another
+    # rule is fine-tuned to this one.
+    tone: str = "rgb"
 
     def model_config(self) -> CMAAConfig:
         if self.model not in CONFIGS:
@@ -70,8 +73,10 @@ class TrainConfig:
             raise ValueError(f"unknown ablation {self.ablation!r}; choose from {', '.join(ABLATIONS)}")
         if self.anchor and not self.init:
             raise ValueError("the anchor term needs --init: its teacher is the model fine-tuned from")
+        if self.tone not in TONES:
+            raise ValueError(f"unknown tone rule {self.tone!r}; choose from {', '.join(TONES)}")
         return replace(with_losses(CONFIGS[self.model], *ABLATIONS[self.ablation]), koleo=self.koleo,
-                       anchor=self.anchor)
+                       anchor=self.anchor, tone=self.tone)
 
 
 def read_training_list(path: Path) -> list[Path]:
@@ -87,14 +92,16 @@ def read_training_list(path: Path) -> list[Path]:
 
 
 class TrainingSamples(torch.utils.data.Dataset):
-    """Sample k → three preprocessed views (float32 tensors) of training original k, and
-    the original itself where the run has an anchor term (its teacher hashes it)."""
+    """Sample k → three views (float32 tensors) of training original k, preprocessed by
+    the model's input rule, and the original itself where the run has an anchor term,
+    preprocessed by its teacher's rule (``teacher_tone``: the teacher hashes it)."""
 
-    def __init__(self, photos: list[Path], cutouts: list[Path], image_size: int, config: TrainConfig):
+    def __init__(self, photos: list[Path], cutouts: list[Path], image_size: int, config: TrainConfig,
+                 teacher_tone: str = "rgb"):
         if not photos:
             raise ValueError("no training photos")
         self.photos, self.cutout_paths = photos, cutouts
-        self.image_size, self.config = image_size, config
+        self.image_size, self.config, self.teacher_tone = image_size, config, teacher_tone
         self._cutouts: list[Image.Image] | None = None
 
     def __len__(self) -> int:
@@ -112,9 +119,10 @@ class TrainingSamples(torch.utils.data.Dataset):
         views = self.config.views
         original = training_original(self.load(self.photo_for(k)), rng, views, self._cutouts)
         made = three_views(original, rng, views, self._cutouts, self.another_original)
+        inputs = [preprocess(v, self.image_size, self.config.tone) for v in made]
         if self.config.anchor:
-            made = (*made, original)
-        return tuple(torch.from_numpy(preprocess(v, self.image_size)) for v in made)
+            inputs.append(preprocess(original, self.image_size, self.teacher_tone))
+        return tuple(torch.from_numpy(x) for x in inputs)
 
     def load(self, path: Path) -> Image.Image:
         try:
@@ -162,8 +170,8 @@ def train(photos: list[Path], cutouts: list[Path], out: Path, config: TrainConfi
         return out / "checkpoint.safetensors"  # stopped there already: nothing to do
     if step == 0 and config.init:
         start_from(model, Path(config.init))
-    teacher = frozen_teacher(Path(config.init), device) if config.anchor else None
-    samples = TrainingSamples(photos, cutouts, model.config.img_size, config)
+    teacher, teacher_tone = frozen_teacher(Path(config.init), device) if config.anchor else (None, "rgb")
+    samples = TrainingSamples(photos, cutouts, model.config.img_size, config, teacher_tone)
     loader = torch.utils.data.DataLoader(
         samples, batch_size=config.batch_size, num_workers=config.loader_workers,
         sampler=SequentialFrom(step * config.batch_size, config.steps * config.batch_size),
@@ -212,19 +220,22 @@ def start_from(model: CMAA, weights: Path) -> None:
     """Load ``export.save_weights``' file into ``model`` (same configuration), the
     momentum encoder as a copy of the encoder: the start of a fine-tuning run."""
     trained = load_weights(weights)
-    # The losses a run trains with are its own; the network must be the same.
-    losses = {name: getattr(model.config, name) for name in CMAAConfig.LOSSES}
-    if replace(trained.config, **losses) != model.config:
+    # The losses a run trains with and the input rule it trains to are its own; the
+    # network must be the same.
+    own = {name: getattr(model.config, name) for name in (*CMAAConfig.LOSSES, *CMAAConfig.INPUT)}
+    if replace(trained.config, **own) != model.config:
         raise ValueError(f"{weights} holds a model of another configuration than this run's")
     model.load_state_dict(trained.state_dict())
 
 
-def frozen_teacher(weights: Path, device: str) -> torch.nn.Module:
-    """The encoder of ``weights``, frozen, in eval mode: the anchor term's teacher."""
-    encoder = load_weights(weights).encoder.to(device).eval()
+def frozen_teacher(weights: Path, device: str) -> tuple[torch.nn.Module, str]:
+    """The encoder of ``weights``, frozen, in eval mode: the anchor term's teacher; and
+    its tone rule, by which it sees the originals."""
+    model = load_weights(weights)
+    encoder = model.encoder.to(device).eval()
     for p in encoder.parameters():
         p.requires_grad = False
-    return encoder
+    return encoder, model.config.tone
 
 
 def save_checkpoint(out: Path, model: CMAA, optimizer: torch.optim.Optimizer, config: TrainConfig, step: int) -> None:
