@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -167,12 +168,12 @@ def test_a_learned_query_is_also_searched_half_a_turn_back(photos):
 def test_a_grey_tone_model_sees_a_grey_or_darker_copy_as_its_original(photos, tmp_path):
     from PIL import ImageEnhance, ImageOps
 
-    from robusthash.runtime import STD
+    from robusthash.runtime import MEAN, STD
 
     im = photos["coffee"]
     colour = preprocess(im, 32, "stretched-grey")
     # The three channels carry one grey picture, which spans the whole range.
-    grey = colour * STD[:, None, None] + np.array([0.485, 0.456, 0.406], dtype=np.float32)[:, None, None]
+    grey = colour * STD[:, None, None] + MEAN[:, None, None]
     assert np.abs(grey[0] - grey[2]).max() < 1e-5 and grey.min() < 0.01 and grey.max() > 0.99
     as_grey = preprocess(ImageOps.grayscale(im), 32, "stretched-grey")
     darker = preprocess(ImageEnhance.Brightness(im).enhance(0.5), 32, "stretched-grey")
@@ -195,6 +196,13 @@ def test_a_grey_tone_model_sees_a_grey_or_darker_copy_as_its_original(photos, tm
     with torch.no_grad():
         expected = median_bits(model.encoder(torch.from_numpy(colour)[None]))[0].numpy()
     assert np.array_equal(hasher.hash_pil(im).bits, expected)
+    # A model file naming a rule there is not is refused when opened, by its name.
+    from robusthash.models.export import set_metadata
+
+    config = json.loads(dict(hasher.session.get_modelmeta().custom_metadata_map)["robusthash.config"])
+    set_metadata(path, {"robusthash.config": json.dumps({**config, "tone": "sepia"})})
+    with pytest.raises(ValueError, match="grey.onnx: unknown tone rule 'sepia'"):
+        OnnxHasher(path, name="grey")
 
 
 def test_the_attacks_input_rule_has_the_tone_rule(photos):
@@ -206,4 +214,5 @@ def test_the_attacks_input_rule_has_the_tone_rule(photos):
     x = adv.to_tensor(im).requires_grad_(True)
     adv.model_input(x, 96, "stretched-grey").sum().backward()
     assert x.grad.abs().sum() > 0
-
+    with pytest.raises(ValueError, match="tone rule"):
+        adv.model_input(x, 96, "sepia")

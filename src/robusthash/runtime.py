@@ -98,6 +98,13 @@ STRETCH_PERCENTILES = (0.5, 99.5)
 STRETCH_GAIN = 32.0
 
 
+def check_tone(tone: str) -> str:
+    """``tone`` if it is a tone rule of :data:`TONES`, else a ValueError naming them."""
+    if tone not in TONES:
+        raise ValueError(f"unknown tone rule {tone!r}; one of {', '.join(TONES)}")
+    return tone
+
+
 def stretched(grey: np.ndarray) -> np.ndarray:
     """``grey`` (values in [0, 1]) stretched linearly so that its
     :data:`STRETCH_PERCENTILES` become 0 and 1, clipped there; by at most
@@ -110,8 +117,7 @@ def stretched(grey: np.ndarray) -> np.ndarray:
 def preprocess(im: Image.Image, size: int, tone: str = "rgb") -> np.ndarray:
     """A model input ``(3, size, size)`` float32 from a PIL image, by the tone rule
     ``tone`` (:data:`TONES`)."""
-    if tone not in TONES:
-        raise ValueError(f"unknown tone rule {tone!r}; one of {', '.join(TONES)}")
+    check_tone(tone)
     rgb = im if im.mode == "RGB" else im.convert("RGB")
     pixels = np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
     if tone == "stretched-grey":

@@ -29,7 +29,7 @@ from PIL import Image
 
 from ..models.cmaa import median_signs  # noqa: F401 - the attacks' API
 from ..models.pgd import PGDConfig, l2_radius, pgd  # noqa: F401 - the attacks' API
-from ..runtime import LUMA, MEAN, STD, STRETCH_GAIN, STRETCH_PERCENTILES
+from ..runtime import LUMA, MEAN, STD, STRETCH_GAIN, STRETCH_PERCENTILES, check_tone
 from .transforms import jpeg
 
 # The IJG tables of the JPEG standard (Annex K), quality 50; ``quant_tables`` scales them.
@@ -104,14 +104,12 @@ def model_input(x: torch.Tensor, size: int, tone: str = "rgb") -> torch.Tensor:
     normalisation. The stretch's percentiles are differentiable (a quantile is an
     interpolation of sorted values), so an attack sees through it."""
     resized = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    if tone == "stretched-grey":
+    if check_tone(tone) == "stretched-grey":
         grey = torch.einsum("bchw,c->bhw", resized, torch.from_numpy(LUMA))
         bounds = torch.quantile(grey.flatten(1), torch.tensor(STRETCH_PERCENTILES) / 100, dim=1)
         low = bounds[0][:, None, None]
         span = (bounds[1] - bounds[0]).clamp_min(1.0 / STRETCH_GAIN)[:, None, None]
         resized = ((grey - low) / span).clamp(0, 1)[:, None].expand(-1, 3, -1, -1)
-    elif tone != "rgb":
-        raise ValueError(f"unknown tone rule {tone!r}")
     return (resized - torch.from_numpy(MEAN)[:, None, None]) / torch.from_numpy(STD)[:, None, None]
 
 

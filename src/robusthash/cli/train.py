@@ -45,7 +45,8 @@ def train_cmaa(
     tone: str = typer.Option("rgb", "--tone",
                              help="what the model sees of tones: rgb (colours as they are, the shipped model's) or "
                                   "stretched-grey (luminance, stretched over the whole range: a grey, darker or "
-                                  "lower-contrast copy looks nearly the same); an --init model of another rule is fine-tuned to it"),
+                                  "lower-contrast copy looks nearly the same); an --init model of another rule is "
+                                  "fine-tuned to it"),
     augment: str = typer.Option("table1", "--augment",
                                 help="training views: table1 (one CMAA Table 1 attack per view, the shipped "
                                      "model's) or wide (v2: chains of colour, geometry, filter, overlay and "

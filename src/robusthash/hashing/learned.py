@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..io import DEFAULT_LIMITS, LoadLimits
-from ..runtime import onnx_session, preprocess, shipped_model
+from ..runtime import check_tone, onnx_session, preprocess, shipped_model
 from .base import BaseHasher, load_for
 from .value import Hash
 
@@ -50,7 +50,10 @@ class OnnxHasher(BaseHasher):
         self.name = name
         self.bits = int(config["hash_bits"])
         self.image_size = int(config["img_size"])
-        self.tone = config.get("tone", "rgb")  # models exported before the tone rule saw colours
+        try:  # models exported before the tone rule saw colours
+            self.tone = check_tone(config.get("tone", "rgb"))
+        except ValueError as exc:
+            raise ValueError(f"{model_path}: {exc}") from None
         self.draft_size = self.image_size
         # The file's digest, not its name: a retrained model under the same name must not
         # be served hashes cached for the old one (bench cache, database versions).

@@ -26,7 +26,7 @@ from ..io import ImageError, load_pil
 from ..synth.corpus import Corpus, refuse_test_split
 from .aria import AriaConfig, perturb_views
 from .cmaa import CMAA, CONFIGS, CMAAConfig, cosine_schedule, median_signs, with_losses
-from ..runtime import TONES, preprocess
+from ..runtime import check_tone, preprocess
 from .checkpoint import load_weights, model_state
 from .views import ViewConfig, three_views, training_original
 
@@ -73,10 +73,8 @@ class TrainConfig:
             raise ValueError(f"unknown ablation {self.ablation!r}; choose from {', '.join(ABLATIONS)}")
         if self.anchor and not self.init:
             raise ValueError("the anchor term needs --init: its teacher is the model fine-tuned from")
-        if self.tone not in TONES:
-            raise ValueError(f"unknown tone rule {self.tone!r}; choose from {', '.join(TONES)}")
         return replace(with_losses(CONFIGS[self.model], *ABLATIONS[self.ablation]), koleo=self.koleo,
-                       anchor=self.anchor, tone=self.tone)
+                       anchor=self.anchor, tone=check_tone(self.tone))
 
 
 def read_training_list(path: Path) -> list[Path]:
